@@ -1,0 +1,103 @@
+# Target helpers: one static library per src/ folder (sources globbed, so adding a file needs no CMake
+# edit), a single LibTorch precompiled header shared by every target that includes LibTorch, and test
+# registration (GoogleTest, MPI under mpiexec, Python parity scripts against HF oracles).
+
+set(HS_INCLUDE_ROOTS ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR})
+
+if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  set(HS_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
+endif()
+
+# The LibTorch PCH is compiled once (into hs_torch_pch) and reused by every torch target.
+if(Torch_FOUND AND NOT TARGET hs_torch_pch)
+  add_library(hs_torch_pch STATIC ${CMAKE_SOURCE_DIR}/src/core/torch_pch.cpp)
+  target_include_directories(hs_torch_pch PUBLIC ${HS_INCLUDE_ROOTS})
+  target_link_libraries(hs_torch_pch PUBLIC ${TORCH_LIBRARIES})
+  target_compile_options(hs_torch_pch PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${HS_WARNINGS}>)
+  if(HS_PCH)
+    target_precompile_headers(hs_torch_pch PRIVATE ${CMAKE_SOURCE_DIR}/src/core/torch_pch.h)
+  endif()
+endif()
+
+# hs_torch_target(tgt): link LibTorch and reuse the shared precompiled header.
+function(hs_torch_target tgt)
+  target_link_libraries(${tgt} PUBLIC hs_torch_pch)
+  if(HS_PCH)
+    target_precompile_headers(${tgt} REUSE_FROM hs_torch_pch)
+  endif()
+endfunction()
+
+# hs_library(name DIR dir [TORCH] [LIBS ...]): a static library from dir/*.cpp (an INTERFACE target
+# while the folder has no sources yet, so dependents can link it already).
+function(hs_library name)
+  cmake_parse_arguments(A "TORCH" "DIR" "LIBS" ${ARGN})
+  file(GLOB _src CONFIGURE_DEPENDS ${A_DIR}/*.cpp)
+  if(_src)
+    add_library(${name} STATIC ${_src})
+    target_include_directories(${name} PUBLIC ${HS_INCLUDE_ROOTS})
+    target_link_libraries(${name} PUBLIC ${A_LIBS})
+    target_compile_options(${name} PRIVATE ${HS_WARNINGS})
+    if(A_TORCH)
+      hs_torch_target(${name})
+    endif()
+  else()
+    add_library(${name} INTERFACE)
+    target_include_directories(${name} INTERFACE ${HS_INCLUDE_ROOTS})
+    target_link_libraries(${name} INTERFACE ${A_LIBS})
+  endif()
+endfunction()
+
+# ---- tests ----------------------------------------------------------------------------------------
+# Shared test data (../shared/data or $HSLOTH_TESTDATA); tests skip with a message when it is absent.
+if(DEFINED ENV{HSLOTH_TESTDATA})
+  set(HS_TESTDATA $ENV{HSLOTH_TESTDATA})
+else()
+  get_filename_component(HS_TESTDATA ${CMAKE_SOURCE_DIR}/../shared/data ABSOLUTE)
+endif()
+set(HS_TEST_ENV
+    "HSLOTH_TESTDATA=${HS_TESTDATA}"
+    "HSLOTH_BIN=${CMAKE_BINARY_DIR}/hsloth"
+    "HSLOTH_SOURCE=${CMAKE_SOURCE_DIR}"
+    "HSLOTH_PYTHON=${HS_PYTHON}"
+    "OMPI_ALLOW_RUN_AS_ROOT=1" "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
+    "OMPI_MCA_rmaps_base_oversubscribe=1"
+    "TOKENIZERS_PARALLELISM=false" "HF_HUB_OFFLINE=1" "TRANSFORMERS_OFFLINE=1")
+
+# hs_gtest(name SOURCES ... [LIBS ...] [LABELS ...] [MPI n1 n2 ...] [TIMEOUT s])
+#   Without MPI: each TEST() becomes its own CTest test (discovered when the tests run).
+#   With MPI: the whole executable runs under `mpiexec -n N` once per N, as test `name.npN`.
+function(hs_gtest name)
+  cmake_parse_arguments(A "" "TIMEOUT" "SOURCES;LIBS;LABELS;MPI" ${ARGN})
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 600)
+  endif()
+  add_executable(${name} ${A_SOURCES})
+  target_link_libraries(${name} PRIVATE ${A_LIBS} hs_test_support GTest::gtest)
+  target_compile_options(${name} PRIVATE ${HS_WARNINGS})
+  if(A_MPI)
+    foreach(n ${A_MPI})
+      add_test(NAME ${name}.np${n}
+               COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${n} --oversubscribe
+                       ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${name}> ${MPIEXEC_POSTFLAGS})
+      set_tests_properties(${name}.np${n} PROPERTIES ENVIRONMENT "${HS_TEST_ENV}" TIMEOUT ${A_TIMEOUT}
+                           LABELS "mpi;${A_LABELS}" PROCESSORS ${n} SKIP_RETURN_CODE 77)
+    endforeach()
+  else()
+    include(GoogleTest)
+    gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES ENVIRONMENT "${HS_TEST_ENV}"
+                         TIMEOUT ${A_TIMEOUT} LABELS "${A_LABELS}")
+  endif()
+endfunction()
+
+# hs_pytest(name SCRIPT file [ARGS ...] [LABELS ...] [TIMEOUT s]): a Python script that compares our
+# binary with an independent oracle (transformers, peft, tokenizers). Exit 77 = skipped (oracle or data
+# missing), which CTest reports as skipped.
+function(hs_pytest name)
+  cmake_parse_arguments(A "" "SCRIPT;TIMEOUT" "ARGS;LABELS" ${ARGN})
+  if(NOT A_TIMEOUT)
+    set(A_TIMEOUT 900)
+  endif()
+  add_test(NAME ${name} COMMAND ${HS_PYTHON} ${A_SCRIPT} ${A_ARGS} WORKING_DIRECTORY ${CMAKE_BINARY_DIR})
+  set_tests_properties(${name} PROPERTIES ENVIRONMENT "${HS_TEST_ENV}" TIMEOUT ${A_TIMEOUT}
+                       LABELS "parity;${A_LABELS}" SKIP_RETURN_CODE 77 DEPENDS hsloth)
+endfunction()

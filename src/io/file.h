@@ -1,0 +1,17 @@
+// Whole-file reads with errors that name the path, and atomic writes: a temp file beside the target,
+// fsync, rename, fsync of the folder; a crash never leaves a half-written file under the final name.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace hs::io {
+
+std::string read_file(const std::string& path);
+void write_file_atomic(const std::string& path, std::string_view bytes);
+bool exists(const std::string& path);
+bool is_directory(const std::string& path);
+// Creates the folder and its parents; throws hs::Error naming the path when it cannot.
+void make_dirs(const std::string& path);
+
+}  // namespace hs::io
