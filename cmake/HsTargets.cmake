@@ -10,12 +10,12 @@ endif()
 
 # The LibTorch PCH is compiled once (into hs_torch_pch) and reused by every torch target.
 if(Torch_FOUND AND NOT TARGET hs_torch_pch)
-  add_library(hs_torch_pch STATIC ${CMAKE_SOURCE_DIR}/src/core/torch_pch.cpp)
+  add_library(hs_torch_pch STATIC ${CMAKE_SOURCE_DIR}/src/core/pch/torch_pch.cpp)
   target_include_directories(hs_torch_pch PUBLIC ${HS_INCLUDE_ROOTS})
   target_link_libraries(hs_torch_pch PUBLIC ${TORCH_LIBRARIES})
   target_compile_options(hs_torch_pch PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${HS_WARNINGS}>)
   if(HS_PCH)
-    target_precompile_headers(hs_torch_pch PRIVATE ${CMAKE_SOURCE_DIR}/src/core/torch_pch.h)
+    target_precompile_headers(hs_torch_pch PRIVATE ${CMAKE_SOURCE_DIR}/src/core/pch/torch_pch.h)
   endif()
 endif()
 

@@ -11,7 +11,7 @@ struct BuildInfo {
 };
 
 const BuildInfo& build_info();
-// LibTorch version string (defined in core/torch_pch.cpp, the only core file that sees LibTorch).
+// LibTorch version string (defined in core/pch/torch_pch.cpp, the only core file that sees LibTorch).
 std::string libtorch_version();
 
 }  // namespace hs

@@ -71,9 +71,9 @@ void Mpi::abort(int code) {
 std::vector<std::string> Mpi::allgather(const std::string& bytes) {
   if (!active() || g_world == 1) return {bytes};
   int64_t mine = int64_t(bytes.size());
-  std::vector<int64_t> sizes(size_t(g_world));
+  std::vector<int64_t> sizes(static_cast<size_t>(g_world));
   HS_MPI(MPI_Allgather(&mine, 1, MPI_INT64_T, sizes.data(), 1, MPI_INT64_T, MPI_COMM_WORLD));
-  std::vector<std::string> out(size_t(g_world));
+  std::vector<std::string> out(static_cast<size_t>(g_world));
   for (int r = 0; r < g_world; ++r) out[size_t(r)].resize(size_t(sizes[size_t(r)]));
   // Every rank broadcasts its own bytes in chunks: simple, and bounded message sizes.
   for (int r = 0; r < g_world; ++r) {

@@ -1,0 +1,49 @@
+#include "config/schemas.h"
+
+namespace hs::config {
+
+const Schema& train_schema() {
+  static const Schema schema = [] {
+    Schema s("train", "--config run.ini [--section.key value ...]",
+             "Fine-tune a Llama-family model (LoRA, QLoRA or full) on pre-tokenized HDF5 shards.\n"
+             "Launch with `mpirun -np N hsloth train ...` for N ranks (one GPU each); the global batch is\n"
+             "train.tokens_per_batch x train.grad_accum x N tokens.");
+    s.choice("finetune", "lora", {"lora", "qlora", "full"}, "what to train: LoRA adapters, LoRA on a 4-bit NF4 base, or all weights");
+    s.path("model.path", "", "HF model folder (config.json + *.safetensors + tokenizer.json)", true);
+    s.choice("model.dtype", "auto", {"auto", "bf16", "fp32"}, "compute dtype: auto = bf16 on GPU, fp32 on CPU");
+    s.path("data.train", "", "shard folder made by `hsloth prep`", true);
+    s.path("data.eval", "", "shard folder for evaluation (empty: hold out data.eval_fraction of train)");
+    s.real("data.eval_fraction", 0.0, "fraction of train samples held out for eval when data.eval is empty", 0, 0.5);
+    s.path("run.dir", "runs/run", "output folder: config.resolved.ini, metrics.jsonl, checkpoints/, final/");
+    s.integer("lora.r", 16, "LoRA rank", 1, 4096);
+    s.real("lora.alpha", 32, "LoRA alpha (scaling = alpha / r, or alpha / sqrt(r) with rslora)", 0, 1e9);
+    s.real("lora.dropout", 0.0, "dropout on the LoRA input", 0, 1);
+    s.list("lora.targets", "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj", "projections that get adapters",
+           {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"});
+    s.boolean("lora.rslora", false, "rank-stabilized scaling alpha / sqrt(r)");
+    s.real("train.lr", 2e-4, "peak learning rate", 0, 10);
+    s.choice("train.schedule", "cosine", {"constant", "linear", "cosine"}, "learning-rate schedule after warmup");
+    s.integer("train.warmup_steps", 10, "linear warmup steps", 0);
+    s.integer("train.max_steps", 0, "optimizer steps (0: run train.epochs epochs)", 0);
+    s.real("train.epochs", 1, "epochs over the training shards when max_steps is 0", 0);
+    s.integer("train.tokens_per_batch", 8192, "tokens per micro-batch per rank (packed rows or padded)", 16);
+    s.integer("train.grad_accum", 1, "micro-batches accumulated per optimizer step", 1);
+    s.real("train.max_grad_norm", 1.0, "gradient-norm clipping (0: off)", 0);
+    s.real("train.weight_decay", 0.0, "AdamW weight decay", 0);
+    s.real("train.beta1", 0.9, "AdamW beta1", 0, 1);
+    s.real("train.beta2", 0.999, "AdamW beta2", 0, 1);
+    s.real("train.eps", 1e-8, "AdamW epsilon", 0, 1);
+    s.integer("train.seed", 42, "seed for LoRA init, dropout and batch order");
+    s.choice("train.packing", "packed", {"packed", "padded"}, "several samples per row (attention never crosses them) or one padded sample per row");
+    s.choice("train.grad_ckpt", "off", {"off", "on", "offload"}, "gradient checkpointing per decoder layer (offload: activations to host memory)");
+    s.str("train.resume", "off", "off | auto (newest valid checkpoint in run.dir) | PATH to a checkpoint folder");
+    s.integer("eval.every", 0, "evaluate every N steps (0: only at the end)", 0);
+    s.integer("ckpt.every", 0, "checkpoint every N steps (0: only at the end and on SIGTERM/SIGUSR1)", 0);
+    s.integer("ckpt.keep", 3, "checkpoints to keep", 1);
+    s.integer("log.every", 1, "progress line and metrics.jsonl record every N steps", 1);
+    return s;
+  }();
+  return schema;
+}
+
+}  // namespace hs::config
