@@ -458,10 +458,32 @@ void check_required(const Schema& schema, const std::map<std::string, Config::En
   }
 }
 
+// Boost's INI parser knows only '#' comments: blank out ';' comments (whole lines, and inline ones after
+// whitespace) keeping the line count, so that FILE:LINE in errors stays right.
+std::string strip_semicolon_comments(const std::string& text) {
+  std::istringstream in(text);
+  std::string line, out;
+  while (std::getline(in, line)) {
+    std::string t = trim(line);
+    if (!t.empty() && t[0] == ';') {
+      line.clear();
+    } else {
+      for (size_t i = 1; i < line.size(); ++i)
+        if (line[i] == ';' && std::isspace(static_cast<unsigned char>(line[i - 1]))) {
+          line.resize(i);
+          break;
+        }
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
 // Reads INI text into `values` (keys not already set by the command line).
-void apply_ini(const Schema& schema, const std::string& text, const std::string& file,
+void apply_ini(const Schema& schema, const std::string& raw_text, const std::string& file,
                std::map<std::string, Config::Entry>& values) {
-  check_ini_syntax(text, file);
+  check_ini_syntax(raw_text, file);
+  const std::string text = strip_semicolon_comments(raw_text);
   po::options_description desc = make_description(schema);
   std::istringstream in(text);
   po::parsed_options parsed(&desc);

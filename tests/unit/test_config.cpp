@@ -43,7 +43,7 @@ std::string write_temp(const std::string& name, const std::string& text) {
 
 TEST(Config, IniSectionsBecomeDottedKeysAndDefaultsFill) {
   Schema s = small_schema();
-  Config c = hs::config::parse_ini_text(s, "[model]\npath = /m\n\n[lora]\nr = 8 ; rank\n", "run.ini");
+  Config c = hs::config::parse_ini_text(s, "; a run\n[model]\npath = /m # the model\n[lora]\nr = 8 ; rank\n", "run.ini");
   EXPECT_EQ(c.get("model.path"), "/m");
   EXPECT_EQ(c.get_int("lora.r"), 8);
   EXPECT_DOUBLE_EQ(c.get_real("lora.alpha"), 32.0);
@@ -145,7 +145,9 @@ TEST(Config, TrainSchemaHasTheDesignContractKeys) {
 }
 
 TEST(Config, ClosestIsNotOverEager) {
-  EXPECT_EQ(hs::config::closest("lora.rank", {"lora.r", "train.lr"}), "");
+  EXPECT_EQ(hs::config::closest("zzzzzz", {"lora.r", "train.lr"}), "");
+  EXPECT_EQ(hs::config::closest("model.tokenizer", {"lora.r", "train.lr"}), "");
+  EXPECT_EQ(hs::config::closest("lora.rank", {"lora.r", "train.lr"}), "lora.r");
   EXPECT_EQ(hs::config::closest("r", {"lora.r", "train.lr"}), "lora.r");
   EXPECT_EQ(hs::config::closest("trian", {"train", "eval", "info"}), "train");
 }
