@@ -1,0 +1,487 @@
+// Shard format round trip and validation: the writer's output read back by ShardIndex (and by the
+// HDF5 C API directly, and h5dump when installed), byte-identical files for the same samples in any
+// insertion order, and a clear hs::Error for each kind of damage (version, magic, missing dataset,
+// offsets, truncation, flipped bytes, manifest mismatch, tokenizer mismatch).
+#include <hdf5.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "core/error.h"
+#include "data/hdf5_util.h"
+#include "data/manifest.h"
+#include "data/shard_index.h"
+#include "data/shard_writer.h"
+#include "io/file.h"
+#include "io/sha256.h"
+#include "support/test_support.h"
+
+namespace fs = std::filesystem;
+using namespace hs::data;
+
+namespace {
+
+struct Raw {
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> mask;
+  int64_t key;
+};
+
+// Deterministic pseudo-random samples: lengths 1..max_len with plenty of ties.
+std::vector<Raw> make_samples(int n, int max_len, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<Raw> out;
+  for (int i = 0; i < n; ++i) {
+    Raw r;
+    r.key = i;
+    int len = 1 + int(rng() % uint32_t(max_len));
+    for (int t = 0; t < len; ++t) {
+      r.ids.push_back(int32_t(rng() % 50000));
+      r.mask.push_back(t == 0 ? 0 : uint8_t(rng() % 2));
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+SampleSet to_set(const std::vector<Raw>& raws, const std::vector<size_t>& add_order) {
+  SampleSet s;
+  for (size_t i : add_order) s.add(raws[i].ids, raws[i].mask, raws[i].key);
+  return s;
+}
+
+ShardMeta test_meta() {
+  ShardMeta m;
+  m.tokenizer_name = "unit-tok";
+  m.tokenizer_sha256 = std::string(64, 'a');
+  m.vocab_size = 50000;
+  m.bos_id = 1;
+  m.eos_id = 2;
+  m.pad_id = -1;
+  m.template_name = "chatml";
+  m.loss_policy = "response";
+  m.formats = "alpaca";
+  m.max_len = 0;
+  m.source_names = {"a.jsonl", "b.json"};
+  m.source_sha256 = {std::string(64, 'b'), std::string(64, 'c')};
+  m.created_by = "hsloth test";
+  return m;
+}
+
+std::vector<size_t> iota(size_t n) {
+  std::vector<size_t> v(n);
+  std::iota(v.begin(), v.end(), size_t(0));
+  return v;
+}
+
+// The expected shard order computed here, independently: stable sort of source order by length.
+std::vector<size_t> expected_order(const std::vector<Raw>& raws) {
+  std::vector<size_t> v = iota(raws.size());
+  std::stable_sort(v.begin(), v.end(),
+                   [&](size_t a, size_t b) { return raws[a].ids.size() < raws[b].ids.size(); });
+  return v;
+}
+
+struct TempDir {
+  std::string path = hs::test::temp_dir("hs-data-shards");
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string write_set(const std::string& dir, const std::vector<Raw>& raws, int64_t shard_tokens,
+                      int compress) {
+  WriteOptions o;
+  o.shard_tokens = shard_tokens;
+  o.compress = compress;
+  write_shard_set(dir, to_set(raws, iota(raws.size())), test_meta(), o, {{"input_records", raws.size()}});
+  return dir;
+}
+
+std::string expect_error(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const hs::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an hs::Error";
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Opens a shard file read-write with the raw HDF5 API (the test's way to damage files precisely).
+struct RawFile {
+  hid_t id;
+  explicit RawFile(const std::string& p) : id(H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)) {
+    EXPECT_GE(id, 0);
+  }
+  ~RawFile() { H5Fclose(id); }
+};
+
+}  // namespace
+
+TEST(DataShards, RoundTripMultipleShards) {
+  for (int compress : {0, 6}) {
+    TempDir tmp;
+    auto raws = make_samples(300, 90, 7);
+    write_set(tmp.path, raws, 2000, compress);
+    ShardIndex idx = ShardIndex::open(tmp.path);
+    ASSERT_EQ(idx.num_samples(), 300);
+    EXPECT_GT(idx.shards().size(), 3u);
+    int64_t tokens = 0, trained = 0;
+    for (const auto& r : raws) {
+      tokens += int64_t(r.ids.size());
+      trained += std::accumulate(r.mask.begin(), r.mask.end(), int64_t(0));
+    }
+    EXPECT_EQ(idx.num_tokens(), tokens);
+    EXPECT_EQ(idx.num_trained(), trained);
+    auto order = expected_order(raws);
+    for (int64_t id = 0; id < idx.num_samples(); ++id) {
+      const Raw& want = raws[order[size_t(id)]];
+      Sample got = idx.read_sample(id);
+      ASSERT_EQ(got.ids, want.ids) << "sample " << id;
+      ASSERT_EQ(got.mask, want.mask) << "sample " << id;
+      EXPECT_EQ(idx.length(id), int32_t(want.ids.size()));
+      EXPECT_EQ(idx.trained(id), std::accumulate(want.mask.begin(), want.mask.end(), 0));
+    }
+    // Shards respect the token budget (except a single sample larger than it, impossible here).
+    for (const auto& s : idx.shards()) EXPECT_LE(s.tokens, 2000);
+    // locate() maps ids into shards in order.
+    auto [k0, l0] = idx.locate(0);
+    EXPECT_EQ(k0, 0);
+    EXPECT_EQ(l0, 0);
+    auto [kl, ll] = idx.locate(idx.num_samples() - 1);
+    EXPECT_EQ(kl, int(idx.shards().size()) - 1);
+    EXPECT_EQ(ll, idx.shards().back().samples - 1);
+    EXPECT_THROW(idx.locate(idx.num_samples()), hs::Error);
+    EXPECT_EQ(idx.meta(), test_meta());
+  }
+}
+
+TEST(DataShards, ManifestListsShardsWithSha256) {
+  TempDir tmp;
+  auto raws = make_samples(100, 50, 3);
+  write_set(tmp.path, raws, 1000, 0);
+  auto j = nlohmann::json::parse(hs::io::read_file(tmp.path + "/manifest.json"));
+  EXPECT_EQ(j["magic"], "hsloth-shards");
+  EXPECT_EQ(j["version"], 1);
+  EXPECT_EQ(j["prep"]["input_records"], 100);
+  int64_t samples = 0;
+  for (const auto& s : j["shards"]) {
+    EXPECT_EQ(s["sha256"].get<std::string>(),
+              hs::io::sha256_file(tmp.path + "/" + s["file"].get<std::string>()));
+    samples += s["samples"].get<int64_t>();
+  }
+  EXPECT_EQ(samples, 100);
+  EXPECT_EQ(j["totals"]["samples"], 100);
+  EXPECT_EQ(j["totals"]["shards"], j["shards"].size());
+  // verify_checksums accepts the untouched folder.
+  ShardIndex::Options o;
+  o.verify_checksums = true;
+  EXPECT_NO_THROW(ShardIndex::open(tmp.path, o));
+}
+
+TEST(DataShards, RawHdf5ApiSeesTheSchema) {
+  TempDir tmp;
+  auto raws = make_samples(40, 30, 11);
+  write_set(tmp.path, raws, 1 << 20, 0);
+  std::string file = tmp.path + "/shard-00000.h5";
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  for (const char* name : {"input_ids", "loss_mask", "offsets", "lengths", "trained"}) {
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    ASSERT_GE(d, 0) << name;
+    hid_t dcpl = H5Dget_create_plist(d);
+    EXPECT_EQ(H5Pget_layout(dcpl), H5D_CHUNKED) << name;
+    H5Pclose(dcpl);
+    H5Dclose(d);
+  }
+  hid_t d = H5Dopen2(f, "offsets", H5P_DEFAULT);
+  std::vector<int64_t> off(41);
+  ASSERT_GE(H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data()), 0);
+  H5Dclose(d);
+  auto order = expected_order(raws);
+  int64_t acc = 0;
+  for (size_t i = 0; i < 40; ++i) {
+    EXPECT_EQ(off[i], acc);
+    acc += int64_t(raws[order[i]].ids.size());
+  }
+  EXPECT_EQ(off[40], acc);
+  EXPECT_EQ(hs::data::h5::read_attr_string(f, "magic", file), "hsloth-shard");
+  EXPECT_EQ(hs::data::h5::read_attr_int(f, "version", file), 1);
+  EXPECT_EQ(hs::data::h5::read_attr_strings(f, "source_names", file), test_meta().source_names);
+  H5Fclose(f);
+}
+
+TEST(DataShards, H5dumpReadsOffsets) {
+  if (std::system("h5dump --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "h5dump not installed";
+  TempDir tmp;
+  auto raws = make_samples(5, 8, 5);
+  write_set(tmp.path, raws, 1 << 20, 4);
+  std::string out = tmp.path + "/dump.txt";
+  std::string cmd = "h5dump -d /offsets -a /magic " + tmp.path + "/shard-00000.h5 > " + out + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << hs::io::read_file(out);
+  std::string text = hs::io::read_file(out);
+  auto order = expected_order(raws);
+  std::string want = "(0): 0";
+  int64_t acc = 0;
+  for (size_t i = 0; i < 5; ++i) {
+    acc += int64_t(raws[order[i]].ids.size());
+    want += ", " + std::to_string(acc);
+  }
+  EXPECT_TRUE(contains(text, want)) << text;
+  EXPECT_TRUE(contains(text, "\"hsloth-shard\"")) << text;
+}
+
+TEST(DataShards, ByteIdenticalWhateverTheInsertionOrderAndTime) {
+  TempDir a, b;
+  auto raws = make_samples(200, 60, 21);
+  WriteOptions o;
+  o.shard_tokens = 3000;
+  o.compress = 3;
+  write_shard_set(a.path, to_set(raws, iota(raws.size())), test_meta(), o);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // a timestamp would now differ
+  std::vector<size_t> shuffled = iota(raws.size());
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(99));
+  write_shard_set(b.path, to_set(raws, shuffled), test_meta(), o);
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(a.path)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  ASSERT_GT(names.size(), 2u);
+  for (const auto& n : names)
+    EXPECT_EQ(hs::io::read_file(a.path + "/" + n), hs::io::read_file(b.path + "/" + n)) << n;
+}
+
+TEST(DataShards, RewriteRemovesStaleShards) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(100, 50, 1), 500, 0);
+  ASSERT_TRUE(fs::exists(tmp.path + "/shard-00003.h5"));
+  write_set(tmp.path, make_samples(10, 50, 2), 1 << 20, 0);
+  EXPECT_FALSE(fs::exists(tmp.path + "/shard-00001.h5"));
+  EXPECT_EQ(ShardIndex::open(tmp.path).num_samples(), 10);
+}
+
+TEST(DataShards, SingleFileOpen) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(20, 10, 4), 1 << 20, 0);
+  ShardIndex idx = ShardIndex::open(tmp.path + "/shard-00000.h5");
+  EXPECT_EQ(idx.num_samples(), 20);
+  EXPECT_EQ(idx.meta().tokenizer_name, "unit-tok");
+}
+
+TEST(DataShards, SampleSetSerializationRoundTrip) {
+  auto raws = make_samples(30, 20, 8);
+  SampleSet s = to_set(raws, iota(raws.size()));
+  SampleSet t = SampleSet::deserialize(s.serialize());
+  ASSERT_EQ(t.size(), s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    EXPECT_TRUE(std::ranges::equal(t.ids(i), raws[i].ids));
+    EXPECT_TRUE(std::ranges::equal(t.mask(i), raws[i].mask));
+    EXPECT_EQ(t.key(i), raws[i].key);
+  }
+  std::string bytes = s.serialize();
+  EXPECT_THROW(SampleSet::deserialize(bytes.substr(0, bytes.size() - 3)), hs::Error);
+  EXPECT_THROW(SampleSet::deserialize("garbage"), hs::Error);
+}
+
+// ---- validation --------------------------------------------------------------------------------
+
+TEST(DataShardsValidation, NewerVersionNamesTheFix) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(10, 10, 1), 1 << 20, 0);
+  {
+    RawFile f(tmp.path + "/shard-00000.h5");
+    hs::data::h5::write_attr_int(f.id, "version", 2, H5T_STD_I32LE, "test");
+  }
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "version 2")) << msg;
+  EXPECT_TRUE(contains(msg, "newer hsloth")) << msg;
+  EXPECT_TRUE(contains(msg, "shard-00000.h5")) << msg;
+}
+
+TEST(DataShardsValidation, BadMagic) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(10, 10, 1), 1 << 20, 0);
+  {
+    RawFile f(tmp.path + "/shard-00000.h5");
+    hs::data::h5::write_attr_string(f.id, "magic", "something-else", "test");
+  }
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "not an hsloth shard")) << msg;
+}
+
+TEST(DataShardsValidation, MissingDataset) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(10, 10, 1), 1 << 20, 0);
+  {
+    RawFile f(tmp.path + "/shard-00000.h5");
+    ASSERT_GE(H5Ldelete(f.id, "trained", H5P_DEFAULT), 0);
+  }
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "dataset 'trained' is missing")) << msg;
+  EXPECT_TRUE(contains(msg, "hint: re-run hsloth prep")) << msg;
+}
+
+TEST(DataShardsValidation, OffsetsNotMonotone) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(10, 10, 1), 1 << 20, 0);
+  {
+    RawFile f(tmp.path + "/shard-00000.h5");
+    hid_t d = H5Dopen2(f.id, "offsets", H5P_DEFAULT);
+    std::vector<int64_t> off(11);
+    H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data());
+    off[3] = off[2];  // sample 2 becomes empty, offsets no longer strictly increasing
+    H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data());
+    H5Dclose(d);
+  }
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "offsets are not increasing at sample 2")) << msg;
+}
+
+TEST(DataShardsValidation, OffsetsDisagreeWithLengths) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(10, 10, 1), 1 << 20, 0);
+  {
+    RawFile f(tmp.path + "/shard-00000.h5");
+    hid_t d = H5Dopen2(f.id, "lengths", H5P_DEFAULT);
+    std::vector<int32_t> len(10);
+    H5Dread(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, len.data());
+    len[9] += 1;
+    H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, len.data());
+    H5Dclose(d);
+  }
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "offsets say sample 9 has")) << msg;
+}
+
+TEST(DataShardsValidation, TruncatedFile) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(200, 100, 1), 1 << 20, 0);
+  std::string file = tmp.path + "/shard-00000.h5";
+  fs::resize_file(file, fs::file_size(file) / 2);
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "shard-00000.h5")) << msg;
+  EXPECT_TRUE(contains(msg, "truncated")) << msg;
+  // Cut inside the superblock.
+  fs::resize_file(file, 20);
+  msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "truncated or damaged")) << msg;
+  // Cut inside the signature: not even recognizable as HDF5.
+  fs::resize_file(file, 4);
+  msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "not an HDF5 file")) << msg;
+}
+
+TEST(DataShardsValidation, FlippedByteInTokenDataIsCaughtByChecksum) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(50, 40, 1), 1 << 20, 0);
+  std::string file = tmp.path + "/shard-00000.h5";
+  haddr_t addr = 0;
+  hsize_t size = 0;
+  {
+    hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "input_ids", H5P_DEFAULT);
+    hsize_t offset[1];
+    unsigned filter_mask = 0;
+    hid_t space = H5Dget_space(d);
+    ASSERT_GE(H5Dget_chunk_info(d, space, 0, offset, &filter_mask, &addr, &size), 0);
+    H5Sclose(space);
+    H5Dclose(d);
+    H5Fclose(f);
+  }
+  {
+    std::fstream io(file, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekg(std::streamoff(addr + size / 2));
+    char c = 0;
+    io.read(&c, 1);
+    c ^= 0x5a;
+    io.seekp(std::streamoff(addr + size / 2));
+    io.write(&c, 1);
+  }
+  ShardIndex idx = ShardIndex::open(tmp.path);  // only lengths/offsets are read at open
+  std::string msg = expect_error([&] {
+    for (int64_t i = 0; i < idx.num_samples(); ++i) idx.read_sample(i);
+  });
+  EXPECT_TRUE(contains(msg, "shard-00000.h5 sample")) << msg;
+  EXPECT_TRUE(contains(msg, "damaged")) << msg;
+  // And the manifest checksum catches it too.
+  ShardIndex::Options o;
+  o.verify_checksums = true;
+  msg = expect_error([&] { ShardIndex::open(tmp.path, o); });
+  EXPECT_TRUE(contains(msg, "sha256")) << msg;
+}
+
+TEST(DataShardsValidation, NotAnHdf5File) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(10, 10, 1), 1 << 20, 0);
+  hs::io::write_file_atomic(tmp.path + "/shard-00000.h5", std::string(4096, 'x'));
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "not an HDF5 file")) << msg;
+}
+
+TEST(DataShardsValidation, MissingManifestAndMissingShard) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(100, 50, 1), 500, 0);
+  fs::remove(tmp.path + "/shard-00001.h5");
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "shard file is missing")) << msg;
+  fs::remove(tmp.path + "/manifest.json");
+  msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "no manifest.json")) << msg;
+  msg = expect_error([&] { ShardIndex::open(tmp.path + "/nope"); });
+  EXPECT_TRUE(contains(msg, "not found")) << msg;
+}
+
+TEST(DataShardsValidation, ManifestFromAnotherRun) {
+  TempDir a, b;
+  write_set(a.path, make_samples(100, 50, 1), 500, 0);
+  write_set(b.path, make_samples(100, 50, 2), 500, 0);
+  fs::copy_file(b.path + "/shard-00001.h5", a.path + "/shard-00001.h5", fs::copy_options::overwrite_existing);
+  std::string msg = expect_error([&] { ShardIndex::open(a.path); });
+  EXPECT_TRUE(contains(msg, "shard-00001.h5")) << msg;
+  EXPECT_TRUE(contains(msg, "different prep runs")) << msg;
+}
+
+TEST(DataShardsValidation, ManifestNewerVersion) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(10, 10, 1), 1 << 20, 0);
+  auto j = nlohmann::json::parse(hs::io::read_file(tmp.path + "/manifest.json"));
+  j["version"] = 7;
+  hs::io::write_file_atomic(tmp.path + "/manifest.json", j.dump());
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "newer hsloth")) << msg;
+  hs::io::write_file_atomic(tmp.path + "/manifest.json", "{not json");
+  msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "not valid JSON")) << msg;
+}
+
+TEST(DataShardsValidation, TokenizerMismatchNamesBoth) {
+  TempDir tmp;
+  write_set(tmp.path, make_samples(10, 10, 1), 1 << 20, 0);
+  ShardIndex::Options o;
+  o.expected_tokenizer_sha256 = std::string(64, 'f');
+  o.expected_tokenizer_name = "/models/llama/tokenizer.json";
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path, o); });
+  EXPECT_TRUE(contains(msg, "shards were made with tokenizer unit-tok (sha256 " + std::string(64, 'a')))
+      << msg;
+  EXPECT_TRUE(contains(msg, "this model's is /models/llama/tokenizer.json (sha256 " + std::string(64, 'f')))
+      << msg;
+  EXPECT_TRUE(contains(msg, "re-run hsloth prep with --tokenizer /models/llama/tokenizer.json")) << msg;
+  o.expected_tokenizer_sha256 = std::string(64, 'a');
+  EXPECT_NO_THROW(ShardIndex::open(tmp.path, o));
+}
+
+TEST(DataShards, Hdf5VersionString) {
+  std::string v = hs::data::hdf5_version();
+  unsigned maj = 0, min = 0, rel = 0;
+  H5get_libversion(&maj, &min, &rel);
+  EXPECT_EQ(v, std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel));
+}
