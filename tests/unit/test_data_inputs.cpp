@@ -1,0 +1,353 @@
+// Input side of prep: UTF-8 repair against Python's errors="replace", the record reader on JSONL and
+// JSON arrays (plain and gzip), errors with file:line, and each record format's mapping and rejections.
+#include <zlib.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "data_tools/formats.h"
+#include "data_tools/input_reader.h"
+#include "data_tools/prep.h"
+#include "data_tools/utf8.h"
+#include "io/file.h"
+#include "io/sha256.h"
+#include "support/test_support.h"
+
+namespace fs = std::filesystem;
+using namespace hs::data_tools;
+using nlohmann::json;
+
+namespace {
+
+struct TempDir {
+  std::string path = hs::test::temp_dir("hs-data-inputs");
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name, const std::string& bytes) const {
+    std::string p = path + "/" + name;
+    hs::io::write_file_atomic(p, bytes);
+    return p;
+  }
+  std::string gz(const std::string& name, const std::string& bytes) const {
+    std::string p = path + "/" + name;
+    gzFile g = gzopen(p.c_str(), "wb");
+    gzwrite(g, bytes.data(), unsigned(bytes.size()));
+    gzclose(g);
+    return p;
+  }
+};
+
+std::vector<RawRecord> read_all(const std::string& path, std::vector<std::string>* wheres = nullptr) {
+  RecordReader r(path);
+  std::vector<RawRecord> out;
+  RawRecord rec;
+  while (r.next(rec)) {
+    if (wheres) wheres->push_back(r.where(rec));
+    out.push_back(rec);
+  }
+  return out;
+}
+
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const hs::Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected an hs::Error";
+  return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+// Expected outputs from CPython: bytes.decode("utf-8", errors="replace").encode("utf-8").
+TEST(DataUtf8, RepairMatchesPythonReplace) {
+  struct Case {
+    std::string in, out;
+    size_t count;
+  };
+  const std::string R = "\xEF\xBF\xBD";
+  std::vector<Case> cases = {
+      {"ok", "ok", 0},
+      {"\xFF", R, 1},
+      {"a\x80"
+       "b",
+       "a" + R + "b", 1},
+      {"\xE2\x82", R, 1},
+      {"\xE2\x82x", R + "x", 1},
+      {"\xF0\x80\x80", R + R + R, 3},
+      {"\xF0\x9F\x98", R, 1},
+      {"\xED\xA0\x80", R + R + R, 3},
+      {"\xC0\xAF", R + R, 2},
+      {"\xF4\x90\x80\x80", R + R + R + R, 4},
+      {"\xE0\x9F\x80", R + R + R, 3},
+      {"\xF0\x9F\x98\x80", "\xF0\x9F\x98\x80", 0},
+      {"caf\xC3\xA9", "caf\xC3\xA9", 0},
+      {"\xC3", R, 1},
+      {"\xF5\x80", R + R, 2},
+  };
+  for (const auto& c : cases) {
+    std::string s = c.in;
+    EXPECT_EQ(repair_utf8(s), c.count) << c.in;
+    EXPECT_EQ(s, c.out) << c.in;
+    EXPECT_EQ(find_invalid_utf8(c.in) == kUtf8Valid, c.count == 0) << c.in;
+  }
+  EXPECT_EQ(find_invalid_utf8("abc\xC3\xA9\xFFz"), 5u);
+}
+
+TEST(DataUtf8, PolicyFailNamesTheRecord) {
+  std::string t = "{\"text\": \"a\xFF\"}";
+  std::string msg = error_of([&] { apply_utf8_policy(t, Utf8Policy::fail, "in.jsonl:7"); });
+  EXPECT_TRUE(contains(msg, "in.jsonl:7: invalid UTF-8 (byte 0xFF at byte 11")) << msg;
+  EXPECT_TRUE(contains(msg, "--invalid-utf8 repair")) << msg;
+  EXPECT_EQ(apply_utf8_policy(t, Utf8Policy::repair, "x"), 1u);
+  EXPECT_EQ(json::parse(t)["text"], "a\xEF\xBF\xBD");
+}
+
+TEST(DataReader, JsonlLinesBlankCrlfBom) {
+  TempDir d;
+  std::string p = d.file(
+      "a.jsonl", "\xEF\xBB\xBF{\"text\": \"one\"}\r\n\n   \n{\"text\": \"two\"}\n{\"text\": \"three\"}");
+  std::vector<std::string> where;
+  auto recs = read_all(p, &where);
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(json::parse(recs[0].text)["text"], "one");
+  EXPECT_EQ(recs[0].line, 1);
+  EXPECT_EQ(recs[1].line, 4);
+  EXPECT_EQ(recs[2].line, 5);
+  EXPECT_EQ(recs[2].index, 2);
+  EXPECT_EQ(where[1], p + ":4");
+  RecordReader r(p);
+  EXPECT_FALSE(r.is_json_array());
+  EXPECT_FALSE(r.is_gzip());
+}
+
+TEST(DataReader, JsonlLongLinesAcrossBufferBoundaries) {
+  TempDir d;
+  std::string body;
+  std::vector<std::string> texts;
+  for (int i = 0; i < 40; ++i) {
+    std::string t(size_t(50000 + i * 1000), char('a' + i % 26));
+    texts.push_back(t);
+    body += json({{"text", t}}).dump() + "\n";
+  }
+  for (const std::string& p : {d.file("big.jsonl", body), d.gz("big.jsonl.gz", body)}) {
+    auto recs = read_all(p);
+    ASSERT_EQ(recs.size(), texts.size()) << p;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      EXPECT_EQ(json::parse(recs[i].text)["text"], texts[i]);
+      EXPECT_EQ(recs[i].line, int64_t(i + 1));
+    }
+  }
+}
+
+TEST(DataReader, JsonArrayPrettyPrintedWithTrickyStrings) {
+  TempDir d;
+  std::string text = R"([
+  {"text": "a ] } [ { , \" quote"},
+  {
+    "text": "line\nbreak",
+    "nested": {"x": [1, 2, {"y": "]"}]}
+  },
+  {"text": "last"}
+]
+)";
+  std::vector<std::string> where;
+  auto recs = read_all(d.file("a.json", text), &where);
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(json::parse(recs[0].text)["text"], "a ] } [ { , \" quote");
+  EXPECT_EQ(json::parse(recs[1].text)["nested"]["x"][2]["y"], "]");
+  EXPECT_EQ(recs[1].line, 3);
+  EXPECT_EQ(recs[2].line, 7);
+  EXPECT_TRUE(contains(where[2], "a.json:7 (record 2)")) << where[2];
+  // Same content gzipped, and under a misleading name.
+  auto gz = read_all(d.gz("a.jsonl", text));
+  ASSERT_EQ(gz.size(), 3u);
+  EXPECT_EQ(gz[1].text, recs[1].text);
+  RecordReader r(d.path + "/a.jsonl");
+  EXPECT_TRUE(r.is_json_array());
+  EXPECT_TRUE(r.is_gzip());
+  EXPECT_TRUE(read_all(d.file("empty.json", "[ ]")).empty());
+  EXPECT_TRUE(read_all(d.file("empty.jsonl", "")).empty());
+}
+
+TEST(DataReader, StructuralErrorsNameFileAndLine) {
+  TempDir d;
+  auto msg = error_of([&] { read_all(d.file("a.json", "[\n{\"text\": 1}\n{\"text\": 2}]")); });
+  EXPECT_TRUE(contains(msg, "a.json:3: expected ',' or ']' after record 0")) << msg;
+  msg = error_of([&] { read_all(d.file("b.json", "[{\"text\": 1},\n]")); });
+  EXPECT_TRUE(contains(msg, "b.json:2: trailing ','")) << msg;
+  msg = error_of([&] { read_all(d.file("c.json", "[{\"text\": 1},\n{\"text\": \"x}\n")); });
+  EXPECT_TRUE(contains(msg, "c.json:2: unterminated string")) << msg;
+  msg = error_of([&] { read_all(d.file("e.json", "[{\"text\": 1}")); });
+  EXPECT_TRUE(contains(msg, "not closed")) << msg;
+  msg = error_of([&] { read_all(d.file("f.json", "[{\"text\": 1}] x")); });
+  EXPECT_TRUE(contains(msg, "after the closing ']'")) << msg;
+  msg = error_of([&] { RecordReader r(d.path + "/missing.jsonl"); });
+  EXPECT_TRUE(contains(msg, "input file not found")) << msg;
+}
+
+TEST(DataReader, TruncatedGzipIsAnError) {
+  TempDir d;
+  std::string body;
+  for (int i = 0; i < 2000; ++i) body += json({{"text", "record " + std::to_string(i)}}).dump() + "\n";
+  std::string p = d.gz("t.jsonl.gz", body);
+  fs::resize_file(p, fs::file_size(p) / 2);
+  auto msg = error_of([&] { read_all(p); });
+  EXPECT_TRUE(contains(msg, "t.jsonl.gz")) << msg;
+  EXPECT_TRUE(contains(msg, "truncated or damaged")) << msg;
+}
+
+TEST(DataReader, MalformedLineNamesFileLine) {
+  TempDir d;
+  std::string p = d.file("m.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"bad\"\n");
+  RecordReader r(p);
+  RawRecord rec;
+  ASSERT_TRUE(r.next(rec));
+  ASSERT_TRUE(r.next(rec));
+  auto msg = error_of([&] { parse_json_record(rec.text, r.where(rec)); });
+  EXPECT_TRUE(contains(msg, p + ":2: malformed JSON")) << msg;
+}
+
+// ---- formats ------------------------------------------------------------------------------------
+
+TEST(DataFormats, Detect) {
+  std::string why;
+  EXPECT_EQ(detect_format(json::parse(R"({"instruction":"a","input":"","output":"b","text":"t"})"), &why),
+            Format::alpaca);
+  EXPECT_EQ(why, "has 'instruction'");
+  EXPECT_EQ(detect_format(json::parse(R"({"conversations":[{"from":"human","value":"x"}]})")),
+            Format::sharegpt);
+  EXPECT_EQ(detect_format(json::parse(R"({"messages":[{"from":"human","value":"x"}]})")), Format::sharegpt);
+  EXPECT_EQ(detect_format(json::parse(R"({"messages":[{"role":"user","content":"x"}]})")), Format::messages);
+  EXPECT_EQ(detect_format(json::parse(R"({"text":"x"})")), Format::text);
+  auto msg = error_of([&] { detect_format(json::parse(R"({"prompt":"x","completion":"y"})")); });
+  EXPECT_TRUE(contains(msg, "(completion, prompt)")) << msg;
+  EXPECT_TRUE(contains(msg, "--format")) << msg;
+  EXPECT_THROW(parse_format("csv"), hs::Error);
+  EXPECT_EQ(parse_format("auto"), std::nullopt);
+  EXPECT_EQ(parse_format("sharegpt"), Format::sharegpt);
+}
+
+TEST(DataFormats, Alpaca) {
+  Example ex = to_example(json::parse(R"({"instruction":"Do it","input":"ctx","output":"done",
+      "system":"Be brief","history":[["q1","a1"]]})"),
+                          Format::alpaca);
+  EXPECT_EQ(ex.instruction, "Do it");
+  EXPECT_EQ(ex.input, "ctx");
+  EXPECT_EQ(ex.output, "done");
+  ASSERT_EQ(ex.messages.size(), 3u);
+  EXPECT_EQ(ex.messages[0].role, "system");
+  EXPECT_EQ(ex.messages[1].content, "q1");
+  EXPECT_EQ(ex.messages[2].role, "assistant");
+  auto msg = error_of([&] { to_example(json::parse(R"({"instruction":"x"})"), Format::alpaca); });
+  EXPECT_TRUE(contains(msg, "'output' is missing")) << msg;
+  msg = error_of([&] { to_example(json::parse(R"({"instruction":3,"output":"y"})"), Format::alpaca); });
+  EXPECT_TRUE(contains(msg, "'instruction' must be a string (got number)")) << msg;
+}
+
+TEST(DataFormats, AlpacaThroughChatmlTemplate) {
+  auto tmpl = hs::tokenizer::ChatTemplate::named("chatml", {"", "<|im_end|>", "", ""});
+  Example ex =
+      to_example(json::parse(R"({"instruction":"Do it","input":"ctx","output":"done"})"), Format::alpaca);
+  auto conv = to_conversation(ex, tmpl);
+  ASSERT_EQ(conv.messages.size(), 2u);
+  EXPECT_EQ(conv.messages[0].role, "user");
+  EXPECT_EQ(conv.messages[0].content, "Do it\n\nctx");  // the template contract for non-alpaca families
+  EXPECT_EQ(conv.messages[1].content, "done");
+}
+
+TEST(DataFormats, ShareGptVariants) {
+  Example ex = to_example(json::parse(R"({"system":"S","conversations":[{"from":"human","value":"hi"},
+      {"from":"gpt","value":"hello"},{"from":"user","value":"more"},{"from":"assistant","value":"ok"}]})"),
+                          Format::sharegpt);
+  ASSERT_EQ(ex.messages.size(), 5u);
+  EXPECT_EQ(ex.messages[0].role, "system");
+  EXPECT_EQ(ex.messages[1].role, "user");
+  EXPECT_EQ(ex.messages[2].role, "assistant");
+  EXPECT_EQ(ex.messages[4].content, "ok");
+  ex = to_example(
+      json::parse(R"({"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]})"),
+      Format::sharegpt);
+  ASSERT_EQ(ex.messages.size(), 2u);
+  EXPECT_EQ(ex.messages[1].role, "assistant");
+  auto msg = error_of([&] {
+    to_example(json::parse(R"({"conversations":[{"from":"human","value":"a"},{"from":"tool","value":"b"}]})"),
+               Format::sharegpt);
+  });
+  EXPECT_TRUE(contains(msg, "conversations[1]: unknown role 'tool'")) << msg;
+  msg = error_of([&] { to_example(json::parse(R"({"conversations":"x"})"), Format::sharegpt); });
+  EXPECT_TRUE(contains(msg, "must be a list")) << msg;
+  msg = error_of([&] { to_example(json::parse(R"({"conversations":[]})"), Format::sharegpt); });
+  EXPECT_TRUE(contains(msg, "no messages")) << msg;
+}
+
+TEST(DataFormats, MessagesWithReasoningAndParts) {
+  Example ex = to_example(json::parse(R"({"messages":[{"role":"system","content":"S"},
+      {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
+      {"role":"assistant","content":"c","reasoning_content":"think"}]})"),
+                          Format::messages);
+  ASSERT_EQ(ex.messages.size(), 3u);
+  EXPECT_EQ(ex.messages[1].content, "ab");
+  EXPECT_EQ(ex.messages[2].reasoning, "think");
+  ex = to_example(json::parse(R"({"messages":[{"role":"user","content":"q"},
+      {"role":"assistant","content":"c","reasoning":"r"}]})"),
+                  Format::messages);
+  EXPECT_EQ(ex.messages[1].reasoning, "r");
+  auto msg = error_of([&] {
+    to_example(json::parse(R"({"messages":[{"role":"user","content":[{"type":"image","url":"x"}]}]})"),
+               Format::messages);
+  });
+  EXPECT_TRUE(contains(msg, "'image' part")) << msg;
+  msg = error_of(
+      [&] { to_example(json::parse(R"({"messages":[{"role":"tool","content":"x"}]})"), Format::messages); });
+  EXPECT_TRUE(contains(msg, "messages[0]: unknown role 'tool'")) << msg;
+  msg = error_of([&] { to_example(json::parse(R"([1,2])"), Format::messages); });
+  EXPECT_TRUE(contains(msg, "not an object")) << msg;
+}
+
+TEST(DataFormats, Text) {
+  EXPECT_EQ(to_example(json::parse(R"({"text":"hello"})"), Format::text).text, "hello");
+  auto msg = error_of([&] { to_example(json::parse(R"({"txt":"hello"})"), Format::text); });
+  EXPECT_TRUE(contains(msg, "'text' is missing")) << msg;
+}
+
+// ---- first pass over inputs ------------------------------------------------------------------------
+
+TEST(DataScan, CountsDetectsAndHashes) {
+  TempDir d;
+  std::string a = d.file("a.jsonl", "{\"text\":\"x\"}\n\n{\"text\":\"y\"}\n");
+  std::string b =
+      d.gz("b.json.gz", R"([{"instruction":"i","output":"o"},{"instruction":"j","output":"p"},{}])");
+  std::string c = d.file("c.jsonl", "{broken\n{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}\n");
+  auto files = scan_inputs({a, b, c}, std::nullopt, Utf8Policy::repair);
+  ASSERT_EQ(files.size(), 3u);
+  EXPECT_EQ(files[0].records, 2);
+  EXPECT_EQ(files[0].format, Format::text);
+  EXPECT_EQ(files[1].records, 3);
+  EXPECT_EQ(files[1].format, Format::alpaca);
+  EXPECT_EQ(files[1].sha256, hs::io::sha256_hex(hs::io::read_file(b)));
+  EXPECT_EQ(files[1].name, "b.json.gz");
+  EXPECT_EQ(files[2].format, Format::messages);  // the malformed first line does not decide
+  EXPECT_TRUE(contains(files[2].why, "c.jsonl:2")) << files[2].why;
+  auto given = scan_inputs({a}, Format::sharegpt, Utf8Policy::repair);
+  EXPECT_EQ(given[0].format, Format::sharegpt);
+  auto msg = error_of(
+      [&] { scan_inputs({d.file("u.jsonl", "{\"prompt\":1}\n")}, std::nullopt, Utf8Policy::repair); });
+  EXPECT_TRUE(contains(msg, "u.jsonl:1")) << msg;
+}
+
+TEST(DataScan, SharedDatasetsDetect) {
+  HS_REQUIRE_TESTDATA();
+  std::string dir = hs::test::testdata_dir() + "/datasets/";
+  auto files =
+      scan_inputs({dir + "alpaca_tiny.json", dir + "sharegpt_500.json"}, std::nullopt, Utf8Policy::fail);
+  EXPECT_EQ(files[0].format, Format::alpaca);
+  EXPECT_EQ(files[0].records, 100);  // the README: first 100 rows
+  EXPECT_EQ(files[1].format, Format::sharegpt);
+  EXPECT_EQ(files[1].records, 500);  // the README: 500 conversations
+}
