@@ -1,10 +1,64 @@
-// Chat templates as C++ renderers, byte-identical to HF `apply_chat_template` with the model's own Jinja
-// template (tests use transformers as the oracle). A render also returns the byte spans of the text the
-// model is trained on (assistant content plus its end-of-turn token), one span list per assistant turn,
-// so prep can build `response` loss masks (all assistant turns or the last one only).
+// Chat templates as C++ renderers, byte-identical to HF `apply_chat_template(messages, tokenize=False,
+// add_generation_prompt=...)` with the model's own Jinja template (tests use transformers as the oracle).
+// Each family is a small hand-written renderer that mirrors every branch of its Jinja template that a
+// system/user/assistant conversation can reach; tool calls are out of scope (a `tool` role is an error).
+// A render also returns the byte spans of the text the model is trained on, one span list per assistant
+// turn, so prep can build `response` loss masks (all assistant turns or the last one only).
 //
-// Families: chatml (Qwen2/2.5), qwen3 (reasoning), llama3, llama2, mistral, zephyr (TinyLlama), alpaca,
-// none (plain text), and `custom` from role prefixes/suffixes given in the INI.
+// Families (name(): what `named()` accepts; `auto` resolves to one of them):
+//   chatml   Qwen2/2.5: <|im_start|>role\n…<|im_end|>\n; inserts Qwen's default system message
+//            ("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.") when none is first.
+//   qwen3    Qwen3 ChatML with reasoning: an assistant turn after the last user query is printed as
+//            <think>\nREASONING\n</think>\n\nCONTENT (reasoning from Message::reasoning, or split off a
+//            content holding <think>…</think>); the last turn always gets the block (empty if no reasoning);
+//            earlier turns lose their reasoning. RenderOptions::enable_thinking = false appends the empty
+//            block <think>\n\n</think>\n\n to the generation prompt. No default system message.
+//   llama3   Llama 3.1: BOS, a system header with "Cutting Knowledge Date: December 2023" and
+//            "Today Date: <date>" (TemplateContext::date_string, default "26 Jul 2024" as the template; or
+//            today's date, "%d %b %Y", when the context's Jinja calls strftime_now, as Llama 3.2's does),
+//            contents trimmed (Python str.strip), <|eot_id|> after each turn.
+//   llama2   Llama-2-chat: <s>[INST] <<SYS>>\nSYS\n<</SYS>>\n\nUSER [/INST] ASSISTANT </s> per exchange;
+//            user/assistant must alternate starting with user; a system message only first.
+//   mistral  Mistral-7B-Instruct-v0.1: <s>[INST] USER [/INST]ASSISTANT</s>; user/assistant only, alternating.
+//   zephyr   TinyLlama/Zephyr: <|role|>\nCONTENT</s>\n per message (no BOS in the text).
+//   alpaca   Stanford Alpaca prompt (below), EOS after the response.
+//   none     plain text: the contents concatenated, nothing added (no BOS/EOS); the whole text trainable.
+//   custom   CustomTemplate: role prefixes/suffixes.
+//
+// Alpaca mapping: messages are [system?] user [input?] [assistant?]. `user` is the instruction, the
+// optional `input` message (a role only this family accepts) the "### Input:" text, `system` replaces the
+// preamble sentence. An empty or missing input selects the no-input variant:
+//   with input: "Below is an instruction that describes a task, paired with an input that provides
+//               further context. Write a response that appropriately completes the request.\n\n
+//               ### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n{output}{eos}"
+//   no input:   "Below is an instruction that describes a task. Write a response that appropriately
+//               completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n{output}{eos}"
+// (the line breaks inside the quoted preambles above are only for this comment). Without an assistant
+// message (add_generation_prompt) the text ends at "### Response:\n". ChatTemplate::alpaca_row() builds the
+// right conversation for any family (other families get the input joined to the instruction).
+//
+// BOS: the text holds BOS exactly where the family's HF template prints it (llama2 per exchange, llama3
+// and mistral once at the start); chatml, qwen3, zephyr, alpaca and none print none. Encode the text with
+// special-token parsing and without adding special tokens (HF apply_chat_template(tokenize=True) does the
+// same); for alpaca/none a tokenizer that adds BOS by default may add it.
+//
+// Trainable spans (Rendered::assistant_spans): one entry per assistant message, in order, each a list of
+// byte ranges [begin, end) into text (one range for every built-in family). A range covers what the
+// assistant turn prints after its role header, through its end-of-turn marker:
+//   chatml, qwen3   CONTENT<|im_end|>  (qwen3: with its <think>…</think>\n\n block when printed);
+//                   not "<|im_start|>assistant\n", not the "\n" after <|im_end|>
+//   llama3          trim(CONTENT)<|eot_id|>  (not the <|start_header_id|>assistant<|end_header_id|>\n\n)
+//   llama2          " " strip(CONTENT) " </s>" (the leading space: SentencePiece glues it to the first word)
+//   mistral         CONTENT</s>
+//   zephyr          CONTENT</s>  (not "<|assistant|>\n", not the "\n" after </s>)
+//   alpaca          OUTPUT</s>   (the text after "### Response:\n")
+//   custom          CONTENT + the assistant suffix (the suffix is the end-of-turn marker)
+//   none            one entry with the whole text [0, size) whatever the roles (empty if the text is)
+// The generation prompt is never trainable.
+//
+// Errors (hs::Error; prep adds the sample with .at()): an empty conversation, a role the family does not
+// know (`tool` included), roles that do not alternate where the template requires it, a system message
+// where the template has no place for it, and reasoning given to a family that would drop it.
 #pragma once
 
 #include <map>
@@ -19,11 +73,12 @@ namespace hs::tokenizer {
 // `auto`). Tokenizer::specials() and Tokenizer::chat_template() supply these.
 struct TemplateContext {
   std::string bos_text, eos_text;
-  std::string jinja;  // tokenizer_config.json chat_template, "" if none
+  std::string jinja;        // tokenizer_config.json chat_template, "" if none
+  std::string date_string;  // llama3 "Today Date:"; "" = the template's default (see above)
 };
 
 struct Message {
-  std::string role;       // system | user | assistant (others are an error naming the sample)
+  std::string role;  // system | user | assistant (| input for alpaca); others are an error
   std::string content;
   std::string reasoning;  // qwen3: text inside <think>…</think> for assistant turns ("" = none given)
 };
@@ -34,21 +89,29 @@ struct Conversation {
 
 struct Rendered {
   std::string text;
-  // Byte ranges [begin, end) of trainable text, grouped per assistant turn in order.
+  // Byte ranges [begin, end) of trainable text, grouped per assistant turn in order (see above).
   std::vector<std::vector<std::pair<size_t, size_t>>> assistant_spans;
 };
 
-// User-defined template: text around each role's content. `{bos}` and `{eos}` expand to the tokenizer's.
+struct RenderOptions {
+  bool add_generation_prompt = false;  // append the assistant header (families that have one)
+  bool enable_thinking = true;         // qwen3: false = HF's enable_thinking=False (empty <think> block)
+};
+
+// User-defined template: text around each role's content. `{bos}` and `{eos}` expand to the tokenizer's
+// in every field. Text = bos + for each message (prefix + content + suffix) [+ generation prompt]. An
+// empty generation_prompt means the assistant prefix. Roles without an entry are an error.
 struct CustomTemplate {
-  std::string bos;  // printed once at the start
+  std::string bos;                                                          // printed once at the start
   std::map<std::string, std::pair<std::string, std::string>> role_affixes;  // role -> (prefix, suffix)
   std::string generation_prompt;                                            // assistant prefix
 };
 
 class ChatTemplate {
  public:
-  // name: one of the families above or "auto" (picks the family from context.jinja).
-  // Throws hs::Error listing the valid names on an unknown one, or when auto cannot tell.
+  // name: one of families() or "auto" (picks the family from context.jinja by its markers, e.g.
+  // <|im_start|> with <think> -> qwen3). Throws hs::Error listing the valid names on an unknown one, or
+  // naming what it saw when auto cannot tell (hint: pass --template).
   static ChatTemplate named(const std::string& name, const TemplateContext& context);
   static ChatTemplate custom(const CustomTemplate& spec, const TemplateContext& context);
 
@@ -57,8 +120,17 @@ class ChatTemplate {
   ~ChatTemplate();
 
   Rendered render(const Conversation& conversation, bool add_generation_prompt = false) const;
+  Rendered render(const Conversation& conversation, const RenderOptions& options) const;
+  // The family ("chatml", …, "custom"); for "auto" the family it resolved to.
   const std::string& name() const;
+  // The built-in family names accepted by named() (besides "auto").
   static std::vector<std::string> families();
+
+  // One Alpaca row as a conversation for this family: alpaca keeps the input as its own `input` message;
+  // every other family gets one user message "instruction\n\ninput" (just the instruction when the input
+  // is empty). The output is the assistant message (drop it to render a generation prompt).
+  Conversation alpaca_row(const std::string& instruction, const std::string& input,
+                          const std::string& output) const;
 
   struct Impl;
 
