@@ -17,6 +17,7 @@
 #include "data/hdf5_util.h"
 #include "data/manifest.h"
 #include "data/shard_index.h"
+#include "data/shard_stats.h"
 #include "data/shard_writer.h"
 #include "io/file.h"
 #include "io/sha256.h"
@@ -484,4 +485,43 @@ TEST(DataShards, Hdf5VersionString) {
   unsigned maj = 0, min = 0, rel = 0;
   H5get_libversion(&maj, &min, &rel);
   EXPECT_EQ(v, std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel));
+}
+
+// Hand-computed batching examples (see shard_stats.h for the definitions).
+TEST(DataStats, PaddedPackedAndPercentiles) {
+  std::vector<int32_t> len = {4, 1, 10, 3, 2};
+  std::vector<int32_t> tr = {3, 0, 9, 2, 1};
+  ShardStats s = compute_stats(len, tr, 8);
+  EXPECT_EQ(s.samples, 5);
+  EXPECT_EQ(s.tokens, 20);
+  EXPECT_EQ(s.trained, 15);
+  EXPECT_EQ(s.min_len, 1);
+  EXPECT_EQ(s.max_len, 10);
+  EXPECT_DOUBLE_EQ(s.mean_len, 4.0);
+  EXPECT_EQ(s.p50, 3);
+  EXPECT_EQ(s.p90, 10);
+  EXPECT_EQ(s.p99, 10);
+  EXPECT_EQ(s.over_budget, 1);
+  // Sorted 1 2 | 3 4 | 10: slots 2*2 + 2*4 + 10 = 22 for 20 tokens.
+  EXPECT_EQ(s.padded_grouped.batches, 3);
+  EXPECT_EQ(s.padded_grouped.slots, 22);
+  EXPECT_EQ(s.padded_grouped.padding, 2);
+  // Best-fit decreasing into rows of 8: [10] [4 3 1] [2]: slots 10 + 8 + 8 = 26.
+  EXPECT_EQ(s.packed.batches, 3);
+  EXPECT_EQ(s.packed.slots, 26);
+  EXPECT_EQ(s.packed.padding, 6);
+  EXPECT_NEAR(s.packed.waste(), 6.0 / 26.0, 1e-12);
+  ASSERT_EQ(s.histogram.size(), 4u);
+  EXPECT_EQ(s.histogram[0].lo, 1);
+  EXPECT_EQ(s.histogram[0].count, 1);
+  EXPECT_EQ(s.histogram[1].count, 2);  // [2,4): 2, 3
+  EXPECT_EQ(s.histogram[2].count, 1);  // [4,8)
+  EXPECT_EQ(s.histogram[3].count, 1);  // [8,16)
+  // Shuffled order is a permutation: same tokens, at least the grouped slots.
+  EXPECT_GE(s.padded_shuffled.slots, s.padded_grouped.slots);
+  EXPECT_EQ(s.padded_shuffled.slots - s.padded_shuffled.padding, 20);
+  // In this exact order: 4 | 1 10 (over) ... -> [4 1] -> 2*4=8, [10] -> 10, [3 2] -> 6: slots 24.
+  BatchWaste w = padded_batches(len, 8);
+  EXPECT_EQ(w.batches, 3);
+  EXPECT_EQ(w.slots, 24);
 }
