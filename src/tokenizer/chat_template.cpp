@@ -117,7 +117,10 @@ string replace_all(string s, string_view from, string_view to) {
 
 struct Out {
   Rendered r;
-  void put(string_view s) { r.text.append(s); }
+  template <typename... Parts>
+  void put(const Parts&... parts) {
+    (r.text.append(string_view(parts)), ...);
+  }
   size_t mark() const { return r.text.size(); }
   void turn(size_t begin) { r.assistant_spans.push_back({Span{begin, r.text.size()}}); }
 };
@@ -137,10 +140,10 @@ void check_not_empty(const string& family, const Conversation& c) {
 // Every role must be in `allowed`; reasoning only where `reasoning_ok` (qwen3 assistant turns).
 void check_roles(const string& family, const Conversation& c, const std::set<string>& allowed,
                  bool reasoning_ok = false) {
-  std::vector<string> names(allowed.begin(), allowed.end());
   for (size_t i = 0; i < c.messages.size(); ++i) {
     const Message& m = c.messages[i];
     if (!allowed.count(m.role)) {
+      std::vector<string> names(allowed.begin(), allowed.end());
       Error e = template_error(
           family, str("message ", i, " has role '", m.role, "'; this template takes ", join(names, ", ")));
       if (m.role == "tool" || m.role == "ipython" || m.role == "function")
@@ -179,6 +182,8 @@ void check_alternation(const string& family, const Conversation& c, size_t from)
 }
 
 const std::set<string> kChatRoles = {"system", "user", "assistant"};
+const std::set<string> kMistralRoles = {"user", "assistant"};
+const std::set<string> kAlpacaRoles = {"system", "user", "input", "assistant"};
 
 // ---- families ------------------------------------------------------------------------------------------
 
@@ -187,6 +192,7 @@ struct Family {
   TemplateContext ctx;
   string date;            // llama3
   CustomTemplate custom;  // custom, fields already expanded
+  std::set<string> custom_roles;
 };
 
 using RenderFn = std::function<void(const Family&, const Conversation&, const RenderOptions&, Out&)>;
@@ -196,12 +202,12 @@ void render_chatml(const Family& f, const Conversation& c, const RenderOptions& 
   check_roles(f.name, c, kChatRoles);
   const auto& ms = c.messages;
   if (ms[0].role == "system")
-    out.put(str("<|im_start|>system\n", ms[0].content, "<|im_end|>\n"));
+    out.put("<|im_start|>system\n", ms[0].content, "<|im_end|>\n");
   else
-    out.put(str("<|im_start|>system\n", kQwenDefaultSystem, "<|im_end|>\n"));
+    out.put("<|im_start|>system\n", kQwenDefaultSystem, "<|im_end|>\n");
   for (size_t i = 0; i < ms.size(); ++i) {
     if (ms[i].role == "system" && i == 0) continue;
-    out.put(str("<|im_start|>", ms[i].role, "\n"));
+    out.put("<|im_start|>", ms[i].role, "\n");
     size_t b = out.mark();
     out.put(ms[i].content);
     out.put("<|im_end|>");
@@ -215,7 +221,7 @@ void render_chatml(const Family& f, const Conversation& c, const RenderOptions& 
 void render_qwen3(const Family& f, const Conversation& c, const RenderOptions& o, Out& out) {
   check_roles(f.name, c, kChatRoles, /*reasoning_ok=*/true);
   const auto& ms = c.messages;
-  if (ms[0].role == "system") out.put(str("<|im_start|>system\n", ms[0].content, "<|im_end|>\n"));
+  if (ms[0].role == "system") out.put("<|im_start|>system\n", ms[0].content, "<|im_end|>\n");
   // The last user message that is not a wrapped tool response; turns after it keep their reasoning.
   size_t last_query = ms.size() - 1;
   for (size_t k = ms.size(); k-- > 0;) {
@@ -228,7 +234,7 @@ void render_qwen3(const Family& f, const Conversation& c, const RenderOptions& o
   for (size_t i = 0; i < ms.size(); ++i) {
     const Message& m = ms[i];
     if (m.role == "user" || (m.role == "system" && i > 0)) {
-      out.put(str("<|im_start|>", m.role, "\n", m.content, "<|im_end|>\n"));
+      out.put("<|im_start|>", m.role, "\n", m.content, "<|im_end|>\n");
     } else if (m.role == "assistant") {
       string_view content = m.content;
       string_view reasoning;
@@ -243,7 +249,7 @@ void render_qwen3(const Family& f, const Conversation& c, const RenderOptions& o
       size_t b = out.mark();
       const bool last = i + 1 == ms.size();
       if (i > last_query && (last || !reasoning.empty()))
-        out.put(str("<think>\n", strip_char(reasoning, '\n'), "\n</think>\n\n", lstrip_char(content, '\n')));
+        out.put("<think>\n", strip_char(reasoning, '\n'), "\n</think>\n\n", lstrip_char(content, '\n'));
       else
         out.put(content);
       out.put("<|im_end|>");
@@ -270,11 +276,11 @@ void render_llama3(const Family& f, const Conversation& c, const RenderOptions& 
   out.put(f.ctx.bos_text);
   out.put("<|start_header_id|>system<|end_header_id|>\n\n");
   out.put("Cutting Knowledge Date: December 2023\n");
-  out.put(str("Today Date: ", f.date, "\n\n"));
+  out.put("Today Date: ", f.date, "\n\n");
   out.put(system);
   out.put("<|eot_id|>");
   for (size_t i = first; i < ms.size(); ++i) {
-    out.put(str("<|start_header_id|>", ms[i].role, "<|end_header_id|>\n\n"));
+    out.put("<|start_header_id|>", ms[i].role, "<|end_header_id|>\n\n");
     size_t b = out.mark();
     out.put(py_strip(ms[i].content));
     out.put("<|eot_id|>");
@@ -299,13 +305,13 @@ void render_llama2(const Family& f, const Conversation& c, const RenderOptions&,
   for (size_t i = first; i < ms.size(); ++i) {
     const Message& m = ms[i];
     // Jinja: system_message != false holds for an empty system string too.
-    string content =
-        i == first && has_system ? str("<<SYS>>\n", ms[0].content, "\n<</SYS>>\n\n", m.content) : m.content;
+    string content = m.content;
+    if (i == first && has_system) content = "<<SYS>>\n" + ms[0].content + "\n<</SYS>>\n\n" + m.content;
     if (m.role == "user") {
-      out.put(str(f.ctx.bos_text, "[INST] ", py_strip(content), " [/INST]"));
+      out.put(f.ctx.bos_text, "[INST] ", py_strip(content), " [/INST]");
     } else {
       size_t b = out.mark();
-      out.put(str(" ", py_strip(content), " ", f.ctx.eos_text));
+      out.put(" ", py_strip(content), " ", f.ctx.eos_text);
       out.turn(b);
     }
   }
@@ -313,12 +319,12 @@ void render_llama2(const Family& f, const Conversation& c, const RenderOptions&,
 
 // Mistral-7B-Instruct-v0.1. The generation prompt adds nothing.
 void render_mistral(const Family& f, const Conversation& c, const RenderOptions&, Out& out) {
-  check_roles(f.name, c, {"user", "assistant"});
+  check_roles(f.name, c, kMistralRoles);
   check_alternation(f.name, c, 0);
   out.put(f.ctx.bos_text);
   for (const Message& m : c.messages) {
     if (m.role == "user") {
-      out.put(str("[INST] ", m.content, " [/INST]"));
+      out.put("[INST] ", m.content, " [/INST]");
     } else {
       size_t b = out.mark();
       out.put(m.content);
@@ -332,7 +338,7 @@ void render_mistral(const Family& f, const Conversation& c, const RenderOptions&
 void render_zephyr(const Family& f, const Conversation& c, const RenderOptions& o, Out& out) {
   check_roles(f.name, c, kChatRoles);
   for (const Message& m : c.messages) {
-    out.put(str("<|", m.role, "|>\n"));
+    out.put("<|", m.role, "|>\n");
     size_t b = out.mark();
     out.put(m.content);
     out.put(f.ctx.eos_text);
@@ -343,7 +349,7 @@ void render_zephyr(const Family& f, const Conversation& c, const RenderOptions& 
 }
 
 void render_alpaca(const Family& f, const Conversation& c, const RenderOptions&, Out& out) {
-  check_roles(f.name, c, {"system", "user", "input", "assistant"});
+  check_roles(f.name, c, kAlpacaRoles);
   const auto& ms = c.messages;
   size_t i = 0;
   const Message* system = nullptr;
@@ -367,8 +373,8 @@ void render_alpaca(const Family& f, const Conversation& c, const RenderOptions&,
     out.put(system->content);
   else
     out.put(with_input ? kAlpacaPreambleInput : kAlpacaPreambleNoInput);
-  out.put(str("\n\n### Instruction:\n", instruction.content));
-  if (with_input) out.put(str("\n\n### Input:\n", input->content));
+  out.put("\n\n### Instruction:\n", instruction.content);
+  if (with_input) out.put("\n\n### Input:\n", input->content);
   out.put("\n\n### Response:\n");
   if (output) {
     size_t b = out.mark();
@@ -385,9 +391,7 @@ void render_none(const Family& f, const Conversation& c, const RenderOptions&, O
 }
 
 void render_custom(const Family& f, const Conversation& c, const RenderOptions& o, Out& out) {
-  std::set<string> roles;
-  for (const auto& [role, affixes] : f.custom.role_affixes) roles.insert(role);
-  check_roles(f.name, c, roles);
+  check_roles(f.name, c, f.custom_roles);
   out.put(f.custom.bos);
   for (const Message& m : c.messages) {
     const auto& [prefix, suffix] = f.custom.role_affixes.at(m.role);
@@ -525,6 +529,12 @@ ChatTemplate ChatTemplate::named(const string& name, const TemplateContext& cont
     throw Error(str("unknown chat template '", name, "'"))
         .hint(str("valid names: ", join(family_names(), ", "), ", auto (from the tokenizer), custom"));
   }
+  if (context.eos_text.empty() &&
+      (family == "llama2" || family == "mistral" || family == "zephyr" || family == "alpaca"))
+    throw Error(str("chat template '", family,
+                    "' ends every assistant turn with EOS, but the tokenizer has no "
+                    "EOS token"))
+        .hint("use the model's own tokenizer (tokenizer_config.json eos_token), or a custom template");
   auto impl = std::make_unique<Impl>();
   impl->family.name = family;
   impl->family.ctx = context;
@@ -549,6 +559,7 @@ ChatTemplate ChatTemplate::custom(const CustomTemplate& spec, const TemplateCont
   for (const auto& [role, affixes] : spec.role_affixes) {
     if (role.empty()) throw Error("custom chat template: a role name is empty").hint("name every role");
     impl->family.custom.role_affixes[role] = {expand(affixes.first), expand(affixes.second)};
+    impl->family.custom_roles.insert(role);
   }
   impl->fn = render_custom;
   return ChatTemplate(std::move(impl));

@@ -254,6 +254,9 @@ def qwen3_conversations(rng, share):
          {"role": "assistant", "content": "a", "reasoning_content": "\nr\n"}],
         [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "reasoning_content": "r"},
          {"role": "user", "content": "q2"}],
+        # Given reasoning wins: a <think> block in the content is then kept as text, not split.
+        [{"role": "user", "content": "q"},
+         {"role": "assistant", "content": "<think>inner</think>\n\nanswer", "reasoning_content": "outer"}],
     ]
     for msgs in fixed:
         for gen in (False, True):

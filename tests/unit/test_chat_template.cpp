@@ -73,6 +73,16 @@ TEST(ChatTemplate, UnknownNameListsValidOnes) {
   EXPECT_TRUE(contains(msg, "prefixes and suffixes")) << msg;
 }
 
+TEST(ChatTemplate, FamiliesEndingTurnsWithEosNeedOne) {
+  TemplateContext no_eos{"<s>", "", "", ""};
+  for (const std::string n : {"llama2", "mistral", "zephyr", "alpaca"}) {
+    auto msg = error_of([&] { ChatTemplate::named(n, no_eos); });
+    EXPECT_TRUE(contains(msg, "no EOS token")) << n << ": " << msg;
+  }
+  for (const std::string n : {"chatml", "qwen3", "llama3", "none"})
+    EXPECT_NO_THROW(ChatTemplate::named(n, no_eos));
+}
+
 TEST(ChatTemplate, EmptyConversationIsAnErrorEverywhere) {
   for (const auto& n : ChatTemplate::families()) {
     auto t = ChatTemplate::named(n, llama_ctx());
