@@ -53,12 +53,19 @@
 //   zephyr          CONTENT</s>  (not "<|assistant|>\n", not the "\n" after </s>)
 //   alpaca          OUTPUT</s>   (the text after "### Response:\n")
 //   custom          CONTENT + the assistant suffix (the suffix is the end-of-turn marker)
-//   none            one entry with the whole text [0, size) whatever the roles (empty if the text is)
+//   none            one entry with the whole text [0, size) whatever the roles (none if the text is empty)
 // The generation prompt is never trainable.
 //
 // Errors (hs::Error; prep adds the sample with .at()): an empty conversation, a role the family does not
 // know (`tool` included), roles that do not alternate where the template requires it, a system message
-// where the template has no place for it, and reasoning given to a family that would drop it.
+// where the template has no place for it, and reasoning given to a family that would drop it; at
+// construction, a family that ends turns with EOS (llama2, mistral, zephyr, alpaca) and no EOS text.
+//
+// auto: <|im_start|> + <think> + Qwen3's last_query_index rule -> qwen3; <|im_start|> + Qwen's default
+// system text -> chatml; <|start_header_id|> + "Cutting Knowledge Date" -> llama3; <|user|> ending turns
+// with eos_token -> zephyr; <<SYS>> -> llama2; '[INST] ' … ' [/INST]' -> mistral. A template that carries a
+// family's marker but differs where it matters (generic ChatML without Qwen's default system, Llama 3.0,
+// Phi-3, Mistral v0.3, QwQ) is an error naming what was seen, never a silently different render.
 #pragma once
 
 #include <map>
@@ -80,7 +87,8 @@ struct TemplateContext {
 struct Message {
   std::string role;  // system | user | assistant (| input for alpaca); others are an error
   std::string content;
-  std::string reasoning;  // qwen3: text inside <think>…</think> for assistant turns ("" = none given)
+  std::string reasoning;  // qwen3: text inside <think>…</think> for assistant turns ("" = none given: a
+                          // <think>…</think> at the start of content is then split off, as HF does)
 };
 
 struct Conversation {
