@@ -41,7 +41,8 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();
 
-  // add_special_tokens applies the post-processor (e.g. BOS for Llama), like HF's encode(..., add_special_tokens).
+  // add_special_tokens applies the post-processor (e.g. BOS for Llama), like HF's encode(...,
+  // add_special_tokens).
   Encoding encode(std::string_view text, bool add_special_tokens = false) const;
   std::vector<int32_t> encode_ids(std::string_view text, bool add_special_tokens = false) const;
   // Exact inverse of encode for valid UTF-8 (like HF decode with skip_special_tokens=False); invalid byte
@@ -50,11 +51,12 @@ class Tokenizer {
 
   int32_t vocab_size() const;  // model vocab + added tokens (max id + 1)
   std::optional<int32_t> token_to_id(std::string_view token) const;
-  std::string id_to_token(int32_t id) const;
+  std::string id_to_token(int32_t id) const;  // throws hs::Error for an id outside the vocabulary
+  bool is_special(int32_t id) const;          // an added token marked special
   const SpecialTokens& specials() const;
-  const std::string& sha256() const;          // hex sha256 of the tokenizer.json bytes
-  const std::string& chat_template() const;   // raw Jinja from tokenizer_config.json, or ""
-  const std::string& path() const;            // resolved tokenizer.json path
+  const std::string& sha256() const;         // hex sha256 of the tokenizer.json bytes
+  const std::string& chat_template() const;  // raw Jinja from tokenizer_config.json, or ""
+  const std::string& path() const;           // resolved tokenizer.json path
 
  private:
   struct Impl;

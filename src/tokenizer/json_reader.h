@@ -1,0 +1,57 @@
+// JSON access that knows where it is. Every JsonRef carries the file name and the key path that led to
+// it, so a loader error reads "tokenizer.json: model.merges[12]: expected a string, got number" and
+// never just "type_error.302". Parsing errors name the file, line and column.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace hs::tokenizer {
+
+// Reads and parses a JSON file; throws hs::Error naming the file (and line:column) on failure.
+nlohmann::json parse_json_file(const std::string& path);
+
+class JsonRef {
+ public:
+  JsonRef(const nlohmann::json& value, const std::string& file, std::string path)
+      : v_(&value), file_(&file), path_(std::move(path)) {}
+
+  const nlohmann::json& raw() const { return *v_; }
+  const std::string& path() const { return path_; }
+  std::string where() const { return path_.empty() ? *file_ : *file_ + ": " + path_; }
+
+  bool is_null() const { return v_->is_null(); }
+  bool is_object() const { return v_->is_object(); }
+  bool is_array() const { return v_->is_array(); }
+  bool is_string() const { return v_->is_string(); }
+  // Present and not null.
+  bool has(const char* key) const;
+  // Required member / element: a missing one is an error naming the key.
+  JsonRef operator[](const char* key) const;
+  JsonRef at(size_t index) const;
+  size_t size() const;  // of an array or object (error for anything else)
+
+  std::string str() const;
+  int64_t integer() const;
+  bool boolean() const;
+  double number() const;
+  // Optional members: missing or null gives the default.
+  std::string str_or(const char* key, const std::string& def) const;
+  bool bool_or(const char* key, bool def) const;
+  int64_t int_or(const char* key, int64_t def) const;
+  std::optional<std::string> opt_str(const char* key) const;
+
+  [[noreturn]] void fail(const std::string& what, const std::string& hint = "") const;
+  static const char* type_name(const nlohmann::json& v);
+
+ private:
+  std::string child(const char* key) const { return path_.empty() ? key : path_ + "." + key; }
+  const nlohmann::json* v_;
+  const std::string* file_;
+  std::string path_;
+};
+
+}  // namespace hs::tokenizer
