@@ -231,13 +231,17 @@ MappedFile::~MappedFile() {
 
 std::vector<TensorInfo> SafetensorsFile::parse(const uint8_t* bytes, size_t size, const std::string& path,
                                                Metadata* metadata) {
-  if (size >= 2 && ((bytes[0] == 'P' && bytes[1] == 'K') || bytes[0] == 0x80)) refuse_pickle(path);
+  // A zip (torch.save) or raw pickle file reads as an absurd header size; name it instead of "corrupt".
+  auto looks_pickled = [&] {
+    return size >= 2 && ((bytes[0] == 'P' && bytes[1] == 'K') || bytes[0] == 0x80);
+  };
   if (size < 8)
     throw Error(str("file too short for a safetensors header (", size, " bytes)"))
         .at(path)
         .hint("the file is truncated or not safetensors");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
+  if ((n > kMaxHeaderBytes || n > size - 8) && looks_pickled()) refuse_pickle(path);
   if (n > kMaxHeaderBytes)
     throw Error(str("header size ", n, " exceeds the limit of ", kMaxHeaderBytes, " bytes"))
         .at(path)

@@ -117,6 +117,20 @@ TEST(Safetensors, RefusesCorruptHeaders) {
   expect_error(std::string("\x80\x02", 2) + std::string(16, '\0'), {"pickle"});
 }
 
+TEST(Safetensors, HeaderSizesThatLookLikeMagicBytesAreFine) {
+  // A header of 0x80 bytes starts the file with 0x80 (pickle's opcode), 0x4b50 bytes with "PK" (zip):
+  // both are valid safetensors files.
+  for (size_t n : {size_t(0x80), size_t(0x4b50)}) {
+    std::string header = R"({"t":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}})";
+    header.append(n - header.size(), ' ');
+    std::string bytes = make_file(header, "ab");
+    auto infos =
+        SafetensorsFile::parse(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "m", nullptr);
+    ASSERT_EQ(infos.size(), 1u);
+    EXPECT_EQ(infos[0].data[1], 'b');
+  }
+}
+
 TEST(Safetensors, RefusesPickleCheckpoints) {
   TempDir dir;
   write_raw(dir.file("pytorch_model.bin"), "PK\x03\x04");

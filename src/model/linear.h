@@ -1,0 +1,34 @@
+// A projection of the decoder as an interface, so adapters wrap the frozen base instead of forking the
+// model: DenseLinear is the plain base (W, optional b); hs::lora::LoraLinear wraps any Projection and adds
+// its low-rank branch; a quantized base (NF4) is another implementation. The model only calls forward().
+#pragma once
+
+#include <memory>
+
+#include <ATen/ATen.h>
+
+namespace hs::model {
+
+class Projection {
+ public:
+  virtual ~Projection() = default;
+  virtual at::Tensor forward(const at::Tensor& x, bool training) const = 0;
+  virtual int64_t in_features() const = 0;
+  virtual int64_t out_features() const = 0;
+  // The dense base weights underneath (this, or the base a wrapper holds); nullptr for non-dense bases.
+  virtual const class DenseLinear* dense() const { return nullptr; }
+};
+
+class DenseLinear final : public Projection {
+ public:
+  DenseLinear(at::Tensor weight, at::Tensor bias) : weight(std::move(weight)), bias(std::move(bias)) {}
+  at::Tensor forward(const at::Tensor& x, bool training) const override;
+  int64_t in_features() const override { return weight.size(1); }
+  int64_t out_features() const override { return weight.size(0); }
+  const DenseLinear* dense() const override { return this; }
+
+  at::Tensor weight;  // [out, in]
+  at::Tensor bias;    // [out] or undefined
+};
+
+}  // namespace hs::model

@@ -1,0 +1,157 @@
+// Reference implementations of the hot ops (ATen, any device). Each mirrors transformers' op order so
+// float32 results agree to rounding; see ops.h.
+#include "model/ops.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+
+namespace hs::model::ops {
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  auto input_dtype = x.scalar_type();
+  at::Tensor h = x.to(at::kFloat);
+  at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
+  h = h * at::rsqrt(variance + eps);
+  return weight * h.to(input_dtype);
+}
+
+at::Tensor rope_inv_freq(const io::HfConfig& c) {
+  const int64_t dim = c.head_dim;
+  // 1 / base^(arange(0, dim, 2) / dim), in float32 as transformers computes it.
+  at::Tensor exponent = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / double(dim);
+  at::Tensor inv_freq = at::pow(c.rope_theta, exponent).reciprocal();
+  switch (c.rope.type) {
+    case io::RopeType::standard:
+      return inv_freq;
+    case io::RopeType::linear:
+      return inv_freq / c.rope.factor;
+    case io::RopeType::llama3: {
+      const double factor = c.rope.factor, low = c.rope.low_freq_factor, high = c.rope.high_freq_factor;
+      const double old_len = double(c.rope.original_max_position_embeddings);
+      const double low_freq_wavelen = old_len / low, high_freq_wavelen = old_len / high;
+      at::Tensor wavelen = inv_freq.reciprocal() * (2 * M_PI);
+      at::Tensor llama = at::where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq);
+      at::Tensor smooth = (wavelen.reciprocal() * old_len - low) / (high - low);
+      at::Tensor smoothed = (1 - smooth) * llama / factor + smooth * llama;
+      at::Tensor medium =
+          at::logical_not(wavelen < high_freq_wavelen) * at::logical_not(wavelen > low_freq_wavelen);
+      return at::where(medium, smoothed, llama);
+    }
+  }
+  return inv_freq;
+}
+
+RopeTable rope_table(const io::HfConfig& config, int64_t positions, at::Device device) {
+  HS_CHECK(positions > 0);
+  at::Tensor inv_freq = rope_inv_freq(config);
+  at::Tensor pos = at::arange(positions, at::kLong).to(at::kFloat);
+  at::Tensor freqs = pos.unsqueeze(-1) * inv_freq.unsqueeze(0);  // [P, D/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);                  // [P, D]
+  return {emb.cos().to(device), emb.sin().to(device)};
+}
+
+at::Tensor rope(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids) {
+  const int64_t B = position_ids.size(0), T = position_ids.size(1), D = x.size(-1);
+  at::Tensor flat = position_ids.reshape({-1});
+  at::Tensor cos = table.cos.index_select(0, flat).view({B, 1, T, D}).to(x.scalar_type());
+  at::Tensor sin = table.sin.index_select(0, flat).view({B, 1, T, D}).to(x.scalar_type());
+  at::Tensor x1 = x.slice(-1, 0, D / 2), x2 = x.slice(-1, D / 2, D);
+  at::Tensor rotated = at::cat({-x2, x1}, -1);
+  return x * cos + rotated * sin;
+}
+
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) { return at::silu(gate) * up; }
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);
+}
+
+at::Tensor lora_delta(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, double scaling,
+                      double dropout_p, bool training) {
+  at::Tensor h = (training && dropout_p > 0) ? at::dropout(x, dropout_p, /*train=*/true) : x;
+  at::Tensor aa = a.scalar_type() == x.scalar_type() ? a : a.to(x.scalar_type());
+  at::Tensor bb = b.scalar_type() == x.scalar_type() ? b : b.to(x.scalar_type());
+  return at::linear(at::linear(h, aa), bb) * scaling;
+}
+
+at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                       const at::Tensor& a, const at::Tensor& b, double scaling, double dropout_p,
+                       bool training) {
+  at::Tensor result = linear(x, weight, bias);
+  return result + lora_delta(x, a, b, scaling, dropout_p, training);
+}
+
+AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, int64_t seq_len,
+                                 at::Device device) {
+  AttentionLayout layout;
+  if (!cu_seqlens.defined()) {
+    layout.max_seqlen = seq_len;
+    return layout;
+  }
+  HS_CHECK(cu_seqlens.dim() == 1 && cu_seqlens.numel() >= 2, "cu_seqlens must be [n+1]");
+  at::Tensor cu = cu_seqlens.to(at::kCPU, at::kLong).contiguous();
+  const int64_t* p = cu.data_ptr<int64_t>();
+  const int64_t n = cu.numel(), total = batch * seq_len;
+  if (p[0] != 0 || p[n - 1] != total)
+    throw Error(
+        str("cu_seqlens must run from 0 to batch*seq_len = ", total, ", got ", p[0], " .. ", p[n - 1]))
+        .at("attention_layout");
+  std::vector<int64_t> seg(size_t(total), 0);
+  bool one_per_row = true;
+  int64_t max_len = 0;
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    const int64_t begin = p[i], end = p[i + 1];
+    if (end < begin) throw Error(str("cu_seqlens decreases at index ", i + 1)).at("attention_layout");
+    if (end == begin) continue;
+    if (begin / seq_len != (end - 1) / seq_len)
+      throw Error(
+          str("sequence ", i, " [", begin, ", ", end, ") crosses a row boundary (row length ", seq_len, ")"))
+          .at("attention_layout");
+    if (begin % seq_len != 0 || end - begin != seq_len) one_per_row = false;
+    max_len = std::max(max_len, end - begin);
+    for (int64_t t = begin; t < end; ++t) seg[size_t(t)] = i;
+  }
+  layout.cu_seqlens = cu_seqlens.to(device, at::kInt);
+  layout.max_seqlen = max_len;
+  if (one_per_row) return layout;  // plain causal rows: no mask needed
+  at::Tensor s = at::tensor(seg, at::kLong).view({batch, seq_len});
+  at::Tensor same = s.unsqueeze(2) == s.unsqueeze(1);  // [B, T, T]
+  at::Tensor causal = at::ones({seq_len, seq_len}, at::kBool).tril();
+  layout.mask = at::logical_and(same, causal).unsqueeze(1).to(device);
+  layout.causal = false;
+  return layout;
+}
+
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const AttentionLayout& layout) {
+  const bool gqa = q.size(1) != k.size(1);
+  const int64_t T = q.size(2), S = k.size(2);
+  if (layout.mask.defined()) {
+    HS_CHECK(T == S, "a packed-row mask needs as many queries as keys");
+    return at::scaled_dot_product_attention(q, k, v, layout.mask, 0.0, false, std::nullopt, gqa);
+  }
+  if (!layout.causal || T == 1)
+    return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, std::nullopt, gqa);
+  if (T == S) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, true, std::nullopt, gqa);
+  HS_CHECK(S > T, "more queries than keys");
+  // Decoding a chunk after a cached prefix: query t sits at absolute position S - T + t.
+  at::Tensor mask = at::ones({T, S}, at::TensorOptions().dtype(at::kBool).device(q.device())).tril(S - T);
+  return at::scaled_dot_product_attention(q, k, v, mask, 0.0, false, std::nullopt, gqa);
+}
+
+LossSum cross_entropy_sum(const at::Tensor& logits, const at::Tensor& targets) {
+  HS_CHECK(logits.dim() == 2 && targets.dim() == 1 && logits.size(0) == targets.size(0));
+  LossSum out;
+  out.count = targets.size(0);
+  if (out.count == 0) {
+    out.sum = (logits.sum() * 0).to(at::kFloat);  // keeps the graph connected
+    return out;
+  }
+  at::Tensor lsm = at::log_softmax(logits.to(at::kFloat), -1);
+  out.sum = at::nll_loss(lsm, targets.to(at::kLong), {}, at::Reduction::Sum);
+  return out;
+}
+
+}  // namespace hs::model::ops

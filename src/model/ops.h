@@ -1,0 +1,78 @@
+// The decoder's hot operations, each behind one small function so a CUDA kernel can replace it later
+// without touching the model: RMSNorm, RoPE (cos/sin tables computed once, in float32), SwiGLU, causal
+// attention over packed rows, the (LoRA) projection and the masked cross-entropy. Every function is the
+// reference: it reproduces Hugging Face transformers' rounding order (RMSNorm in float32 then cast, RoPE
+// tables in float32 cast to the activation dtype, PEFT's LoRA branch added after the base projection), so
+// fp32 results match transformers to ~1e-6 and a kernel is checked against these.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include <ATen/ATen.h>
+
+#include "io/hf_config.h"
+
+namespace hs::model::ops {
+
+// HF LlamaRMSNorm: float32 x * rsqrt(mean(x^2) + eps), cast back to x's dtype, times weight.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// Inverse frequencies [head_dim/2] in float32 for the config's rope type (default, linear, llama3),
+// computed exactly as transformers does.
+at::Tensor rope_inv_freq(const io::HfConfig& config);
+
+// cos/sin for positions [0, positions), [positions, head_dim], float32, on `device`.
+struct RopeTable {
+  at::Tensor cos, sin;
+  int64_t positions() const { return cos.defined() ? cos.size(0) : 0; }
+};
+RopeTable rope_table(const io::HfConfig& config, int64_t positions, at::Device device);
+
+// Applies RoPE (HF rotate_half convention) to x [B, heads, T, head_dim] at position_ids [B, T].
+at::Tensor rope(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids);
+
+// silu(gate) * up.
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
+
+// x W^T + b (b may be undefined).
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
+// PEFT's LoRA branch: lora_B(lora_A(dropout(x))) * scaling, A: [r, in], B: [out, r]. A and B are cast to
+// x's dtype (they may be kept in float32 while the activations are bf16). dropout_p applies when training.
+at::Tensor lora_delta(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, double scaling,
+                      double dropout_p, bool training);
+// linear(x, W, bias) + lora_delta(...), in PEFT's order.
+at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                       const at::Tensor& a, const at::Tensor& b, double scaling, double dropout_p,
+                       bool training);
+
+// Which tokens a query may attend to. Plain causal rows, or packed rows: several samples per row whose
+// boundaries are given by cu_seqlens (int32, cumulative lengths over the flattened [B*T] tokens, as in
+// flash-attention's varlen API: 0, len0, len0+len1, ..., B*T). Attention never crosses a boundary.
+struct AttentionLayout {
+  at::Tensor cu_seqlens;  // undefined: every row is one causal sequence
+  int64_t max_seqlen = 0;
+  at::Tensor mask;     // CPU path: [B, 1, T, T] bool block-diagonal causal mask (true = attend)
+  bool causal = true;  // with no mask: plain causal
+};
+// Builds the layout for a [B, T] batch; cu_seqlens may be undefined (plain causal rows). Checks that
+// every boundary lies inside [0, B*T] and that rows split at sample boundaries.
+AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, int64_t seq_len,
+                                 at::Device device);
+
+// Scaled dot-product attention, q: [B, H, T, D], k/v: [B, KV, S, D] (GQA when KV < H), softmax scale
+// D^-0.5. With a layout mask the mask applies; otherwise causal when layout.causal and T == S, or a
+// causal mask offset by S - T (decoding with a KV cache: the new queries are the last T positions).
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                     const AttentionLayout& layout);
+
+// Sum of token cross-entropies (float32 log-softmax of logits [N, V]) against targets [N] and the count
+// of targets; callers divide by the count of a whole optimizer step.
+struct LossSum {
+  at::Tensor sum;  // float32 scalar, differentiable
+  int64_t count = 0;
+};
+LossSum cross_entropy_sum(const at::Tensor& logits, const at::Tensor& targets);
+
+}  // namespace hs::model::ops
