@@ -230,7 +230,7 @@ std::vector<InputFile> scan_inputs(const std::vector<std::string>& paths, const 
           } catch (Error& e) {
             throw std::move(e.at(where));  // a valid record of an unknown format: the user must say
           }
-          f.why = "auto: " + why + " (" + where + ")";
+          f.why = str("auto: ", why, ", line ", r.line);
           decided = true;
         } catch (Error& e) {
           if (!j_is_parse_error(e)) throw;

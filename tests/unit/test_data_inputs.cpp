@@ -333,7 +333,7 @@ TEST(DataScan, CountsDetectsAndHashes) {
   EXPECT_EQ(files[1].sha256, hs::io::sha256_hex(hs::io::read_file(b)));
   EXPECT_EQ(files[1].name, "b.json.gz");
   EXPECT_EQ(files[2].format, Format::messages);  // the malformed first line does not decide
-  EXPECT_TRUE(contains(files[2].why, "c.jsonl:2")) << files[2].why;
+  EXPECT_TRUE(contains(files[2].why, "line 2")) << files[2].why;
   auto given = scan_inputs({a}, Format::sharegpt, Utf8Policy::repair);
   EXPECT_EQ(given[0].format, Format::sharegpt);
   auto msg = error_of(

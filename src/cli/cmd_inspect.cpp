@@ -1,0 +1,131 @@
+// `hsloth inspect DIR`: what a shard folder holds and how well it batches. Opens it with ShardIndex
+// (which validates everything but the token bytes; --verify also checks every file's sha256), then prints
+// totals, length percentiles and a histogram, the trained-token fraction, prep's record accounting, and
+// the padding waste of padded vs packed batches at --tokens-per-batch (definitions in data/shard_stats.h,
+// repeated in the output). --json prints the same numbers as one object.
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "core/timer.h"
+#include "data/shard_index.h"
+#include "data/shard_stats.h"
+
+namespace {
+
+hs::config::Schema schema() {
+  hs::config::Schema s("inspect", "DIR [--tokens-per-batch N] [--verify] [--json]",
+                       "Statistics of a shard folder written by hsloth prep (or of one shard file).");
+  s.path("dir", "", "shard folder (or a single .h5 shard)", true);
+  s.positional("dir");
+  s.integer("tokens-per-batch", 4096, "token budget per batch for the padding/packing estimate", 1, 1e12);
+  s.flag("verify", "also check every shard file's sha256 against the manifest (reads all bytes)");
+  s.flag("json", "print one JSON object instead of text");
+  s.config_file(false);
+  return s;
+}
+
+nlohmann::ordered_json waste_json(const hs::data::BatchWaste& w) {
+  return {{"batches", w.batches}, {"slots", w.slots}, {"padding", w.padding}, {"waste", w.waste()}};
+}
+
+std::string pct(double f) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f%%", 100.0 * f);
+  return b;
+}
+
+int run(const hs::config::Config& cfg) {
+  using namespace hs;
+  data::ShardIndex::Options o;
+  o.verify_checksums = cfg.get_bool("verify");
+  data::ShardIndex idx = data::ShardIndex::open(cfg.get("dir"), o);
+  const int64_t n = cfg.get_int("tokens-per-batch");
+  data::ShardStats s = data::compute_stats(idx.lengths(), idx.trained(), n);
+  const data::ShardMeta& m = idx.meta();
+  const nlohmann::json& prep = idx.manifest().prep;
+
+  if (cfg.get_bool("json")) {
+    nlohmann::ordered_json j;
+    j["path"] = idx.path();
+    j["shards"] = idx.shards().size();
+    j["samples"] = s.samples;
+    j["tokens"] = s.tokens;
+    j["trained"] = s.trained;
+    j["trained_fraction"] = s.tokens ? double(s.trained) / double(s.tokens) : 0.0;
+    j["length"] = {{"min", s.min_len}, {"p50", s.p50},     {"p90", s.p90},
+                   {"p99", s.p99},     {"max", s.max_len}, {"mean", s.mean_len}};
+    nlohmann::ordered_json h = nlohmann::json::array();
+    for (const auto& b : s.histogram) h.push_back({{"lo", b.lo}, {"hi", b.hi}, {"count", b.count}});
+    j["histogram"] = h;
+    j["tokens_per_batch"] = n;
+    j["over_budget"] = s.over_budget;
+    j["padded_shuffled"] = waste_json(s.padded_shuffled);
+    j["padded_grouped"] = waste_json(s.padded_grouped);
+    j["packed"] = waste_json(s.packed);
+    j["tokenizer"] = {
+        {"name", m.tokenizer_name}, {"sha256", m.tokenizer_sha256}, {"vocab_size", m.vocab_size}};
+    j["template"] = m.template_name;
+    j["loss"] = m.loss_policy;
+    j["prep"] = prep;
+    j["verified"] = o.verify_checksums;
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+
+  std::printf("%s: %zu shard%s, %s\n", idx.path().c_str(), idx.shards().size(),
+              idx.shards().size() == 1 ? "" : "s",
+              o.verify_checksums ? "sha256 verified" : "structure checked (--verify also hashes the files)");
+  std::printf("tokenizer   %s (sha256 %s), vocab %lld, bos %lld eos %lld pad %lld\n",
+              m.tokenizer_name.c_str(), m.tokenizer_sha256.c_str(), (long long)m.vocab_size,
+              (long long)m.bos_id, (long long)m.eos_id, (long long)m.pad_id);
+  std::printf("made with   template %s, loss %s, formats %s, max_len %s, %s\n", m.template_name.c_str(),
+              m.loss_policy.c_str(), m.formats.c_str(),
+              m.max_len ? std::to_string(m.max_len).c_str() : "none", m.created_by.c_str());
+  std::printf("samples     %lld\ntokens      %lld\ntrained     %lld (%s of tokens are loss targets)\n",
+              (long long)s.samples, (long long)s.tokens, (long long)s.trained,
+              pct(s.tokens ? double(s.trained) / double(s.tokens) : 0).c_str());
+  std::printf("length      min %lld, p50 %lld, p90 %lld, p99 %lld, max %lld, mean %.1f\n",
+              (long long)s.min_len, (long long)s.p50, (long long)s.p90, (long long)s.p99,
+              (long long)s.max_len, s.mean_len);
+  if (prep.contains("input_records") && prep.contains("skipped")) {
+    const auto& sk = prep["skipped"];
+    std::printf(
+        "prep        %lld input records = %lld written + %lld too long + %lld empty + %lld no trainable + "
+        "%lld malformed; %lld truncated, %lld UTF-8 repaired\n",
+        (long long)prep.value("input_records", 0LL), (long long)prep.value("written", 0LL),
+        (long long)sk.value("too_long", 0LL), (long long)sk.value("empty", 0LL),
+        (long long)sk.value("no_trainable", 0LL), (long long)sk.value("malformed", 0LL),
+        (long long)prep.value("truncated", 0LL), (long long)prep.value("utf8_repaired", 0LL));
+  }
+  std::printf("\nlength histogram (tokens per sample):\n");
+  int64_t peak = 1;
+  for (const auto& b : s.histogram) peak = std::max(peak, b.count);
+  for (const auto& b : s.histogram) {
+    int bar = int((50 * b.count + peak - 1) / peak);
+    std::printf("  [%6lld, %6lld)  %9lld  %s\n", (long long)b.lo, (long long)b.hi, (long long)b.count,
+                std::string(size_t(bar), '#').c_str());
+  }
+  std::printf(
+      "\nbatching at --tokens-per-batch %lld (%lld sample%s longer than that get a batch of their own):\n",
+      (long long)n, (long long)s.over_budget, s.over_budget == 1 ? "" : "s");
+  auto row = [](const char* name, const data::BatchWaste& w) {
+    std::printf("  %-26s %6s waste  (%lld batches, %lld pad tokens of %lld slots)\n", name,
+                pct(w.waste()).c_str(), (long long)w.batches, (long long)w.padding, (long long)w.slots);
+  };
+  row("padded, shuffled", s.padded_shuffled);
+  row("padded, length-grouped", s.padded_grouped);
+  row("packed", s.packed);
+  std::printf(
+      "  padded: consecutive samples padded to the longest in their batch, while count x longest <= N;\n"
+      "          shuffled = a seeded random order, length-grouped = the shards' sorted order.\n"
+      "  packed: samples concatenated into rows of N tokens, none split (best-fit decreasing).\n"
+      "  waste = padding tokens / token slots of all batches (compute spent on padding).\n");
+  return 0;
+}
+
+hs::cli::Registrar reg{{"inspect", "statistics of a shard folder", schema, run, false}};
+
+}  // namespace
