@@ -1,0 +1,50 @@
+#include "train/adamw.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace hs::train {
+
+AdamW::AdamW(at::Tensor params, AdamWConfig config, at::Tensor decay_mask)
+    : params_(std::move(params)), decay_mask_(std::move(decay_mask)), config_(config) {
+  HS_CHECK(params_.dim() == 1 && params_.is_contiguous() && params_.scalar_type() == at::kFloat,
+           "AdamW expects a flat contiguous float32 parameter buffer");
+  HS_CHECK(!decay_mask_.defined() || decay_mask_.sizes() == params_.sizes(), "decay mask size mismatch");
+  exp_avg_ = at::zeros_like(params_);
+  exp_avg_sq_ = at::zeros_like(params_);
+}
+
+void AdamW::step(const at::Tensor& grad, double lr) {
+  HS_CHECK(grad.sizes() == params_.sizes() && grad.scalar_type() == at::kFloat, "AdamW: gradient buffer mismatch");
+  at::NoGradGuard no_grad;
+  ++steps_;
+  const double b1 = config_.beta1, b2 = config_.beta2;
+  if (config_.weight_decay != 0) {
+    if (decay_mask_.defined())
+      params_.mul_(1 - lr * config_.weight_decay * decay_mask_);
+    else
+      params_.mul_(1 - lr * config_.weight_decay);
+  }
+  exp_avg_.lerp_(grad, 1 - b1);
+  exp_avg_sq_.mul_(b2).addcmul_(grad, grad, 1 - b2);
+  const double bias_correction1 = 1 - std::pow(b1, double(steps_));
+  const double bias_correction2 = 1 - std::pow(b2, double(steps_));
+  const double step_size = lr / bias_correction1;
+  const double bias_correction2_sqrt = std::pow(bias_correction2, 0.5);
+  at::Tensor denom = (exp_avg_sq_.sqrt() / bias_correction2_sqrt).add_(config_.eps);
+  params_.addcdiv_(exp_avg_, denom, -step_size);
+}
+
+void AdamW::load_state(int64_t steps, const at::Tensor& exp_avg, const at::Tensor& exp_avg_sq) {
+  if (exp_avg.sizes() != params_.sizes() || exp_avg_sq.sizes() != params_.sizes())
+    throw Error(hs::str("optimizer state has ", exp_avg.numel(), " values, the model's trainable parameters ",
+                        params_.numel()))
+        .hint("the checkpoint was made with other LoRA settings (lora.r / lora.targets) or another model");
+  at::NoGradGuard no_grad;
+  exp_avg_.copy_(exp_avg);
+  exp_avg_sq_.copy_(exp_avg_sq);
+  steps_ = steps;
+}
+
+}  // namespace hs::train
