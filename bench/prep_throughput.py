@@ -67,7 +67,7 @@ def main():
                 print(r.stderr[-3000:])
                 sys.exit(1)
             m = json.load(open(os.path.join(out, "manifest.json")))
-            phase = re.search(r"throughput on \d+ ranks?: ([\d.]+[kMG]?) records/s, ([\d.]+[kMG]?) tokens/s", r.stderr)
+            phase = re.search(r"throughput on \d+ ranks?: ([\d.]+[kMG]?) records/s, ([\d.]+[kMG]?) tokens/s[^\n]*", r.stderr)
             rows.append({"what": f"hsloth prep -np {n}", "ranks": n, "records": len(records),
                          "samples": m["totals"]["samples"], "tokens": m["totals"]["tokens"], "wall_s": wall,
                          "samples_per_s": m["totals"]["samples"] / wall, "tokens_per_s": m["totals"]["tokens"] / wall,

@@ -125,8 +125,12 @@ int run(const hs::config::Config& cfg) {
   check_out_dir(out, cfg.get_bool("overwrite"));
 
   // Tokenizer and first pass (every rank: cheap next to tokenization, and no broadcast needed).
+  Timer phase;
   auto tok = tokenizer::Tokenizer::from_file(cfg.get("tokenizer"));
+  const double load_s = phase.seconds();
+  phase.reset();
   std::vector<data_tools::InputFile> inputs = data_tools::scan_inputs(paths, opt.format, opt.utf8);
+  const double scan_s = phase.seconds();
   int64_t records = 0, bytes = 0;
   bool any_chat = false;
   std::string formats;
@@ -162,7 +166,6 @@ int run(const hs::config::Config& cfg) {
   data_tools::RankResult mine =
       data_tools::run_records(inputs, proc, rank, world, [&](int64_t done) { progress.update(done); });
   progress.finish();
-  const double tokenize_s = tok_timer.seconds();
 
   // Gather to rank 0 (allgather: the runtime's one collective for bytes).
   data::SampleSet samples;
@@ -193,6 +196,7 @@ int run(const hs::config::Config& cfg) {
     samples = std::move(mine.samples);
     counts = mine.counts;
   }
+  const double tokenize_s = tok_timer.seconds();  // until the slowest rank's samples are on rank 0
   if (counts.records != records || counts.records != counts.written + counts.skipped())
     throw Error(str("record accounting does not balance: ", records, " records in the inputs, ",
                     counts.records, " processed, ", counts.written, " written + ", counts.skipped(),
@@ -246,9 +250,10 @@ int run(const hs::config::Config& cfg) {
               m.tokens ? str(int(1000.0 * double(m.trained) / double(m.tokens)) / 10.0) : "0", "%)");
     log::info("throughput on ", world, " rank", world == 1 ? "" : "s", ": ",
               format_count(double(records) / tokenize_s), " records/s, ",
-              format_count(double(counts.tokens) / tokenize_s), " tokens/s (tokenize ",
-              format_duration(tokenize_s), ", write ", format_duration(write_s), ", total ",
-              format_duration(all_s), ")");
+              format_count(double(counts.tokens) / tokenize_s),
+              " tokens/s in the tokenize phase (load tokenizer ", format_duration(load_s), ", first pass ",
+              format_duration(scan_s), ", tokenize + gather ", format_duration(tokenize_s), ", sort + write ",
+              format_duration(write_s), ", total ", format_duration(all_s), ")");
   }
   Mpi::barrier();  // other ranks end with rank 0's write (an error there aborts the job)
   return rc;

@@ -11,6 +11,8 @@ For alpaca_tiny.json and sharegpt_500.json with the Qwen2.5 and Llama-2 tokenize
     (length, source order) and requires our token ids to be identical, our samples to decode (HF `tokenizers`)
     back to the rendered text, and our loss masks to equal masks built here from HF's token offsets and the
     assistant spans found by rendering conversation prefixes,
+  * for plain text records (--format text, the "text" field of alpaca_tiny.json), requires HF tokenizers'
+    encode(text, add_special_tokens=True) + EOS and a mask of all but the first token,
   * checks that stock h5dump reads the files,
   * and compares `hsloth inspect --json` with the same statistics computed here from h5py's lengths.
 Exit 77 = skipped (oracle packages or shared data missing), 1 = failure.
@@ -168,6 +170,8 @@ CASES = [
     ("sharegpt_500.json", "qwen2.5", "response", True, ["--shard-tokens", "20000", "--compress", "4"]),
     ("alpaca_tiny.json", "llama2", "full", False, ["--compress", "1"]),
     ("sharegpt_500.json", "llama2", "response", False, ["--shard-tokens", "30000"]),
+    ("text:alpaca_tiny.json", "llama2", "response", False, []),  # text records: BOS + text + EOS, full loss
+    ("text:alpaca_tiny.json", "qwen2.5", "response", False, ["--compress", "9"]),  # no BOS in Qwen
 ]
 
 
@@ -185,20 +189,36 @@ def attr_str(v):
 
 def check_case(tmp, dataset, tok_name, loss, last_only, extra):
     failures_before = len(FAILURES)
+    text_mode = dataset.startswith("text:")  # the "text" field of a dataset's records, as --format text input
     label = f"{dataset} + {tok_name} ({loss}{', last turn' if last_only else ''})"
     fam = FAMILIES[tok_name]()
-    out = os.path.join(tmp, f"{dataset}-{tok_name}-{loss}")
-    cmd = [BIN, "prep", "--input", os.path.join(DATA, "datasets", dataset), "--tokenizer", fam.dir, "--out", out,
-           "--template", fam.template_arg, "--loss", loss] + (["--last-turn-only"] if last_only else []) + extra
+    out = os.path.join(tmp, f"{dataset.replace(':', '-')}-{tok_name}-{loss}")
+    if text_mode:
+        rows = json.load(open(os.path.join(DATA, "datasets", dataset[5:]), encoding="utf-8"))
+        texts = [r["text"] for r in rows]
+        source = os.path.join(tmp, dataset[5:] + ".text.jsonl")
+        with open(source, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"text": t}) + "\n" for t in texts)
+    else:
+        source = os.path.join(DATA, "datasets", dataset)
+    cmd = [BIN, "prep", "--input", source, "--tokenizer", fam.dir, "--out", out, "--template", fam.template_arg,
+           "--loss", loss] + (["--last-turn-only"] if last_only else []) + extra
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         fail(f"{label}: hsloth prep exited {r.returncode}:\n{r.stderr[-3000:]}")
         return None
-    convs = load_records(dataset)
     expected = []
-    for idx, msgs in enumerate(convs):
-        text, ids, mask = fam.expected(msgs, loss, last_only)
-        expected.append((len(ids), idx, text, ids, mask))
+    if text_mode:  # the tokenizer's own special tokens, then EOS; every token but the first trained
+        eos = fam.raw.token_to_id(fam.hf.eos_token)
+        for idx, text in enumerate(texts):
+            ids = list(fam.raw.encode(text, add_special_tokens=True).ids) + [eos]
+            expected.append((len(ids), idx, text, ids, [0] + [1] * (len(ids) - 1)))
+        convs = texts
+    else:
+        convs = load_records(dataset)
+        for idx, msgs in enumerate(convs):
+            text, ids, mask = fam.expected(msgs, loss, last_only)
+            expected.append((len(ids), idx, text, ids, mask))
     expected.sort(key=lambda e: (e[0], e[1]))  # the shard order: length, then source order
 
     manifest = json.load(open(os.path.join(out, "manifest.json")))
@@ -214,7 +234,7 @@ def check_case(tmp, dataset, tok_name, loss, last_only, extra):
     got = []
     total = {"samples": 0, "tokens": 0, "trained": 0}
     vocab = fam.raw.get_vocab_size(with_added_tokens=True)
-    src_sha = sha256(os.path.join(DATA, "datasets", dataset))
+    src_sha = sha256(source)
     for k, entry in enumerate(manifest["shards"]):
         path = os.path.join(out, entry["file"])
         if sha256(path) != entry["sha256"]:
@@ -231,9 +251,12 @@ def check_case(tmp, dataset, tok_name, loss, last_only, extra):
                            fam.raw.token_to_id(fam.hf.bos_token) if fam.hf.bos_token is not None else -1),
                 "loss_policy": (attr_str(a["loss_policy"]), "full" if loss == "full" else
                                 ("response_last_turn" if last_only else "response")),
-                "template": (attr_str(a["template"]), "chatml" if tok_name == "qwen2.5" else "llama2"),
+                "template": (attr_str(a["template"]),
+                             "none" if text_mode else ("chatml" if tok_name == "qwen2.5" else "llama2")),
+                "formats": (attr_str(a["formats"]), "text" if text_mode else
+                            ("alpaca" if "alpaca" in dataset else "sharegpt")),
                 "source_sha256": ([attr_str(x) for x in a["source_sha256"]], [src_sha]),
-                "source_names": ([attr_str(x) for x in a["source_names"]], [dataset]),
+                "source_names": ([attr_str(x) for x in a["source_names"]], [os.path.basename(source)]),
                 "shard_index": (int(a["shard_index"]), k),
                 "shard_count": (int(a["shard_count"]), len(manifest["shards"])),
             }
@@ -280,6 +303,16 @@ def check_case(tmp, dataset, tok_name, loss, last_only, extra):
     if len(got) != len(expected):
         fail(f"{label}: {len(got)} samples in the shards, {len(expected)} expected")
         return out
+    bos = fam.raw.token_to_id(fam.hf.bos_token) if fam.hf.bos_token is not None else None
+    eos = fam.raw.token_to_id(fam.hf.eos_token)
+
+    def decode_record(ids):  # text records: the text between the added BOS (if any) and the appended EOS
+        if text_mode:
+            ids = ids[1 if ids and ids[0] == bos else 0: -1] if ids and ids[-1] == eos else None
+            if ids is None:
+                return None
+        return fam.raw.decode(ids, skip_special_tokens=False)
+
     bad_ids = bad_text = bad_mask = 0
     for (ids, mask), (_, idx, text, want_ids, want_mask) in zip(got, expected):
         if ids != want_ids:
@@ -288,7 +321,7 @@ def check_case(tmp, dataset, tok_name, loss, last_only, extra):
                 fail(f"{label}: record {idx}: token ids differ from HF tokenizers\n  ours {ids[:40]}\n"
                      f"  HF   {want_ids[:40]}")
             continue
-        decoded = fam.raw.decode(ids, skip_special_tokens=False)
+        decoded = decode_record(ids)
         if decoded != text and decoded != fam.raw.decode(want_ids, skip_special_tokens=False):
             bad_text += 1
             if bad_text <= 3:
@@ -299,7 +332,7 @@ def check_case(tmp, dataset, tok_name, loss, last_only, extra):
                 diff = [t for t in range(len(mask)) if mask[t] != want_mask[t]]
                 fail(f"{label}: record {idx}: loss mask differs at tokens {diff[:10]} "
                      f"({[fam.raw.id_to_token(ids[t]) for t in diff[:10]]})")
-    exact_text = sum(1 for (ids, _), e in zip(got, expected) if fam.raw.decode(ids, skip_special_tokens=False) == e[2])
+    exact_text = sum(1 for (ids, _), e in zip(got, expected) if decode_record(ids) == e[2])
     status = "ok" if len(FAILURES) == failures_before else "FAILED"
     print(f"{status}: {label}: {len(got)} samples in {len(manifest['shards'])} shards, {total['tokens']} tokens, "
           f"{total['trained']} trained; ids {len(got) - bad_ids}/{len(got)} equal to HF, masks "
