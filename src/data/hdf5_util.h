@@ -66,9 +66,9 @@ void write_attr_strings(hid_t obj, const std::string& name, const std::vector<st
                         const std::string& where);
 
 struct DatasetOptions {
-  hsize_t chunk = 16384;  // elements per chunk (clamped to the dataset size)
-  int compress = 0;       // deflate level 0 (none) to 9; with shuffle when > 0
-  bool checksum = true;   // Fletcher-32 per chunk: a flipped bit is an error on read, not silent garbage
+  hsize_t chunk = 4096;  // elements per chunk (clamped to the dataset size)
+  int compress = 0;      // deflate level 0 (none) to 9; with shuffle when > 0
+  bool checksum = true;  // Fletcher-32 per chunk: a flipped bit is an error on read, not silent garbage
 };
 // Creates and fills a chunked 1-D dataset; file_type e.g. H5T_STD_I32LE, mem_type H5T_NATIVE_INT32.
 void write_dataset(hid_t file, const std::string& name, hid_t file_type, hid_t mem_type, const void* data,

@@ -9,7 +9,7 @@
 //   /trained    int32  [n]    number of 1s in sample i's loss_mask (token-balanced batch planning)
 // Root attributes: magic "hsloth-shard", version, tokenizer (name, sha256, vocab size, bos/eos/pad ids),
 // template, loss policy, input formats, source files (names + sha256), counts, and the shard's place in
-// the set. Datasets are chunked (16Ki elements), Fletcher-32 checksummed, optionally deflated, and written
+// the set. Datasets are chunked (4Ki elements), Fletcher-32 checksummed, optionally deflated, and written
 // without timestamps, so the same input gives byte-identical files.
 //
 // A folder of shards carries `manifest.json` (kManifestName): every shard file with its counts and

@@ -5,7 +5,7 @@
 // of the datasets, offsets monotone and matching lengths and dataset sizes, counts against the manifest,
 // the same tokenizer in every shard, and (when the caller passes one) the tokenizer sha256 of the model.
 // Every failure is an hs::Error naming the file and the fix. read_sample() then reads one sample's ids
-// and mask with a hyperslab (chunks are 16Ki tokens and Fletcher-32 checked, so a damaged chunk is an
+// and mask with a hyperslab (chunks are 4Ki tokens and Fletcher-32 checked, so a damaged chunk is an
 // error, not wrong tokens). Not thread-safe (HDF5 serial build): one ShardIndex per thread.
 #pragma once
 
