@@ -5,6 +5,7 @@
 // sha256), tokenizes the records whose global index % N is its rank, and rank 0 gathers the samples, sorts
 // them by (length, global index) and writes: the output is byte-identical to -np 1. The end of the run
 // prints the accounting table (input records = written + each skip reason) and the throughput.
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -76,6 +77,12 @@ hs::config::Schema schema() {
   s.integer("compress", 0, "deflate level of the HDF5 datasets, 0 (none) to 9", 0, 9);
   s.flag("overwrite", "replace the shards of an earlier prep in --out");
   return s;
+}
+
+std::string pct(int64_t part, int64_t whole) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.1f%%", whole ? 100.0 * double(part) / double(whole) : 0.0);
+  return b;
 }
 
 // The folder name of tokenizer.json ("qwen2.5"), which is how users tell their tokenizers apart.
@@ -247,7 +254,7 @@ int run(const hs::config::Config& cfg) {
     const double write_s = write_timer.seconds(), all_s = total_timer.seconds();
     log::info("wrote ", m.shards.size(), " shard", m.shards.size() == 1 ? "" : "s", " to ", out, ": ",
               m.samples, " samples, ", m.tokens, " tokens, ", m.trained, " trained (",
-              m.tokens ? str(int(1000.0 * double(m.trained) / double(m.tokens)) / 10.0) : "0", "%)");
+              pct(m.trained, m.tokens), ")");
     log::info("throughput on ", world, " rank", world == 1 ? "" : "s", ": ",
               format_count(double(records) / tokenize_s), " records/s, ",
               format_count(double(counts.tokens) / tokenize_s),
