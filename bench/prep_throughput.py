@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -61,8 +62,11 @@ def main():
             cmd = [a.mpiexec, "-n", str(n), "--oversubscribe", a.bin, "prep", "--input", src, "--tokenizer", tok_dir,
                    "--out", out]
             t = time.perf_counter()
+            ru = resource.getrusage(resource.RUSAGE_CHILDREN)
             r = subprocess.run(cmd, capture_output=True, text=True)
             wall = time.perf_counter() - t
+            ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (ru2.ru_utime - ru.ru_utime) + (ru2.ru_stime - ru.ru_stime)
             if r.returncode != 0:
                 print(r.stderr[-3000:])
                 sys.exit(1)
@@ -71,7 +75,7 @@ def main():
             rows.append({"what": f"hsloth prep -np {n}", "ranks": n, "records": len(records),
                          "samples": m["totals"]["samples"], "tokens": m["totals"]["tokens"], "wall_s": wall,
                          "samples_per_s": m["totals"]["samples"] / wall, "tokens_per_s": m["totals"]["tokens"] / wall,
-                         "tokenize_phase": phase.group(0) if phase else ""})
+                         "cpu_s": cpu, "tokenize_phase": phase.group(0) if phase else ""})
         if not a.no_hf:
             try:
                 from tokenizers import Tokenizer
@@ -88,19 +92,28 @@ def main():
                 rows.append({"what": "HF apply_chat_template + tokenizers encode_batch (no mask, no write)",
                              "ranks": 1, "records": len(records), "samples": len(encs), "tokens": tokens,
                              "wall_s": wall, "samples_per_s": len(encs) / wall, "tokens_per_s": tokens / wall,
-                             "tokenize_phase": ""})
+                             "cpu_s": None, "tokenize_phase": ""})
             except ImportError as e:
                 print(f"(HF baseline skipped: {e})")
         print(f"input: {len(records)} records, {size / 1e6:.1f} MB JSONL, tokenizer {a.tokenizer}, "
               f"{os.cpu_count()} CPU threads")
-        print(f"{'what':<70} {'wall s':>8} {'samples/s':>10} {'tokens/s':>11}")
+        try:
+            load = "load average %.1f %.1f %.1f" % os.getloadavg()
+        except OSError:
+            load = ""
+        print(f"(machine {load}: on a busy machine ranks share cores and wall times mean little; cpu s = CPU "
+              f"seconds of all processes, tokens/cpu-s = tokens per CPU second)")
+        print(f"{'what':<70} {'wall s':>8} {'cpu s':>7} {'samples/s':>10} {'tokens/s':>11} {'tok/cpu-s':>10}")
         for r in rows:
-            print(f"{r['what']:<70} {r['wall_s']:8.2f} {r['samples_per_s']:10.0f} {r['tokens_per_s']:11.0f}")
+            cpu = f"{r['cpu_s']:7.2f}" if r["cpu_s"] else f"{'':>7}"
+            per_cpu = f"{r['tokens'] / r['cpu_s']:10.0f}" if r["cpu_s"] else f"{'':>10}"
+            print(f"{r['what']:<70} {r['wall_s']:8.2f} {cpu} {r['samples_per_s']:10.0f} {r['tokens_per_s']:11.0f} "
+                  f"{per_cpu}")
             if r["tokenize_phase"]:
                 print(f"    ({r['tokenize_phase']})")
         with open(a.json, "w") as f:
             json.dump({"input_records": len(records), "input_bytes": size, "tokenizer": a.tokenizer,
-                       "cpu_threads": os.cpu_count(), "rows": rows}, f, indent=2)
+                       "cpu_threads": os.cpu_count(), "load": load, "rows": rows}, f, indent=2)
         print(f"wrote {a.json}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
