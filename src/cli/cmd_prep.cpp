@@ -178,15 +178,18 @@ int run(const hs::config::Config& cfg) {
   data::SampleSet samples;
   data_tools::PrepCounts counts;
   if (world > 1) {
-    std::string payload = mine.counts.to_json().dump();
-    std::string blob = mine.samples.serialize();
+    // One message per rank: [u64 length of the counts JSON][counts JSON][serialized samples].
     std::string packed(sizeof(uint64_t), '\0');
-    uint64_t n = payload.size();
-    std::memcpy(packed.data(), &n, sizeof n);
-    packed += payload;
-    packed += blob;
-    mine = {};
+    {
+      std::string payload = mine.counts.to_json().dump();
+      uint64_t n = payload.size();
+      std::memcpy(packed.data(), &n, sizeof n);
+      packed += payload;
+      packed += mine.samples.serialize();
+      mine = {};  // the samples now live only in `packed`
+    }
     std::vector<std::string> all = Mpi::allgather(packed);
+    packed = {};
     for (int r = 0; r < world; ++r) {
       const std::string& b = all[size_t(r)];
       uint64_t len = 0;
