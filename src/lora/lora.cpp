@@ -295,52 +295,74 @@ Adapter Adapter::create(model::Model& m, const LoraConfig& config, uint64_t seed
   return ad;
 }
 
-Adapter Adapter::load(model::Model& m, const std::string& dir, at::ScalarType dtype) {
-  LoraConfig config = read_config(dir, m.num_layers());
-  io::Checkpoint ck = io::Checkpoint::open(dir, "adapter_model");
-  Adapter ad;
-  ad.model_ = &m;
-  ad.config_ = config;
+AdapterFile AdapterFile::open(const std::string& dir, const io::HfConfig& hf) {
+  AdapterFile f;
+  f.config_ = Adapter::read_config(dir, int(hf.num_hidden_layers));
+  f.ck_ = io::Checkpoint::open(dir, "adapter_model");
+  const LoraConfig& config = f.config_;
   std::set<std::string> expected;
   std::vector<std::string> missing;
-  for (int i = 0; i < m.num_layers(); ++i) {
+  for (int i = 0; i < int(hf.num_hidden_layers); ++i) {
     if (!config.targets_layer(i)) continue;
     for (Proj p : config.targets) {
-      auto& slot = m.layer(i).proj[size_t(p)];
       const std::string na = model::names::lora_a(i, p), nb = model::names::lora_b(i, p);
       expected.insert(na);
       expected.insert(nb);
-      const io::TensorInfo* ta = ck.find(na);
-      const io::TensorInfo* tb = ck.find(nb);
-      if (!ta) missing.push_back(na);
-      if (!tb) missing.push_back(nb);
-      if (!ta || !tb) continue;
-      std::vector<int64_t> sa = {config.r, slot->in_features()}, sb = {slot->out_features(), config.r};
-      for (auto [t, shape] : {std::pair{ta, sa}, std::pair{tb, sb}})
+      Pair pair{f.ck_.find(na), f.ck_.find(nb)};
+      if (!pair.a) missing.push_back(na);
+      if (!pair.b) missing.push_back(nb);
+      if (!pair.a || !pair.b) continue;
+      auto [out, in] = model::proj_shape(hf, p);
+      for (auto [t, shape] : {std::pair{pair.a, std::vector<int64_t>{config.r, in}},
+                              std::pair{pair.b, std::vector<int64_t>{out, config.r}}}) {
         if (t->shape != shape)
           throw Error(str("tensor '", t->name, "' has shape [", t->shape.empty() ? 0 : t->shape[0], ", ",
                           t->shape.size() > 1 ? t->shape[1] : 0, "], expected [", shape[0], ", ", shape[1],
                           "]"))
-              .at(ck.source())
+              .at(f.ck_.source())
               .hint("the adapter was trained for a different base model or rank");
-      at::Tensor a = model::load_tensor(*ta, dtype, m.options().device).requires_grad_(true);
-      at::Tensor b = model::load_tensor(*tb, dtype, m.options().device).requires_grad_(true);
-      auto lora = std::make_shared<LoraLinear>(slot, a, b, config.scaling(), config.dropout);
-      slot = lora;
-      ad.entries_.push_back({i, p, lora});
+        if (t->dtype != io::DType::F32 && t->dtype != io::DType::BF16 && t->dtype != io::DType::F16 &&
+            t->dtype != io::DType::F64)
+          throw Error(str("tensor '", t->name, "' has dtype ", io::dtype_name(t->dtype))).at(f.ck_.source());
+      }
+      f.pairs_[{i, int(p)}] = pair;
     }
   }
   if (!missing.empty())
     throw Error(str(missing.size(), " adapter tensor(s) missing, e.g. '", missing.front(), "'"))
-        .at(ck.source())
+        .at(f.ck_.source())
         .hint("adapter_config.json's target_modules and the saved tensors disagree");
   std::vector<std::string> unexpected;
-  for (const std::string& n : ck.names())
+  for (const std::string& n : f.ck_.names())
     if (!expected.count(n)) unexpected.push_back(n);
   if (!unexpected.empty())
     throw Error(str(unexpected.size(), " unexpected adapter tensor(s), e.g. '", unexpected.front(), "'"))
-        .at(ck.source())
+        .at(f.ck_.source())
         .hint("only lora_A/lora_B of the targeted projections are supported (no modules_to_save, no DoRA)");
+  return f;
+}
+
+const AdapterFile::Pair* AdapterFile::find(int layer, Proj proj) const {
+  auto it = pairs_.find({layer, int(proj)});
+  return it == pairs_.end() ? nullptr : &it->second;
+}
+
+Adapter Adapter::load(model::Model& m, const std::string& dir, at::ScalarType dtype) {
+  AdapterFile file = AdapterFile::open(dir, m.config());
+  Adapter ad;
+  ad.model_ = &m;
+  ad.config_ = file.config();
+  for (int i = 0; i < m.num_layers(); ++i)
+    for (Proj p : model::kAllProjs) {
+      const AdapterFile::Pair* pair = file.find(i, p);
+      if (!pair) continue;
+      auto& slot = m.layer(i).proj[size_t(p)];
+      at::Tensor a = model::load_tensor(*pair->a, dtype, m.options().device).requires_grad_(true);
+      at::Tensor b = model::load_tensor(*pair->b, dtype, m.options().device).requires_grad_(true);
+      auto lora = std::make_shared<LoraLinear>(slot, a, b, ad.config_.scaling(), ad.config_.dropout);
+      slot = lora;
+      ad.entries_.push_back({i, p, lora});
+    }
   return ad;
 }
 
@@ -380,6 +402,19 @@ void Adapter::merge_into_model() {
     slot = std::make_shared<model::DenseLinear>(w, dense->bias);
   }
   entries_.clear();
+}
+
+model::Model load_for_inference(const std::string& model_dir, const std::string& adapter_dir,
+                                const model::LoadOptions& options, bool merge) {
+  model::Model m = model::Model::load(model_dir, options);
+  if (!adapter_dir.empty()) {
+    Adapter adapter = Adapter::load(m, adapter_dir, merge ? at::kFloat : options.dtype);
+    for (const auto& t : adapter.trainable()) t.tensor.requires_grad_(false);
+    if (merge) adapter.merge_into_model();
+    log::info("adapter ", adapter_dir, ": r=", adapter.config().r, ", alpha=", adapter.config().alpha,
+              merge ? ", merged" : ", unmerged");
+  }
+  return m;
 }
 
 }  // namespace hs::lora

@@ -10,12 +10,15 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
 
+#include "io/hf_config.h"
+#include "io/safetensors.h"
 #include "model/linear.h"
 #include "model/model.h"
 #include "model/registry.h"
@@ -61,6 +64,30 @@ class LoraLinear final : public model::Projection {
 // W + scaling * (B @ A), computed in float32 and returned in W's dtype.
 at::Tensor merge_weight(const at::Tensor& w, const at::Tensor& a, const at::Tensor& b, double scaling);
 
+// A PEFT adapter folder opened and validated against a model config without building the model (merge
+// uses it; Adapter::load too): adapter_config.json parsed, every targeted module's lora_A/lora_B present
+// with the right shape, nothing unexpected.
+class AdapterFile {
+ public:
+  static AdapterFile open(const std::string& dir, const io::HfConfig& config);
+  struct Pair {
+    const io::TensorInfo* a = nullptr;  // lora_A.weight [r, in]
+    const io::TensorInfo* b = nullptr;  // lora_B.weight [out, r]
+  };
+  const LoraConfig& config() const { return config_; }
+  // The pair for a module, or nullptr when the adapter does not target it.
+  const Pair* find(int layer, model::Proj proj) const;
+  size_t num_modules() const { return pairs_.size(); }
+  const io::Checkpoint& checkpoint() const { return ck_; }
+
+ private:
+  io::Checkpoint ck_;
+  LoraConfig config_;
+  std::map<std::pair<int, int>, Pair> pairs_;
+};
+
+// The Adapter keeps a pointer to its Model: keep the Model in place (do not move it) while the Adapter
+// is used; the LoRA modules themselves live in the model's layers.
 class Adapter {
  public:
   // Wraps every targeted projection of `model` with a fresh LoRA. `seed` drives PEFT's init order: for each
@@ -100,6 +127,12 @@ class Adapter {
   LoraConfig config_;
   std::vector<Entry> entries_;
 };
+
+// A model for inference (eval, generate): the base from `model_dir` plus, when `adapter_dir` is not empty,
+// a PEFT adapter, merged into the weights (merge = true: plain projections, fastest) or kept as LoRA
+// branches (merge = false: PEFT's exact unmerged arithmetic).
+model::Model load_for_inference(const std::string& model_dir, const std::string& adapter_dir,
+                                const model::LoadOptions& options, bool merge);
 
 // The adapter_config.json text PEFT writes for `config` (inference_mode as given).
 std::string adapter_config_json(const LoraConfig& config, bool inference_mode = true);

@@ -59,7 +59,7 @@ Model Model::load(const std::string& path, const LoadOptions& options) {
     used.insert(name);
     return load_tensor(t, options.dtype, options.device);
   };
-  const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, D = c.head_dim;
+  const int64_t H = c.hidden_size, V = c.vocab_size, D = c.head_dim;
 
   m.embed_ = get(names::tensor(Slot::embed), {V, H});
   m.norm_ = get(names::tensor(Slot::final_norm), {H});
@@ -85,27 +85,8 @@ Model Model::load(const std::string& path, const LoadOptions& options) {
       L.k_norm = get(names::tensor(Slot::k_norm, i), {D});
     }
     for (Proj p : kAllProjs) {
-      int64_t out = 0, in = 0;
-      bool has_bias = false;
-      switch (p) {
-        case Proj::q:
-          out = c.q_dim(), in = H, has_bias = c.qkv_bias;
-          break;
-        case Proj::k:
-        case Proj::v:
-          out = c.kv_dim(), in = H, has_bias = c.qkv_bias;
-          break;
-        case Proj::o:
-          out = H, in = c.q_dim(), has_bias = c.o_bias;
-          break;
-        case Proj::gate:
-        case Proj::up:
-          out = I, in = H, has_bias = c.mlp_bias;
-          break;
-        case Proj::down:
-          out = H, in = I, has_bias = c.mlp_bias;
-          break;
-      }
+      auto [out, in] = proj_shape(c, p);
+      const bool has_bias = proj_has_bias(c, p);
       at::Tensor w = get(names::weight(i, p), {out, in});
       at::Tensor b = has_bias ? get(names::bias(i, p), {out}) : at::Tensor();
       L.proj[size_t(p)] = std::make_shared<DenseLinear>(std::move(w), std::move(b));

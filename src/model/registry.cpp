@@ -44,6 +44,37 @@ std::optional<Proj> parse_proj(std::string_view name) {
   return std::nullopt;
 }
 
+std::pair<int64_t, int64_t> proj_shape(const io::HfConfig& c, Proj p) {
+  switch (p) {
+    case Proj::q:
+      return {c.q_dim(), c.hidden_size};
+    case Proj::k:
+    case Proj::v:
+      return {c.kv_dim(), c.hidden_size};
+    case Proj::o:
+      return {c.hidden_size, c.q_dim()};
+    case Proj::gate:
+    case Proj::up:
+      return {c.intermediate_size, c.hidden_size};
+    case Proj::down:
+      return {c.hidden_size, c.intermediate_size};
+  }
+  return {0, 0};
+}
+
+bool proj_has_bias(const io::HfConfig& c, Proj p) {
+  switch (p) {
+    case Proj::q:
+    case Proj::k:
+    case Proj::v:
+      return c.qkv_bias;
+    case Proj::o:
+      return c.o_bias;
+    default:
+      return c.mlp_bias;
+  }
+}
+
 namespace names {
 
 std::string tensor(Slot slot, int layer) {

@@ -7,6 +7,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+
+#include "io/hf_config.h"
 
 namespace hs::model {
 
@@ -18,6 +21,10 @@ inline constexpr std::array<Proj, 7> kAllProjs = {Proj::q,    Proj::k,  Proj::v,
 // "q_proj", "gate_proj", ... (the names PEFT's target_modules use).
 const char* proj_name(Proj proj);
 std::optional<Proj> parse_proj(std::string_view name);
+
+// {out_features, in_features} of a projection's weight, and whether it has a bias, for a config.
+std::pair<int64_t, int64_t> proj_shape(const io::HfConfig& config, Proj proj);
+bool proj_has_bias(const io::HfConfig& config, Proj proj);
 
 // Per-layer and global weights other than the projections.
 enum class Slot { embed, final_norm, lm_head, input_norm, post_attn_norm, q_norm, k_norm };

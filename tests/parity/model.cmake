@@ -6,3 +6,5 @@ target_compile_options(model_probe PRIVATE ${HS_WARNINGS})
 hs_torch_target(model_probe)
 hs_pytest(model_parity SCRIPT ${CMAKE_CURRENT_LIST_DIR}/model_parity.py ARGS $<TARGET_FILE:model_probe>
           LABELS model)
+# hsloth merge / eval / generate against transformers + PEFT (needs the hsloth binary and the shared data).
+hs_pytest(model_cli SCRIPT ${CMAKE_CURRENT_LIST_DIR}/model_cli.py LABELS model)

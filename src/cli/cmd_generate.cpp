@@ -1,0 +1,212 @@
+// `hsloth generate --model M [--adapter A] --prompt S [--chat] [--max-new N] [--temperature T --top-p P |
+// --greedy] [--seed S]`: KV-cached decoding. The prompt is encoded with the model folder's tokenizer
+// (with --chat, rendered first through the tokenizer's chat template with a generation prompt), run once
+// through the model to fill the cache, then one token at a time. Text is streamed as it is produced:
+// after each token the generation is decoded and only the new complete UTF-8 is printed (a token that
+// ends in the middle of a character waits for the next). Stops at an EOS id (config.json,
+// generation_config.json and the tokenizer's) or after --max-new tokens. Sampling follows transformers'
+// order: temperature, top-k, top-p, then a draw from a seeded generator; --greedy takes the argmax (the same
+// tokens as transformers' greedy generate).
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/grad_mode.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "io/file.h"
+#include "lora/lora.h"
+#include "model/model.h"
+#include "model/runtime.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+namespace fs = std::filesystem;
+
+hs::config::Schema schema() {
+  hs::config::Schema s("generate",
+                       "--model DIR [--adapter DIR] --prompt TEXT [--chat] [--max-new N] "
+                       "[--temperature T --top-p P | --greedy] [--seed S]",
+                       "Generate text from a model (plus a LoRA adapter) with a KV cache, streaming tokens\n"
+                       "as they are produced. --chat applies the tokenizer's chat template.");
+  s.path("model", "", "model folder (config.json, safetensors, tokenizer.json)", true);
+  s.path("adapter", "", "LoRA adapter folder (PEFT format), merged in memory");
+  s.str("prompt", "", "the prompt text (or the user message with --chat)", true);
+  s.flag("chat", "render the prompt as a user turn with the chat template (add_generation_prompt)");
+  s.str("system", "", "with --chat: a system message");
+  s.str("template", "auto", "with --chat: chat template family (auto = from tokenizer_config.json)");
+  s.integer("max-new", 256, "largest number of new tokens", 1, 1 << 20);
+  s.real("temperature", 0.7, "sampling temperature (0 = greedy)", 0, 100);
+  s.real("top-p", 0.9, "nucleus sampling: smallest token set with this much probability", 0, 1);
+  s.integer("top-k", 0, "sample among the k most likely tokens (0 = all)", 0, 1 << 30);
+  s.flag("greedy", "always take the most likely token (deterministic)");
+  s.integer("seed", 0, "seed of the sampler", 0, 9.2e18);
+  s.flag("ids", "print the generated token ids (one line) instead of streaming text");
+  s.str("device", "auto", "auto, cpu, cuda or cuda:N");
+  s.str("dtype", "auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16");
+  s.config_file(false);
+  return s;
+}
+
+// Token ids that end generation.
+std::set<int64_t> eos_ids(const std::string& model_dir, const hs::io::HfConfig& config,
+                          const hs::tokenizer::Tokenizer& tok) {
+  std::set<int64_t> ids(config.eos_token_ids.begin(), config.eos_token_ids.end());
+  fs::path gen = fs::path(model_dir) / "generation_config.json";
+  std::error_code ec;
+  if (fs::exists(gen, ec)) {
+    try {
+      auto j = nlohmann::json::parse(hs::io::read_file(gen.string()));
+      if (j.contains("eos_token_id")) {
+        const auto& e = j["eos_token_id"];
+        if (e.is_number_integer()) ids.insert(e.get<int64_t>());
+        if (e.is_array())
+          for (const auto& x : e)
+            if (x.is_number_integer()) ids.insert(x.get<int64_t>());
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw hs::Error(hs::str("not valid JSON: ", e.what())).at(gen.string());
+    }
+  }
+  if (tok.specials().eos >= 0) ids.insert(tok.specials().eos);
+  return ids;
+}
+
+// Length of the longest prefix of `s` that does not end inside a UTF-8 character or on U+FFFD (the
+// decoder's stand-in for bytes still waiting for the rest of their character).
+size_t complete_prefix(const std::string& s) {
+  size_t n = s.size();
+  const std::string fffd = "\xEF\xBF\xBD";
+  while (n >= 3 && s.compare(n - 3, 3, fffd) == 0) n -= 3;
+  size_t i = n;  // back off an incomplete trailing sequence
+  size_t k = 0;
+  while (i > 0 && k < 4 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) --i, ++k;
+  if (i > 0) {
+    unsigned char lead = static_cast<unsigned char>(s[i - 1]);
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (need > 1 && k + 1 < need) n = i - 1;
+  }
+  return n;
+}
+
+int64_t pick(const at::Tensor& logits_row, const hs::config::Config& cfg, at::Generator& gen) {
+  at::Tensor l = logits_row.to(at::kCPU, at::kFloat);
+  const double temperature = cfg.get_real("temperature");
+  if (cfg.get_bool("greedy") || temperature == 0) return l.argmax().item<int64_t>();
+  l = l / temperature;
+  const int64_t top_k = cfg.get_int("top-k");
+  if (top_k > 0 && top_k < l.size(0)) {
+    at::Tensor kth = std::get<0>(l.topk(top_k)).select(0, top_k - 1);
+    l = l.masked_fill(l < kth, -INFINITY);
+  }
+  const double top_p = cfg.get_real("top-p");
+  if (top_p < 1.0) {
+    auto [sorted, order] = l.sort(/*dim=*/0, /*descending=*/true);
+    at::Tensor probs = at::softmax(sorted, 0);
+    at::Tensor before = probs.cumsum(0) - probs;  // probability mass ranked above each token
+    at::Tensor drop = before > top_p;
+    drop.index_put_({0}, false);  // always keep the most likely token
+    l = l.index_put({order.masked_select(drop)}, at::scalar_tensor(-INFINITY));
+  }
+  at::Tensor probs = at::softmax(l, 0);
+  return at::multinomial(probs, 1, /*replacement=*/false, gen).item<int64_t>();
+}
+
+int run(const hs::config::Config& cfg) {
+  const std::string model_dir = cfg.get("model");
+  at::Device device = hs::model::resolve_device(cfg.get("device"));
+  hs::model::LoadOptions lo{hs::model::resolve_dtype(cfg.get("dtype"), device), device};
+  hs::Timer load_timer;
+  hs::tokenizer::Tokenizer tok = hs::tokenizer::Tokenizer::from_file(model_dir);
+  hs::model::Model model = hs::lora::load_for_inference(model_dir, cfg.get("adapter"), lo, /*merge=*/true);
+  const hs::io::HfConfig& hc = model.config();
+  if (tok.vocab_size() > hc.vocab_size)
+    throw hs::Error(
+        hs::str("the tokenizer has ", tok.vocab_size(), " tokens but the model only ", hc.vocab_size))
+        .at(model_dir)
+        .hint("tokenizer.json does not belong to this model");
+
+  std::string text = cfg.get("prompt");
+  std::vector<int32_t> prompt;
+  if (cfg.get_bool("chat")) {
+    hs::tokenizer::TemplateContext ctx{tok.specials().bos_text, tok.specials().eos_text, tok.chat_template()};
+    auto tmpl = hs::tokenizer::ChatTemplate::named(cfg.get("template"), ctx);
+    hs::tokenizer::Conversation conv;
+    if (!cfg.get("system").empty()) conv.messages.push_back({"system", cfg.get("system"), ""});
+    conv.messages.push_back({"user", text, ""});
+    prompt =
+        tok.encode_ids(tmpl.render(conv, /*add_generation_prompt=*/true).text, /*add_special_tokens=*/false);
+  } else {
+    prompt = tok.encode_ids(text, /*add_special_tokens=*/true);
+  }
+  if (prompt.empty()) throw hs::Error("the prompt encodes to no tokens").at("--prompt");
+  const int64_t max_new = cfg.get_int("max-new");
+  const int64_t total = int64_t(prompt.size()) + max_new;
+  hc.check_sequence_length(total, "--prompt + --max-new");
+  const std::set<int64_t> eos = eos_ids(model_dir, hc, tok);
+  hs::log::info("loaded ", model_dir, " (", hc.model_type, ", ", hc.num_hidden_layers, " layers) on ",
+                device.str(), " in ", hs::format_duration(load_timer.seconds()), "; prompt ", prompt.size(),
+                " tokens");
+
+  at::NoGradGuard no_grad;
+  at::Generator gen = at::detail::createCPUGenerator(uint64_t(cfg.get_int("seed")));
+  hs::model::KvCache cache = model.make_cache(1, total);
+  hs::Timer timer;
+  std::vector<int64_t> ids64(prompt.begin(), prompt.end());
+  hs::model::Inputs in;
+  in.input_ids = at::tensor(ids64, at::kLong).view({1, -1});
+  at::Tensor logits = model.forward(in, &cache).select(1, -1).squeeze(0);
+  const double prefill_s = timer.seconds();
+
+  const bool print_ids = cfg.get_bool("ids");
+  std::vector<int32_t> generated;
+  size_t printed = 0;  // bytes of the decoded generation already written
+  auto stream = [&](bool final) {
+    // Decoding the whole generation each time keeps decoders that look at neighbours (SentencePiece's
+    // leading space, byte fallback) exact; only complete characters are printed until the end.
+    std::string text = tok.decode(generated, /*skip_special_tokens=*/true);
+    size_t n = final ? text.size() : complete_prefix(text);
+    if (n > printed) {
+      std::fwrite(text.data() + printed, 1, n - printed, stdout);
+      std::fflush(stdout);
+      printed = n;
+    }
+  };
+  std::string stop = "max-new";
+  for (int64_t step = 0; step < max_new; ++step) {
+    const int64_t next = pick(logits, cfg, gen);
+    generated.push_back(int32_t(next));
+    if (!print_ids) stream(false);
+    if (eos.count(next)) {
+      stop = "eos";
+      break;
+    }
+    in.input_ids = at::full({1, 1}, next, at::kLong);
+    logits = model.forward(in, &cache).select(1, -1).squeeze(0);
+  }
+  if (!print_ids) stream(true);
+  if (print_ids) {
+    std::string line;
+    for (size_t i = 0; i < generated.size(); ++i) line += (i ? " " : "") + std::to_string(generated[i]);
+    std::printf("%s", line.c_str());
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  const double decode_s = timer.seconds() - prefill_s;
+  hs::log::info(
+      generated.size(), " tokens (stop: ", stop, "); prefill ", hs::format_duration(prefill_s), ", decode ",
+      generated.size() > 1 ? double(generated.size() - 1) / std::max(decode_s, 1e-9) : 0.0, " tokens/s");
+  return 0;
+}
+
+hs::cli::Registrar reg{{"generate", "KV-cached text generation from a model (+adapter)", schema, run, false}};
+
+}  // namespace

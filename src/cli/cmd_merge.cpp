@@ -1,0 +1,204 @@
+// `hsloth merge --model M --adapter A --out D`: folds a PEFT LoRA adapter into its base model and writes
+// a complete Hugging Face folder (sharded safetensors + index, config.json, generation and tokenizer
+// files copied) that transformers loads directly. Works tensor by tensor on the mapped checkpoint: untouched
+// tensors are copied byte for byte, targeted weights become W + scaling * B A (computed in float32,
+// rounded once to the output dtype); at most one shard is held in memory.
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "io/file.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "lora/lora.h"
+#include "model/registry.h"
+#include "model/tensor_io.h"
+
+namespace {
+namespace fs = std::filesystem;
+
+// Files of a model folder that describe the model or its tokenizer; copied as they are.
+const char* const kCopied[] = {"generation_config.json",
+                               "tokenizer.json",
+                               "tokenizer_config.json",
+                               "special_tokens_map.json",
+                               "tokenizer.model",
+                               "vocab.json",
+                               "merges.txt",
+                               "added_tokens.json",
+                               "chat_template.jinja",
+                               "chat_template.json"};
+
+hs::config::Schema schema() {
+  hs::config::Schema s("merge", "--model DIR --adapter DIR --out DIR [--dtype auto] [--max-shard-size 5GB]",
+                       "Merge a LoRA adapter (PEFT format) into its base model and write a Hugging Face\n"
+                       "folder (safetensors shards + index, config and tokenizer files) that transformers,\n"
+                       "vLLM and `hsloth generate` load without PEFT.");
+  s.path("model", "", "base model folder (config.json + safetensors)", true);
+  s.path("adapter", "", "adapter folder (adapter_config.json + adapter_model.safetensors)", true);
+  s.path("out", "", "output folder (created; must be empty unless --overwrite)", true);
+  s.choice("dtype", "auto", {"auto", "float32", "bfloat16", "float16"},
+           "dtype of the written weights (auto: as stored in the base model)");
+  s.str("max-shard-size", "5GB", "largest shard file, e.g. 5GB, 500MB, 2GiB");
+  s.flag("overwrite", "write into a non-empty output folder");
+  s.config_file(false);
+  return s;
+}
+
+uint64_t parse_size(const std::string& text) {
+  size_t i = 0;
+  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
+  std::string unit = text.substr(i);
+  for (char& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
+  double value = 0;
+  try {
+    value = std::stod(text.substr(0, i));
+  } catch (const std::exception&) {
+    value = -1;
+  }
+  const std::pair<const char*, double> units[] = {{"", 1},        {"B", 1},          {"KB", 1e3},
+                                                  {"MB", 1e6},    {"GB", 1e9},       {"TB", 1e12},
+                                                  {"KIB", 1024.}, {"MIB", 1048576.}, {"GIB", 1073741824.}};
+  for (const auto& [name, mult] : units)
+    if (unit == name && value > 0) return uint64_t(value * mult);
+  throw hs::Error(hs::str("bad size '", text, "'")).at("--max-shard-size").hint("e.g. 5GB, 500MB or 2GiB");
+}
+
+// Natural order: embeddings, layers by index (tensors of a layer by name), then the rest by name.
+std::vector<std::string> ordered_names(const hs::io::Checkpoint& ck) {
+  struct Key {
+    int group;
+    long layer;
+    std::string name;
+  };
+  auto key = [](const std::string& n) {
+    const std::string prefix = "model.layers.";
+    if (n.rfind("model.embed_tokens.", 0) == 0) return Key{0, 0, n};
+    if (n.rfind(prefix, 0) == 0) {
+      size_t dot = n.find('.', prefix.size());
+      try {
+        return Key{1, std::stol(n.substr(prefix.size(), dot - prefix.size())), n};
+      } catch (const std::exception&) {
+      }
+    }
+    return Key{2, 0, n};
+  };
+  std::vector<std::string> names = ck.names();
+  std::stable_sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
+    Key ka = key(a), kb = key(b);
+    if (ka.group != kb.group) return ka.group < kb.group;
+    if (ka.layer != kb.layer) return ka.layer < kb.layer;
+    return ka.name < kb.name;
+  });
+  return names;
+}
+
+int run(const hs::config::Config& cfg) {
+  const std::string model_dir = cfg.get("model"), adapter_dir = cfg.get("adapter"), out_dir = cfg.get("out");
+  hs::Timer timer;
+  hs::io::HfConfig hf = hs::io::load_hf_config(model_dir);
+  hs::lora::AdapterFile adapter = hs::lora::AdapterFile::open(adapter_dir, hf);
+  hs::io::Checkpoint base = hs::io::Checkpoint::open(model_dir);
+  const uint64_t max_shard = parse_size(cfg.get("max-shard-size"));
+
+  std::error_code ec;
+  if (fs::exists(out_dir, ec) && fs::equivalent(out_dir, model_dir, ec))
+    throw hs::Error("the output folder is the base model's folder").at(out_dir).hint("choose a new folder");
+  if (fs::exists(out_dir, ec) && !fs::is_empty(out_dir, ec) && !cfg.get_bool("overwrite"))
+    throw hs::Error("output folder is not empty").at(out_dir).hint("choose a new folder or pass --overwrite");
+  hs::io::make_dirs(out_dir);
+
+  // The weights each targeted base tensor takes the LoRA from.
+  struct Target {
+    const hs::lora::AdapterFile::Pair* pair;
+  };
+  std::map<std::string, Target> targets;
+  for (int i = 0; i < int(hf.num_hidden_layers); ++i)
+    for (hs::model::Proj p : hs::model::kAllProjs)
+      if (const auto* pair = adapter.find(i, p)) {
+        const std::string w = hs::model::names::weight(i, p);
+        if (!base.contains(w))
+          throw hs::Error(hs::str("base model has no tensor '", w, "'")).at(base.source());
+        targets[w] = {pair};
+      }
+
+  const std::string dtype_word = cfg.get("dtype");
+  const bool keep_dtype = dtype_word == "auto";
+  const at::ScalarType out_type =
+      keep_dtype ? at::ScalarType::Undefined : hs::model::parse_scalar_type(dtype_word);
+  auto is_float = [](hs::io::DType d) {
+    return d == hs::io::DType::F32 || d == hs::io::DType::BF16 || d == hs::io::DType::F16 ||
+           d == hs::io::DType::F64;
+  };
+
+  std::vector<std::string> names = ordered_names(base);
+  std::vector<hs::io::TensorSpec> specs;
+  for (const std::string& n : names) {
+    const hs::io::TensorInfo& t = base.get(n);
+    hs::io::DType d = (!keep_dtype && is_float(t.dtype)) ? hs::model::to_io_dtype(out_type) : t.dtype;
+    specs.push_back({n, d, t.shape});
+  }
+  hs::io::ShardedWriter writer(out_dir, specs, max_shard, {{"format", "pt"}});
+  const double scaling = adapter.config().scaling();
+  hs::Progress progress("merge", int64_t(names.size()), "tensors");
+  for (size_t k = 0; k < names.size(); ++k) {
+    const std::string& n = names[k];
+    const hs::io::TensorInfo& t = base.get(n);
+    auto it = targets.find(n);
+    if (it == targets.end() && specs[k].dtype == t.dtype) {
+      writer.put(n, t.data, t.nbytes);  // untouched: the mapped bytes as they are
+    } else {
+      at::Tensor w = hs::model::view_tensor(t);
+      if (it != targets.end()) {
+        at::Tensor a = hs::model::view_tensor(*it->second.pair->a);
+        at::Tensor b = hs::model::view_tensor(*it->second.pair->b);
+        w = hs::lora::merge_weight(w, a, b, scaling);
+      }
+      hs::model::HostTensor h = hs::model::to_host(n, w, hs::model::to_scalar_type(specs[k].dtype));
+      writer.put(n, h.tensor.data_ptr(), h.spec.nbytes());
+    }
+    progress.update(int64_t(k + 1));
+  }
+  progress.finish();
+  std::vector<std::string> written = writer.finish();
+
+  // config.json as given (its torch_dtype/dtype updated when the dtype changed); the rest copied.
+  std::string config_text = hs::io::read_file((fs::path(model_dir) / "config.json").string());
+  if (!keep_dtype) {
+    auto j = nlohmann::ordered_json::parse(config_text);
+    const char* name = hs::model::scalar_type_name(out_type);
+    for (const char* key : {"torch_dtype", "dtype"})
+      if (j.contains(key)) j[key] = name;
+    if (!j.contains("torch_dtype") && !j.contains("dtype")) j["torch_dtype"] = name;
+    config_text = j.dump(2) + "\n";
+  }
+  hs::io::write_file_atomic((fs::path(out_dir) / "config.json").string(), config_text);
+  int copied = 0;
+  for (const char* f : kCopied) {
+    fs::path src = fs::path(model_dir) / f;
+    if (!fs::exists(src, ec)) continue;
+    hs::io::write_file_atomic((fs::path(out_dir) / f).string(), hs::io::read_file(src.string()));
+    ++copied;
+  }
+  if (!fs::exists(fs::path(model_dir) / "tokenizer.json", ec))
+    hs::log::warn("the base model folder has no tokenizer.json; the merged folder has none either");
+  hs::log::info("merged ", adapter.num_modules(), " LoRA modules (r=", adapter.config().r,
+                ", scaling=", scaling, ") into ", names.size(), " tensors; wrote ", writer.shard_count(),
+                " shard(s) + ", copied + 1, " config/tokenizer file(s) to ", out_dir, " in ",
+                hs::format_duration(timer.seconds()));
+  (void)written;
+  return 0;
+}
+
+hs::cli::Registrar reg{
+    {"merge", "merge a LoRA adapter into its base model, write an HF folder", schema, run, false}};
+
+}  // namespace
