@@ -83,12 +83,16 @@ ShardStats compute_stats(std::span<const int32_t> lengths, std::span<const int32
   s.p50 = pct(0.50);
   s.p90 = pct(0.90);
   s.p99 = pct(0.99);
-  for (int64_t lo = 1; lo <= s.max_len; lo *= 2) {
-    HistogramBin b{lo, lo * 2, 0};
-    auto first = std::lower_bound(sorted.begin(), sorted.end(), lo);
-    auto last = std::lower_bound(sorted.begin(), sorted.end(), lo * 2);
-    b.count = int64_t(last - first);
-    if (b.count > 0 || !s.histogram.empty()) s.histogram.push_back(b);
+  // Octaves [2^k, 2^(k+1)), each split into 4 equal bins from 4 up; from the first to the last non-empty bin.
+  for (int64_t octave = 1; octave <= s.max_len; octave *= 2) {
+    const int64_t width = octave >= 4 ? octave / 4 : octave;
+    for (int64_t lo = octave; lo < octave * 2 && lo <= s.max_len; lo += width) {
+      HistogramBin b{lo, lo + width, 0};
+      auto first = std::lower_bound(sorted.begin(), sorted.end(), b.lo);
+      auto last = std::lower_bound(sorted.begin(), sorted.end(), b.hi);
+      b.count = int64_t(last - first);
+      if (b.count > 0 || !s.histogram.empty()) s.histogram.push_back(b);
+    }
   }
   for (int32_t l : sorted) s.over_budget += l > n;
 

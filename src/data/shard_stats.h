@@ -1,5 +1,6 @@
 // Statistics of a shard set from its per-sample lengths and trained counts (what `hsloth inspect`
-// prints): totals, length percentiles, a power-of-two length histogram, and the padding waste of two
+// prints): totals, length percentiles, a length histogram (power-of-two octaves, each cut into 4 equal bins
+// from length 4 up), and the padding waste of two
 // batching strategies at a token budget N per batch (per rank and micro-batch):
 //
 //   padded  Batches of consecutive samples, each padded to the longest in its batch, growing a batch

@@ -400,9 +400,11 @@ def check_inspect(out, n=1024):
         fail(f"inspect {out}: {have} != {want}")
     if abs(j["trained_fraction"] - sum(trained) / tokens) > 1e-12:
         fail(f"inspect {out}: trained_fraction {j['trained_fraction']}")
-    hist = {}
+    hist = {}  # octaves [2^k, 2^(k+1)), cut into 4 equal bins from 4 up
     for x in s:
-        lo = 1 << (x.bit_length() - 1)
+        octave = 1 << (x.bit_length() - 1)
+        width = octave // 4 if octave >= 4 else octave
+        lo = octave + (x - octave) // width * width
         hist[lo] = hist.get(lo, 0) + 1
     got_hist = {b["lo"]: b["count"] for b in j["histogram"] if b["count"]}
     if got_hist != hist:
