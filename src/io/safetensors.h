@@ -4,8 +4,8 @@
 // one file, a sharded set named by `<stem>.safetensors.index.json`, or a folder holding either; pickle
 // checkpoints (`.bin`, `.pt`) are refused with the conversion hint. Writing follows the reference
 // implementation byte for byte (tensors ordered by dtype alignment then name, JSON header padded with
-// spaces to 8 bytes, optional `__metadata__`), atomically; ShardedWriter splits a model into shards of a
-// bounded size plus the index json that transformers reads, holding at most one shard in memory.
+// spaces to 8 bytes, optional `__metadata__` with sorted keys), atomically; ShardedWriter splits a model into
+// shards of a bounded size plus the index json that transformers reads, holding at most one shard in memory.
 #pragma once
 
 #include <cstddef>
