@@ -4,6 +4,14 @@
 
 set(HS_INCLUDE_ROOTS ${CMAKE_SOURCE_DIR}/src ${CMAKE_SOURCE_DIR})
 
+# The PyPI LibTorch exports its own copy of std::filesystem (built against a newer libstdc++). Listed
+# before libstdc++ among an executable's needed libraries, it wins symbol lookup, and some of its functions
+# jump to null on Debian 12 (std::filesystem::remove_all segfaulted). Putting libstdc++ first in every
+# executable's DT_NEEDED makes the system library win for everyone, LibTorch included.
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT APPLE)
+  add_link_options("LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
+endif()
+
 if(CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
   set(HS_WARNINGS -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers)
 endif()
@@ -61,7 +69,9 @@ set(HS_TEST_ENV
     "HSLOTH_PYTHON=${HS_PYTHON}"
     "OMPI_ALLOW_RUN_AS_ROOT=1" "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"
     "OMPI_MCA_rmaps_base_oversubscribe=1"
-    "TOKENIZERS_PARALLELISM=false" "HF_HUB_OFFLINE=1" "TRANSFORMERS_OFFLINE=1")
+    "TOKENIZERS_PARALLELISM=false" "HF_HUB_OFFLINE=1" "TRANSFORMERS_OFFLINE=1"
+    # ctest runs tests side by side on few cores: one OpenMP thread each, or they spin against each other.
+    "OMP_NUM_THREADS=1" "MKL_NUM_THREADS=1")
 
 # hs_gtest(name SOURCES ... [LIBS ...] [LABELS ...] [MPI n1 n2 ...] [TIMEOUT s])
 #   Without MPI: each TEST() becomes its own CTest test (discovered when the tests run).

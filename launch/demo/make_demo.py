@@ -1,6 +1,7 @@
 """Builds the embedded demo: a synthetic instruction task with exact-match answers, and a small byte-level
 BPE tokenizer trained on it (HF `tokenizers`), written as the files users bring: messages JSONL for
-`hsloth prep`, and tokenizer.json + tokenizer_config.json (ChatML template) for the model folder.
+`hsloth prep`, and tokenizer.json + tokenizer_config.json for the model folder, whose chat template is
+Qwen2.5's ChatML (default system message included), so `hsloth prep --template chatml` renders it exactly.
 
 The task has a skill a tiny model can learn in minutes and that is measured exactly: the answer to each
 prompt is a deterministic function of it (add two numbers, reverse a word, sort three letters, ...).
@@ -15,7 +16,7 @@ import random
 WORDS = ("apple river stone cloud tiger piano lemon candle forest rocket silver garden window marble "
          "orange dragon castle planet butter mirror pencil socket violet wizard yellow zebra").split()
 CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-          "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
+          "{{ '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
           "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
           "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
@@ -69,7 +70,8 @@ def main():
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=args.vocab, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    texts = [m["content"] for r in splits["train"] for m in r["messages"]] + ["system user assistant You are a helpful assistant."]
+    texts = [m["content"] for r in splits["train"] for m in r["messages"]] + [
+        "system user assistant You are Qwen, created by Alibaba Cloud. You are a helpful assistant."]
     tok.train_from_iterator(texts, trainer)
     model_dir = os.path.join(args.out, "model")
     os.makedirs(model_dir, exist_ok=True)

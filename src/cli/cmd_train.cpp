@@ -1,8 +1,24 @@
-// `hsloth train`: the schema is the DESIGN.md config contract (src/config/schemas.cpp). The trainer itself
-// lands with the training-engine issue; until then the command validates a config and says so.
+// `hsloth train`: the config contract of DESIGN.md (src/config/schemas.cpp) handed to the Trainer, with the
+// communicator for this world size and the SIGTERM/SIGUSR1 handlers (stop at the next step boundary,
+// checkpoint, exit 75). `mpirun -np N hsloth train ...` runs N ranks.
+#include <torch/cuda.h>
+
 #include "cli/command.h"
 #include "config/schemas.h"
+#include "dist/communicator.h"
+#include "train/trainer.h"
 
 namespace {
-hs::cli::Registrar reg{{"train", "fine-tune on shards", [] { return hs::config::train_schema(); }, nullptr, true}};
+
+int run(const hs::config::Config& cfg) {
+  hs::train::install_stop_handlers();
+  at::Device device = torch::cuda::is_available() ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+  auto comm = hs::dist::make_communicator(device);
+  hs::train::Trainer trainer(cfg, *comm);
+  return trainer.run();
+}
+
+hs::cli::Registrar reg{
+    {"train", "fine-tune on shards", [] { return hs::config::train_schema(); }, run, true}};
+
 }  // namespace

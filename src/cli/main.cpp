@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <c10/util/Exception.h>
+
 #include "cli/command.h"
 #include "config/config.h"
 #include "core/build_info.h"
@@ -25,13 +27,17 @@ struct Planned {
   const char* issue;  // where it is being built, shown while it is not implemented
 };
 
-// Canonical order of subcommands in --help. Those not registered by a cli/cmd_*.cpp are "not implemented yet".
+// Canonical order of subcommands in --help. Those not registered by a cli/cmd_*.cpp are "not implemented
+// yet".
 const Planned kPlanned[] = {
     {"info", "build, library and hardware facts (LibTorch, CUDA, GPUs, NCCL, MPI, HDF5, CPU)", ""},
     {"tokenize", "encode or decode text with a HF tokenizer.json", "issue #3 (data)"},
-    {"prep", "JSON/JSONL -> chat template -> tokens + loss mask -> length-sorted HDF5 shards", "issue #3 (data)"},
-    {"inspect", "statistics of a shard folder: lengths, trained tokens, padding vs packing", "issue #3 (data)"},
-    {"train", "fine-tune (LoRA, QLoRA, full) on shards; mpirun -np N for N GPUs", "issue #5 (training engine)"},
+    {"prep", "JSON/JSONL -> chat template -> tokens + loss mask -> length-sorted HDF5 shards",
+     "issue #3 (data)"},
+    {"inspect", "statistics of a shard folder: lengths, trained tokens, padding vs packing",
+     "issue #3 (data)"},
+    {"train", "fine-tune (LoRA, QLoRA, full) on shards; mpirun -np N for N GPUs",
+     "issue #5 (training engine)"},
     {"eval", "loss and perplexity of a model (+adapter) on shards", "issue #4 (model)"},
     {"generate", "KV-cached text generation from a model (+adapter)", "issue #4 (model)"},
     {"merge", "merge a LoRA adapter into its base model, write an HF folder", "issue #4 (model)"},
@@ -53,7 +59,8 @@ void print_help() {
   }
   std::printf(
       "\nOptions come from an INI file (--config run.ini; key `r` under [lora] is lora.r) and from flags\n"
-      "(--lora.r 32), which override the file. Exit codes: 0 ok, 1 error, 2 usage error / not implemented.\n");
+      "(--lora.r 32), which override the file. Exit codes: 0 ok, 1 error, 2 usage error / not "
+      "implemented.\n");
 }
 
 std::vector<std::string> command_names() {
@@ -124,6 +131,10 @@ int main(int argc, char** argv) {
     return rc;
   } catch (const hs::Error& e) {
     return fail(std::string("hsloth ") + name + ": " + e.what(), 1);
+  } catch (const c10::Error& e) {  // LibTorch: its message without the C++ backtrace
+    return fail(std::string("hsloth ") + name + ": internal error: " + e.what_without_backtrace() +
+                    "\n  hint: this is a bug; please report it with the command line",
+                1);
   } catch (const std::exception& e) {
     return fail(std::string("hsloth ") + name + ": internal error: " + e.what() +
                     "\n  hint: this is a bug; please report it with the command line",

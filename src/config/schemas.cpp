@@ -37,7 +37,10 @@ const Schema& train_schema() {
     s.choice("train.packing", "packed", {"packed", "padded"}, "several samples per row (attention never crosses them) or one padded sample per row");
     s.choice("train.grad_ckpt", "off", {"off", "on", "offload"}, "gradient checkpointing per decoder layer (offload: activations to host memory)");
     s.str("train.resume", "off", "off | auto (newest valid checkpoint in run.dir) | PATH to a checkpoint folder");
-    s.integer("eval.every", 0, "evaluate every N steps (0: only at the end)", 0);
+    s.integer("eval.every", 0, "evaluate every N steps (0: before training and at the end only)", 0);
+    s.boolean("eval.exact_match", false,
+              "also greedy-decode the last trained span of each eval sample and report exact-match accuracy");
+    s.integer("eval.max_samples", 0, "eval samples used for exact-match (0: all)", 0);
     s.integer("ckpt.every", 0, "checkpoint every N steps (0: only at the end and on SIGTERM/SIGUSR1)", 0);
     s.integer("ckpt.keep", 3, "checkpoints to keep", 1);
     s.integer("log.every", 1, "progress line and metrics.jsonl record every N steps", 1);

@@ -16,7 +16,8 @@ AdamW::AdamW(at::Tensor params, AdamWConfig config, at::Tensor decay_mask)
 }
 
 void AdamW::step(const at::Tensor& grad, double lr) {
-  HS_CHECK(grad.sizes() == params_.sizes() && grad.scalar_type() == at::kFloat, "AdamW: gradient buffer mismatch");
+  HS_CHECK(grad.sizes() == params_.sizes() && grad.scalar_type() == at::kFloat,
+           "AdamW: gradient buffer mismatch");
   at::NoGradGuard no_grad;
   ++steps_;
   const double b1 = config_.beta1, b2 = config_.beta2;

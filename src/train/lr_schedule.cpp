@@ -21,9 +21,11 @@ double LrSchedule::factor(int64_t step) const {
     case Schedule::constant:
       return 1.0;
     case Schedule::linear:
-      return std::max(0.0, double(total_steps - step) / double(std::max<int64_t>(1, total_steps - warmup_steps)));
+      return std::max(0.0,
+                      double(total_steps - step) / double(std::max<int64_t>(1, total_steps - warmup_steps)));
     case Schedule::cosine: {
-      double progress = double(step - warmup_steps) / double(std::max<int64_t>(1, total_steps - warmup_steps));
+      double progress =
+          double(step - warmup_steps) / double(std::max<int64_t>(1, total_steps - warmup_steps));
       return std::max(0.0, 0.5 * (1.0 + std::cos(std::numbers::pi * 0.5 * 2.0 * progress)));
     }
   }

@@ -77,7 +77,8 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
   char host[256] = "host";
   gethostname(host, sizeof host - 1);
   double t = now();
-  path_ = dir + "/events.out.tfevents." + std::to_string(int64_t(t)) + "." + host + "." + std::to_string(getpid());
+  path_ = dir + "/events.out.tfevents." + std::to_string(int64_t(t)) + "." + host + "." +
+          std::to_string(getpid());
   file_ = std::fopen(path_.c_str(), "wb");
   if (!file_) throw Error("cannot create TensorBoard event file").at(path_);
   std::string ev;  // Event{wall_time=1, step=2, file_version=3}
@@ -114,7 +115,8 @@ void TensorBoardWriter::write_event(const std::string& event) {
   uint32_t lc = masked_crc(header, 8);
   std::memcpy(header + 8, &lc, 4);
   uint32_t dc = masked_crc(event.data(), event.size());
-  if (std::fwrite(header, 1, 12, file_) != 12 || std::fwrite(event.data(), 1, event.size(), file_) != event.size() ||
+  if (std::fwrite(header, 1, 12, file_) != 12 ||
+      std::fwrite(event.data(), 1, event.size(), file_) != event.size() ||
       std::fwrite(&dc, 1, 4, file_) != 4 || std::fflush(file_) != 0)
     throw Error("write to TensorBoard event file failed").at(path_).hint("is the disk full?");
 }

@@ -38,7 +38,8 @@ int run(int argc, char** argv) {
     std::stringstream ss(argv[8]);
     for (std::string tok; std::getline(ss, tok, ',');) lrs.push_back(std::atof(tok.c_str()));
     HS_CHECK(int64_t(lrs.size()) == grads.size(0), "one lr per gradient row");
-    hs::train::AdamW opt(params, {std::atof(argv[4]), std::atof(argv[5]), std::atof(argv[6]), std::atof(argv[7])});
+    hs::train::AdamW opt(params,
+                         {std::atof(argv[4]), std::atof(argv[5]), std::atof(argv[6]), std::atof(argv[7])});
     for (size_t i = 0; i < lrs.size(); ++i) opt.step(grads[int64_t(i)].contiguous(), lrs[i]);
     auto ref = [](const char* name, const at::Tensor& t) {
       return hs::io::TensorRef{{name, hs::io::DType::F32, t.sizes().vec()}, t.data_ptr(), size_t(t.nbytes())};

@@ -1,0 +1,174 @@
+#include "train/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include <ATen/ATen.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "io/file.h"
+#include "io/safetensors.h"
+#include "io/sha256.h"
+
+namespace hs::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+void fsync_path(const std::string& path, bool dir) {
+  int fd = ::open(path.c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+io::TensorRef ref(const std::string& name, const at::Tensor& t) {
+  io::DType dt = t.scalar_type() == at::kFloat ? io::DType::F32 : io::DType::U8;
+  HS_CHECK(t.is_contiguous() && t.device().is_cpu(), "checkpoint tensor ", name,
+           " must be contiguous on CPU");
+  return io::TensorRef{{name, dt, t.sizes().vec()}, t.data_ptr(), size_t(t.nbytes())};
+}
+
+at::Tensor from_info(const io::TensorInfo& info, at::ScalarType type) {
+  return at::from_blob(const_cast<uint8_t*>(info.data), info.shape, type).clone();
+}
+
+int64_t step_of(const std::string& name) {
+  if (name.rfind("step-", 0) != 0) return -1;
+  try {
+    size_t used = 0;
+    int64_t v = std::stoll(name.substr(5), &used);
+    return used == name.size() - 5 ? v : -1;
+  } catch (...) {
+    return -1;
+  }
+}
+
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& root) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) return out;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    int64_t s = step_of(e.path().filename().string());
+    if (s >= 0 && e.is_directory()) out.emplace_back(s, e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Verifies COMPLETE (written last) against the files; throws naming what is wrong.
+void verify(const std::string& dir) {
+  std::string complete = dir + "/COMPLETE";
+  if (!io::exists(complete))
+    throw Error("checkpoint is incomplete (no COMPLETE file)")
+        .at(dir)
+        .hint("it was interrupted while being written");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(io::read_file(complete));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(std::string("COMPLETE is not valid JSON: ") + e.what()).at(complete);
+  }
+  if (!j.is_object() || !j.contains("files") || !j["files"].is_object())
+    throw Error("COMPLETE has no file list").at(complete);
+  for (const auto& [file, sha] : j["files"].items()) {
+    std::string path = dir + "/" + file;
+    if (!io::exists(path)) throw Error("file listed in COMPLETE is missing").at(path);
+    if (io::sha256_file(path) != sha.get<std::string>())
+      throw Error("file does not match its sha256 in COMPLETE (damaged)").at(path);
+  }
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& run_dir, const TrainState& st,
+                            const std::function<void(const std::string&)>& write_adapter, int keep) {
+  const std::string root = run_dir + "/checkpoints";
+  io::make_dirs(root);
+  const std::string name = "step-" + std::to_string(st.step);
+  const std::string tmp = root + "/.tmp-" + name, final_dir = root + "/" + name;
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  io::make_dirs(tmp);
+  write_adapter(tmp);
+  io::Metadata meta{{"format", kStateFormat},          {"version", std::to_string(kStateVersion)},
+                    {"step", std::to_string(st.step)}, {"world_size", std::to_string(st.world_size)},
+                    {"seed", std::to_string(st.seed)}, {"config", st.config_ini}};
+  for (const auto& [k, v] : st.extra) meta[k] = v;
+  std::vector<io::TensorRef> tensors{ref("master", st.master), ref("exp_avg", st.exp_avg),
+                                     ref("exp_avg_sq", st.exp_avg_sq)};
+  if (st.rng_cpu.defined()) tensors.push_back(ref("rng_cpu", st.rng_cpu));
+  io::write_safetensors(tmp + "/train_state.safetensors", tensors, meta);
+  nlohmann::ordered_json files = nlohmann::ordered_json::object();
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(tmp)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  for (const auto& f : names) {
+    fsync_path(tmp + "/" + f, false);
+    files[f] = io::sha256_file(tmp + "/" + f);
+  }
+  nlohmann::ordered_json complete{{"format", kStateFormat}, {"step", st.step}, {"files", files}};
+  io::write_file_atomic(tmp + "/COMPLETE", complete.dump(2) + "\n");
+  fsync_path(tmp, true);
+  fs::remove_all(final_dir, ec);  // a re-save of the same step (e.g. the final one) replaces it
+  fs::rename(tmp, final_dir, ec);
+  if (ec) throw Error("cannot move checkpoint into place: " + ec.message()).at(final_dir);
+  fsync_path(root, true);
+  // Keep the newest `keep`; also clean temp folders left by crashed saves.
+  auto all = list_checkpoints(root);
+  for (size_t i = 0; i + size_t(std::max(keep, 1)) < all.size(); ++i) fs::remove_all(all[i].second, ec);
+  for (const auto& e : fs::directory_iterator(root, ec))
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path(), ec);
+  return final_dir;
+}
+
+TrainState load_checkpoint(const std::string& dir) {
+  verify(dir);
+  const std::string file = dir + "/train_state.safetensors";
+  auto ck = io::Checkpoint::open(file);
+  const auto& meta = ck.metadata();
+  auto get = [&](const char* key) -> std::string {
+    auto it = meta.find(key);
+    if (it == meta.end()) throw Error(std::string("train state has no '") + key + "' entry").at(file);
+    return it->second;
+  };
+  if (get("format") != kStateFormat) throw Error("not an hsloth train state").at(file);
+  if (std::stoi(get("version")) > kStateVersion)
+    throw Error("train state version " + get("version") + " is newer than this hsloth understands")
+        .at(file)
+        .hint("resume with the hsloth version that wrote it, or a newer one");
+  TrainState st;
+  st.step = std::stoll(get("step"));
+  st.world_size = std::stoi(get("world_size"));
+  st.seed = std::stoull(get("seed"));
+  st.config_ini = get("config");
+  for (const auto& [k, v] : meta)
+    if (k != "format" && k != "version" && k != "step" && k != "world_size" && k != "seed" && k != "config")
+      st.extra[k] = v;
+  st.master = from_info(ck.get("master"), at::kFloat);
+  st.exp_avg = from_info(ck.get("exp_avg"), at::kFloat);
+  st.exp_avg_sq = from_info(ck.get("exp_avg_sq"), at::kFloat);
+  if (ck.contains("rng_cpu")) st.rng_cpu = from_info(ck.get("rng_cpu"), at::kByte);
+  return st;
+}
+
+std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
+  auto all = list_checkpoints(run_dir + "/checkpoints");
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      verify(it->second);
+      return it->second;
+    } catch (const Error& e) {
+      log::warn("skipping damaged checkpoint: ", e.what());
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace hs::train

@@ -1,0 +1,69 @@
+#include "train/flat_params.h"
+
+#include <ATen/ATen.h>
+
+#include "core/error.h"
+
+namespace hs::train {
+
+FlatParams::FlatParams(std::vector<at::Tensor*> slots, std::vector<std::string> names,
+                       const at::Device& device, bool alias_fp32)
+    : names_(std::move(names)) {
+  HS_CHECK(slots.size() == names_.size(), "FlatParams: one name per tensor");
+  int64_t total = 0;
+  for (auto* t : slots) total += t->numel();
+  auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
+  master_ = at::empty({total}, opts);
+  grad_ = at::zeros({total}, opts);
+  at::NoGradGuard no_grad;
+  int64_t off = 0;
+  for (size_t i = 0; i < slots.size(); ++i) {
+    at::Tensor& t = *slots[i];
+    const int64_t n = t.numel();
+    HS_CHECK(t.device() == device, "trainable tensor ", names_[i], " is on ", t.device(), ", expected ",
+             device);
+    master_.narrow(0, off, n).copy_(t.detach().reshape({n}));
+    const bool aliased = alias_fp32 && t.scalar_type() == at::kFloat;
+    if (aliased) {
+      // A leaf sharing the master's storage; its gradient is a view of the flat gradient.
+      at::Tensor view = master_.narrow(0, off, n).view(t.sizes()).detach();
+      view.requires_grad_(true);
+      view.mutable_grad() = grad_.narrow(0, off, n).view(t.sizes());
+      t = view;
+    } else {
+      t.requires_grad_(true);
+    }
+    slots_.push_back({slots[i], off, n, aliased});
+    off += n;
+  }
+}
+
+void FlatParams::zero_grad() {
+  grad_.zero_();
+  for (auto& s : slots_)
+    if (!s.aliased && s.tensor->grad().defined()) s.tensor->mutable_grad().zero_();
+}
+
+void FlatParams::gather_grads() {
+  at::NoGradGuard no_grad;
+  for (auto& s : slots_) {
+    if (s.aliased) {
+      // Autograd accumulates in place into the view we installed; if something replaced the gradient
+      // tensor (it must not), fall back to copying so that no gradient is lost.
+      const at::Tensor& g = s.tensor->grad();
+      if (g.defined() && g.data_ptr() != grad_.narrow(0, s.offset, s.numel).data_ptr())
+        grad_.narrow(0, s.offset, s.numel).copy_(g.reshape({s.numel}));
+      continue;
+    }
+    const at::Tensor& g = s.tensor->grad();
+    if (g.defined()) grad_.narrow(0, s.offset, s.numel).copy_(g.reshape({s.numel}));
+  }
+}
+
+void FlatParams::push_params() {
+  at::NoGradGuard no_grad;
+  for (auto& s : slots_)
+    if (!s.aliased) s.tensor->view({s.numel}).copy_(master_.narrow(0, s.offset, s.numel));
+}
+
+}  // namespace hs::train

@@ -1,0 +1,622 @@
+#include "train/trainer.h"
+
+#include <sys/resource.h>
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <torch/cuda.h>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "data/batch_plan.h"
+#include "data/shard_index.h"
+#include "dist/communicator.h"
+#include "dist/mpi_runtime.h"
+#include "io/file.h"
+#include "io/sha256.h"
+#include "lora/lora.h"
+#include "model/model.h"
+#include "train/adamw.h"
+#include "train/checkpoint.h"
+#include "train/flat_params.h"
+#include "train/lr_schedule.h"
+#include "train/tensorboard.h"
+#if HS_CUDA_COMPILED
+#include "kernels/device_info.h"
+#endif
+
+namespace hs::train {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop.store(true); }
+
+double peak_host_memory() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) * 1024.0;
+}
+
+struct Batch {
+  model::Inputs inputs;
+  at::Tensor mask;
+};
+
+// One micro-batch from the shards: a packed row (cu_seqlens, positions restart per sample) or padded rows
+// (pads after the sample, never attended to by real tokens under causal attention, never targets).
+Batch collate(const data::ShardIndex& data, const data::MicroBatch& mb, data::Packing packing) {
+  Batch b;
+  const int64_t rows = packing == data::Packing::packed ? 1 : mb.rows;
+  const int64_t len = packing == data::Packing::packed ? mb.tokens : mb.row_len;
+  at::Tensor ids = at::zeros({rows, len}, at::kLong), mask = at::zeros({rows, len}, at::kByte);
+  at::Tensor cu = at::zeros({int64_t(mb.samples.size()) + 1}, at::kLong);
+  int64_t* ip = ids.data_ptr<int64_t>();
+  uint8_t* mp = mask.data_ptr<uint8_t>();
+  int64_t* cp = cu.data_ptr<int64_t>();
+  int64_t pos = 0;
+  for (size_t i = 0; i < mb.samples.size(); ++i) {
+    data::Sample s = data.read_sample(mb.samples[i]);
+    if (packing == data::Packing::padded) pos = int64_t(i) * len;
+    for (size_t t = 0; t < s.ids.size(); ++t) {
+      ip[pos + int64_t(t)] = s.ids[t];
+      mp[pos + int64_t(t)] = s.mask[t];
+    }
+    pos += int64_t(s.ids.size());
+    cp[i + 1] = pos;
+  }
+  b.inputs.input_ids = ids;
+  if (packing == data::Packing::packed) b.inputs.cu_seqlens = cu;
+  b.mask = mask;
+  return b;
+}
+
+std::string join_path(const std::string& a, const std::string& b) {
+  return (std::filesystem::path(a) / b).string();
+}
+
+// Dense bf16 peak of the GPUs we know, for MFU (0 = unknown: MFU is not printed).
+double peak_flops(const std::string& device_name) {
+  if (device_name.find("H100") != std::string::npos || device_name.find("H200") != std::string::npos)
+    return 989.4e12;
+  if (device_name.find("A100") != std::string::npos) return 312e12;
+  return 0;
+}
+
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGUSR1, on_signal);
+}
+bool stop_requested() { return g_stop.load(); }
+
+double EvalResult::ppl() const { return std::exp(loss); }
+
+struct Trainer::Impl {
+  const config::Config& cfg;
+  dist::Communicator& comm;
+  int rank = 0, world = 1;
+  std::string run_dir;
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;
+  bool full = false;
+  data::Packing packing = data::Packing::packed;
+  std::unique_ptr<model::Model> model;
+  std::optional<lora::Adapter> adapter;
+  std::vector<at::Tensor> full_params;  // full fine-tuning: handles of the model's tensors
+  std::unique_ptr<data::ShardIndex> train_data, eval_data;
+  std::optional<data::BatchPlan> plan, eval_plan;
+  std::unique_ptr<FlatParams> flat;
+  std::unique_ptr<AdamW> opt;
+  LrSchedule sched;
+  int64_t total_steps = 0, start_step = 0;
+  double flops_per_token = 0, peak = 0;
+  std::unique_ptr<TensorBoardWriter> tb;
+  std::ofstream metrics;
+  std::string device_name;
+
+  Impl(const config::Config& c, dist::Communicator& m) : cfg(c), comm(m), rank(m.rank()), world(m.world()) {}
+
+  void setup();
+  void setup_data(const std::string& tokenizer_sha);
+  void resume();
+  int train_loop();
+  EvalResult evaluate(const data::ShardIndex& data, const data::BatchPlan& plan);
+  void exact_match(const data::ShardIndex& data, const data::BatchPlan& plan, EvalResult& r);
+  void save_checkpoint_now(int64_t step);
+  void save_final();
+  void log_metrics(const nlohmann::ordered_json& j);
+};
+
+Trainer::Trainer(const config::Config& config, dist::Communicator& comm)
+    : impl_(std::make_unique<Impl>(config, comm)) {}
+Trainer::~Trainer() = default;
+
+int Trainer::run() {
+  try {
+    impl_->setup();
+    return impl_->train_loop();
+  } catch (const c10::OutOfMemoryError& e) {
+    throw Error(std::string("out of GPU memory: ") + e.what_without_backtrace())
+        .hint(
+            "lower train.tokens_per_batch (raise train.grad_accum to keep the global batch), or set "
+            "train.grad_ckpt = on");
+  }
+}
+
+void Trainer::Impl::setup() {
+  run_dir = cfg.get("run.dir");
+  full = cfg.get("finetune") == "full";
+  if (cfg.get("finetune") == "qlora")
+    throw Error("finetune = qlora is not available yet")
+        .hint("use finetune = lora (QLoRA lands with NF4 kernels)");
+  packing = data::parse_packing(cfg.get("train.packing"));
+  if (cfg.get("train.grad_ckpt") != "off")
+    throw Error("train.grad_ckpt = " + cfg.get("train.grad_ckpt") + " is not available yet")
+        .hint("use train.grad_ckpt = off (gradient checkpointing lands with the GPU path)");
+
+  // Device and dtype: one GPU per rank when there is one, else CPU.
+  if (torch::cuda::is_available()) {
+    int64_t n = int64_t(torch::cuda::device_count());
+    device = at::Device(at::kCUDA, at::DeviceIndex(dist::Mpi::local_rank() % n));
+  }
+  if (device.is_cpu() && std::getenv("OMP_NUM_THREADS") == nullptr) {
+    // Ranks on one node share its cores; oversubscribed OpenMP threads spin and crawl.
+    int threads =
+        std::max(1, int(std::thread::hardware_concurrency()) / std::max(1, dist::Mpi::local_world()));
+    at::set_num_threads(threads);
+  }
+  std::string dt = cfg.get("model.dtype");
+  dtype = dt == "bf16"   ? at::kBFloat16
+          : dt == "fp32" ? at::kFloat
+                         : (device.is_cuda() ? at::kBFloat16 : at::kFloat);
+
+  const std::string model_path = cfg.get("model.path");
+  if (!io::is_directory(model_path))
+    throw Error("model folder not found").at(model_path).hint("model.path is an HF folder with config.json");
+  std::string tok = join_path(model_path, "tokenizer.json");
+  std::string tokenizer_sha = io::exists(tok) ? io::sha256_file(tok) : "";
+  if (tokenizer_sha.empty())
+    log::warn("no tokenizer.json in ", model_path, ": cannot check that the shards match it");
+
+  if (rank == 0) {
+    io::make_dirs(run_dir);
+    if (cfg.get("train.resume") == "off" && io::is_directory(join_path(run_dir, "checkpoints")) &&
+        !std::filesystem::is_empty(join_path(run_dir, "checkpoints")))
+      throw Error("run.dir already holds checkpoints of an earlier run")
+          .at(run_dir)
+          .hint("continue it with --train.resume auto, or choose another --run.dir");
+    io::write_file_atomic(join_path(run_dir, "config.resolved.ini"), cfg.to_ini());
+    log::info("resolved config -> ", join_path(run_dir, "config.resolved.ini"));
+  }
+
+  Timer t;
+  model = std::make_unique<model::Model>(model::Model::load(model_path, {dtype, device}));
+  const uint64_t seed = uint64_t(cfg.get_int("train.seed"));
+  at::manual_seed(seed + uint64_t(rank));  // dropout streams differ per rank
+  std::vector<at::Tensor*> slots;
+  std::vector<std::string> names;
+  if (full) {
+    model->set_full_finetune(true);
+    for (auto& nt : model->named_parameters()) {
+      full_params.push_back(nt.tensor);
+      names.push_back(nt.name);
+    }
+    for (auto& p : full_params) slots.push_back(&p);
+  } else {
+    lora::LoraConfig lc;
+    lc.r = cfg.get_int("lora.r");
+    lc.alpha = cfg.get_real("lora.alpha");
+    lc.dropout = cfg.get_real("lora.dropout");
+    lc.use_rslora = cfg.get_bool("lora.rslora");
+    lc.targets = lora::parse_targets(cfg.get_list("lora.targets"));
+    lc.base_model_name_or_path = model_path;
+    adapter.emplace(lora::Adapter::create(*model, lc, seed, at::kFloat));
+    for (const auto& e : adapter->entries()) {
+      slots.push_back(&e.module->a);
+      slots.push_back(&e.module->b);
+    }
+    for (const auto& nt : adapter->trainable()) names.push_back(nt.name);
+  }
+  flat = std::make_unique<FlatParams>(slots, names, device, /*alias_fp32=*/!full);
+  // Ranks start from identical parameters (rank 0's), whatever their RNG did.
+  comm.broadcast(flat->master(), 0);
+  flat->push_params();
+  model->set_training(true);
+  AdamWConfig ac{cfg.get_real("train.beta1"), cfg.get_real("train.beta2"), cfg.get_real("train.eps"),
+                 cfg.get_real("train.weight_decay")};
+  opt = std::make_unique<AdamW>(flat->master(), ac);
+
+  setup_data(tokenizer_sha);
+
+  const auto& mc = model->config();
+  int64_t linear = 0;
+  for (auto& nt : model->named_parameters())
+    if (nt.tensor.dim() == 2 && nt.name.find("embed_tokens") == std::string::npos)
+      linear += nt.tensor.numel();
+  if (model->tied()) linear += mc.vocab_size * mc.hidden_size;
+  // Training FLOPs per token: forward 2·P; backward 2·P for activation gradients, +2·P for weight
+  // gradients only when the base is trained; LoRA's own matmuls are small and not counted.
+  flops_per_token = (full ? 6.0 : 4.0) * double(linear);
+#if HS_CUDA_COMPILED
+  if (device.is_cuda())
+    for (const auto& d : kernels::visible_devices())
+      if (d.index == device.index()) device_name = d.name;
+#endif
+  peak = device.is_cuda() ? peak_flops(device_name) : 0;
+  log::info("model ", model_path, " (", mc.model_type, ", ", mc.num_hidden_layers, " layers, ",
+            format_count(double(linear)), " matmul params) on ", device.str(), " in ",
+            dtype == at::kBFloat16 ? "bf16" : "fp32", ", loaded in ", format_duration(t.seconds()));
+  log::info(full ? "full fine-tuning: " : "LoRA: ", format_count(double(flat->numel())),
+            " trainable parameters",
+            full ? "" : hs::str(" (r=", cfg.get_int("lora.r"), ", alpha=", cfg.get_real("lora.alpha"), ")"));
+  log::info("communicator: ", comm.name());
+
+  resume();
+  if (rank == 0) {
+    metrics.open(join_path(run_dir, "metrics.jsonl"), std::ios::app);
+    if (!metrics) throw Error("cannot open metrics.jsonl").at(run_dir);
+    tb = std::make_unique<TensorBoardWriter>(join_path(run_dir, "tensorboard"));
+  }
+}
+
+void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
+  data::ShardIndex::Options so;
+  so.expected_tokenizer_sha256 = tokenizer_sha;
+  so.expected_tokenizer_name = join_path(cfg.get("model.path"), "tokenizer.json");
+  train_data = std::make_unique<data::ShardIndex>(data::ShardIndex::open(cfg.get("data.train"), so));
+  const uint64_t seed = uint64_t(cfg.get_int("train.seed"));
+  std::vector<int64_t> train_ids(size_t(train_data->num_samples()));
+  for (size_t i = 0; i < train_ids.size(); ++i) train_ids[i] = int64_t(i);
+  std::vector<int64_t> eval_ids;
+  if (cfg.has("data.eval")) {
+    eval_data = std::make_unique<data::ShardIndex>(data::ShardIndex::open(cfg.get("data.eval"), so));
+    eval_ids.resize(size_t(eval_data->num_samples()));
+    for (size_t i = 0; i < eval_ids.size(); ++i) eval_ids[i] = int64_t(i);
+  } else if (cfg.get_real("data.eval_fraction") > 0) {
+    // A seeded held-out subset of train.
+    std::vector<int64_t> perm = train_ids;
+    data::portable_shuffle(perm, seed ^ 0x5eedull);
+    size_t n_eval = size_t(std::llround(cfg.get_real("data.eval_fraction") * double(perm.size())));
+    eval_ids.assign(perm.begin(), perm.begin() + std::ptrdiff_t(n_eval));
+    std::sort(eval_ids.begin(), eval_ids.end());
+    train_ids.assign(perm.begin() + std::ptrdiff_t(n_eval), perm.end());
+    std::sort(train_ids.begin(), train_ids.end());
+  }
+  data::PlanOptions po;
+  po.tokens_per_batch = cfg.get_int("train.tokens_per_batch");
+  po.packing = packing;
+  po.seed = seed;
+  po.world_size = world;
+  po.grad_accum = int(cfg.get_int("train.grad_accum"));
+  plan.emplace(data::BatchPlan::build(train_data->lengths(), train_data->trained(), train_ids, po));
+  if (!eval_ids.empty()) {
+    const data::ShardIndex& ed = eval_data ? *eval_data : *train_data;
+    data::PlanOptions eo = po;
+    eo.shuffle = false;
+    eo.world_size = 1;
+    eo.grad_accum = 1;
+    eval_plan.emplace(data::BatchPlan::build(ed.lengths(), ed.trained(), eval_ids, eo));
+  }
+  const int64_t spe = plan->steps_per_epoch();
+  total_steps = cfg.get_int("train.max_steps") > 0
+                    ? cfg.get_int("train.max_steps")
+                    : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_real("train.epochs") * double(spe))));
+  sched = LrSchedule{parse_schedule(cfg.get("train.schedule")), cfg.get_real("train.lr"),
+                     cfg.get_int("train.warmup_steps"), total_steps};
+  double waste = 0;
+  int64_t padded = 0, real = 0;
+  for (const auto& mb : plan->micro_batches()) {
+    padded += mb.padded_tokens();
+    real += mb.tokens;
+  }
+  waste = padded > 0 ? 1.0 - double(real) / double(padded) : 0;
+  log::info("data: ", plan->num_samples(), " samples, ", format_count(double(plan->num_trained())),
+            " trained tokens, ", plan->micro_batches().size(), " micro-batches (", cfg.get("train.packing"),
+            ", padding ", hs::str(std::round(waste * 1000) / 10), "%), ", spe, " steps/epoch, ", total_steps,
+            " steps; eval: ", eval_ids.size(), " samples");
+}
+
+void Trainer::Impl::resume() {
+  std::string mode = cfg.get("train.resume");
+  std::string dir;
+  if (mode == "off") return;
+  if (mode == "auto") {
+    auto latest = find_latest_checkpoint(run_dir);
+    if (!latest) {
+      log::info("resume = auto: no checkpoint in ", run_dir, "/checkpoints, starting fresh");
+      return;
+    }
+    dir = *latest;
+  } else {
+    dir = mode;
+  }
+  TrainState st = load_checkpoint(dir);
+  if (st.master.numel() != flat->numel())
+    throw Error(hs::str("checkpoint has ", st.master.numel(), " trainable values, this run ", flat->numel()))
+        .at(dir)
+        .hint(
+            "resume with the model and LoRA settings (lora.r, lora.targets, finetune) of the run that wrote "
+            "it");
+  if (st.seed != uint64_t(cfg.get_int("train.seed")))
+    log::warn("checkpoint was written with train.seed ", st.seed, "; this run uses ",
+              cfg.get_int("train.seed"), ": the data order after resuming differs from the original run's");
+  if (st.world_size != world)
+    log::info("resuming a ", st.world_size, "-rank checkpoint on ", world,
+              " ranks (the data cursor is global)");
+  {
+    at::NoGradGuard g;
+    flat->master().copy_(st.master);
+  }
+  flat->push_params();
+  opt->load_state(st.step, st.exp_avg.to(device), st.exp_avg_sq.to(device));
+  if (st.rng_cpu.defined() && st.world_size == world) {
+    at::Generator gen = at::detail::getDefaultCPUGenerator();
+    gen.set_state(st.rng_cpu);
+  }
+  start_step = st.step;
+  log::info("resumed from ", dir, " at step ", start_step);
+}
+
+void Trainer::Impl::log_metrics(const nlohmann::ordered_json& j) {
+  if (rank != 0) return;
+  metrics << j.dump() << "\n";
+  metrics.flush();
+}
+
+void Trainer::Impl::save_checkpoint_now(int64_t step) {
+  if (rank != 0) {
+    comm.barrier();
+    return;
+  }
+  Timer t;
+  TrainState st;
+  st.step = step;
+  st.world_size = world;
+  st.seed = uint64_t(cfg.get_int("train.seed"));
+  st.config_ini = cfg.to_ini();
+  st.master = flat->master().to(at::kCPU).contiguous();
+  st.exp_avg = opt->exp_avg().to(at::kCPU).contiguous();
+  st.exp_avg_sq = opt->exp_avg_sq().to(at::kCPU).contiguous();
+  st.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
+  st.extra["finetune"] = cfg.get("finetune");
+  std::string dir = save_checkpoint(
+      run_dir, st,
+      [&](const std::string& d) {
+        if (adapter) adapter->save(d);
+      },
+      int(cfg.get_int("ckpt.keep")));
+  log::info("checkpoint ", dir, " (", format_duration(t.seconds()), ")");
+  comm.barrier();
+}
+
+void Trainer::Impl::save_final() {
+  if (rank != 0) return;
+  std::string dir = join_path(run_dir, "final");
+  if (adapter) {
+    adapter->save(dir);
+    log::info("adapter (PEFT format) -> ", dir);
+  } else {
+    log::info("full fine-tuning: the trained weights are in the last checkpoint's train_state.safetensors");
+  }
+}
+
+EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::BatchPlan& ep) {
+  model->set_training(false);
+  at::NoGradGuard no_grad;
+  double sum = 0;
+  int64_t count = 0, samples = 0;
+  const auto& mbs = ep.micro_batches();
+  for (size_t i = size_t(rank); i < mbs.size(); i += size_t(world)) {
+    Batch b = collate(data, mbs[i], packing);
+    b.inputs.input_ids = b.inputs.input_ids.to(device);
+    auto ls = model->loss(b.inputs, b.mask);
+    sum += ls.sum.item<double>();
+    count += ls.count;
+    samples += int64_t(mbs[i].samples.size());
+  }
+  at::Tensor agg = at::tensor({sum, double(count), double(samples)}, at::kDouble);
+  comm.all_reduce_sum(agg);
+  EvalResult r;
+  r.tokens = int64_t(agg[1].item<double>());
+  r.samples = int64_t(agg[2].item<double>());
+  r.loss = r.tokens > 0 ? agg[0].item<double>() / double(r.tokens) : 0;
+  if (cfg.get_bool("eval.exact_match")) exact_match(data, ep, r);
+  model->set_training(true);
+  return r;
+}
+
+// Greedy-decodes the last trained span of each eval sample from the tokens before it and counts exact
+// matches: the skill of a response-masked task, measured without a tokenizer.
+void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchPlan& ep, EvalResult& r) {
+  std::vector<int64_t> ids;
+  for (const auto& mb : ep.micro_batches()) ids.insert(ids.end(), mb.samples.begin(), mb.samples.end());
+  std::sort(ids.begin(), ids.end());
+  const int64_t limit = cfg.get_int("eval.max_samples");
+  if (limit > 0 && int64_t(ids.size()) > limit) ids.resize(size_t(limit));
+  int64_t exact = 0, total = 0;
+  for (size_t i = size_t(rank); i < ids.size(); i += size_t(world)) {
+    data::Sample s = data.read_sample(ids[i]);
+    int64_t end = int64_t(s.mask.size());
+    while (end > 0 && !s.mask[size_t(end - 1)]) --end;
+    int64_t begin = end;
+    while (begin > 1 && s.mask[size_t(begin - 1)]) --begin;
+    if (end == 0 || begin >= end) continue;
+    ++total;
+    std::vector<int64_t> prefix(s.ids.begin(), s.ids.begin() + begin);
+    auto cache = model->make_cache(1, end);
+    model::Inputs in;
+    in.input_ids = at::tensor(prefix, at::kLong).view({1, -1}).to(device);
+    bool ok = true;
+    for (int64_t t = begin; t < end; ++t) {
+      at::Tensor logits = model->forward(in, &cache);
+      int64_t next = logits[0][-1].argmax().item<int64_t>();
+      if (next != s.ids[size_t(t)]) {
+        ok = false;
+        break;
+      }
+      in.input_ids = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
+    }
+    exact += ok ? 1 : 0;
+  }
+  at::Tensor agg = at::tensor({double(exact), double(total)}, at::kDouble);
+  comm.all_reduce_sum(agg);
+  r.exact = int64_t(agg[0].item<double>());
+  r.exact_total = int64_t(agg[1].item<double>());
+}
+
+int Trainer::Impl::train_loop() {
+  const int64_t log_every = cfg.get_int("log.every"), eval_every = cfg.get_int("eval.every"),
+                ckpt_every = cfg.get_int("ckpt.every");
+  const double max_norm = cfg.get_real("train.max_grad_norm");
+  auto run_eval = [&](int64_t step, const char* when) {
+    if (!eval_plan) return;
+    const data::ShardIndex& ed = eval_data ? *eval_data : *train_data;
+    Timer t;
+    EvalResult r = evaluate(ed, *eval_plan);
+    std::string em = r.exact_total > 0
+                         ? hs::str(" | exact-match ", r.exact, "/", r.exact_total, " (",
+                                   std::round(1000.0 * double(r.exact) / double(r.exact_total)) / 10, "%)")
+                         : "";
+    log::info("eval (", when, ") step ", step, " | loss ", r.loss, " | ppl ", r.ppl(), " | ", r.tokens,
+              " tokens", em, " | ", format_duration(t.seconds()));
+    nlohmann::ordered_json j{{"step", step},
+                             {"eval_loss", r.loss},
+                             {"eval_ppl", r.ppl()},
+                             {"eval_tokens", r.tokens},
+                             {"eval_samples", r.samples}};
+    if (r.exact_total > 0) j["exact_match"] = double(r.exact) / double(r.exact_total);
+    log_metrics(j);
+    if (tb) {
+      std::vector<std::pair<std::string, double>> s{{"eval/loss", r.loss}, {"eval/ppl", r.ppl()}};
+      if (r.exact_total > 0) s.push_back({"eval/exact_match", double(r.exact) / double(r.exact_total)});
+      tb->scalars(step, s);
+    }
+  };
+
+  if (start_step == 0) run_eval(0, "before training");
+  Timer run_timer, window;
+  int64_t window_tokens = 0, window_trained = 0, window_steps = 0;
+  double imbalance_sum = 0;
+  for (int64_t step = start_step; step < total_steps; ++step) {
+    // Stop requests are agreed on by all ranks so that every rank checkpoints at the same step.
+    at::Tensor stop = at::tensor({stop_requested() ? 1.0 : 0.0}, at::kDouble);
+    comm.all_reduce_sum(stop);
+    if (stop.item<double>() > 0) {
+      log::warn("stop requested (signal): checkpointing at step ", step, " and exiting with code ",
+                kExitInterrupted, "; resume with --train.resume auto");
+      save_checkpoint_now(step);
+      return kExitInterrupted;
+    }
+    const int64_t step_trained = plan->step_trained(step);
+    flat->zero_grad();
+    at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
+    int64_t counted = 0;
+    for (int64_t m : plan->step_batches(step, rank)) {
+      const auto& mb = plan->micro_batches()[size_t(m)];
+      Batch b = collate(*train_data, mb, packing);
+      b.inputs.input_ids = b.inputs.input_ids.to(device);
+      auto ls = model->loss(b.inputs, b.mask);
+      if (ls.count != mb.trained)
+        throw Error(
+            hs::str("micro-batch has ", ls.count, " trained targets, the shard index says ", mb.trained))
+            .at(cfg.get("data.train"))
+            .hint("the shards are inconsistent; re-run hsloth prep");
+      (ls.sum / double(std::max<int64_t>(1, step_trained))).backward();
+      loss_sum += ls.sum.detach().to(at::kDouble);
+      counted += ls.count;
+    }
+    flat->gather_grads();
+    comm.all_reduce_sum(flat->grad());
+    at::Tensor stats = at::stack({loss_sum.to(at::kCPU), at::scalar_tensor(double(counted), at::kDouble)});
+    comm.all_reduce_sum(stats);
+    const double loss = stats[0].item<double>() / std::max(1.0, stats[1].item<double>());
+    const double gnorm = flat->grad().norm().item<double>();
+    if (!std::isfinite(loss) || !std::isfinite(gnorm))
+      throw Error(hs::str("non-finite ", std::isfinite(loss) ? "gradient norm" : "loss", " at step ",
+                          step + 1, " (loss ", loss, ", grad-norm ", gnorm, ")"))
+          .hint("lower train.lr or raise train.warmup_steps; the last good checkpoint in " + run_dir +
+                "/checkpoints is kept (resume with --train.resume auto)");
+    if (max_norm > 0) {
+      const double coef = std::min(1.0, max_norm / (gnorm + 1e-6));  // torch.nn.utils.clip_grad_norm_
+      if (coef < 1.0) flat->grad().mul_(coef);
+    }
+    const double lr = sched.lr(step);
+    opt->step(flat->grad(), lr);
+    flat->push_params();
+
+    auto per_rank = plan->step_tokens_per_rank(step);
+    int64_t step_tokens = 0, max_tokens = 0;
+    for (int64_t t : per_rank) {
+      step_tokens += t;
+      max_tokens = std::max(max_tokens, t);
+    }
+    const double mean_tokens = double(step_tokens) / double(world);
+    const double imbalance = mean_tokens > 0 ? double(max_tokens) / mean_tokens : 1.0;
+    imbalance_sum += imbalance;
+    window_tokens += step_tokens;
+    window_trained += step_trained;
+    ++window_steps;
+    const int64_t done = step + 1;
+    if (done % log_every == 0 || done == total_steps) {
+      const double secs = window.seconds();
+      const double tps = double(window_tokens) / secs, ttps = double(window_trained) / secs;
+      const double eta = run_timer.seconds() / double(done - start_step) * double(total_steps - done);
+      const double mem = peak_host_memory();
+      std::string mfu;
+      double mfu_v = 0;
+      if (peak > 0) {
+        mfu_v = flops_per_token * tps / (peak * world);
+        mfu = hs::str(" | MFU ", std::round(mfu_v * 1000) / 10, "%");
+      }
+      log::info("step ", done, "/", total_steps, " | loss ", loss, " | lr ", lr, " | grad-norm ", gnorm,
+                " | ", format_count(tps), " tok/s | ", format_count(ttps), " trained tok/s", mfu,
+                " | peak mem ", format_bytes(mem), " | ETA ", format_duration(eta));
+      nlohmann::ordered_json j{{"step", done},
+                               {"epoch", double(done) / double(plan->steps_per_epoch())},
+                               {"loss", loss},
+                               {"lr", lr},
+                               {"grad_norm", gnorm},
+                               {"tokens", step_tokens},
+                               {"trained_tokens", step_trained},
+                               {"tokens_per_s", tps},
+                               {"trained_tokens_per_s", ttps},
+                               {"imbalance", imbalance},
+                               {"peak_mem_bytes", mem},
+                               {"elapsed_s", run_timer.seconds()}};
+      if (peak > 0) j["mfu"] = mfu_v;
+      log_metrics(j);
+      if (tb)
+        tb->scalars(done, {{"train/loss", loss},
+                           {"train/lr", lr},
+                           {"train/grad_norm", gnorm},
+                           {"train/tokens_per_s", tps},
+                           {"train/trained_tokens_per_s", ttps}});
+      window.reset();
+      window_tokens = window_trained = window_steps = 0;
+    }
+    if (eval_every > 0 && done % eval_every == 0 && done != total_steps) run_eval(done, "periodic");
+    if (ckpt_every > 0 && done % ckpt_every == 0 && done != total_steps) save_checkpoint_now(done);
+  }
+  run_eval(total_steps, "final");
+  save_checkpoint_now(total_steps);
+  save_final();
+  log::info("done: ", total_steps - start_step, " steps in ", format_duration(run_timer.seconds()),
+            ", mean rank imbalance ", imbalance_sum / double(std::max<int64_t>(1, total_steps - start_step)),
+            "; outputs in ", run_dir);
+  return 0;
+}
+
+}  // namespace hs::train

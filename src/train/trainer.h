@@ -1,0 +1,53 @@
+// Trainer: one class, a fixed lifecycle (setup -> train -> evaluate -> save), every variant chosen by
+// config (lora | full, packed | padded, schedules, checkpoint cadence), never a copied recipe.
+//
+// Per optimizer step: the BatchPlan names this rank's micro-batches; each is read from the shards,
+// collated (packed rows with cu_seqlens, or padded rows), run forward to a token-sum loss and backward
+// with the loss divided by the step's *global* trained-token count, so the step loss is the mean over all
+// its trained tokens whatever the packing, accumulation or world size. Gradients land in one flat fp32
+// buffer (FlatParams), are all-reduced once, clipped like torch.nn.utils.clip_grad_norm_, and AdamW
+// steps the flat master. Rank 0 writes metrics.jsonl, TensorBoard events, progress lines and checkpoints.
+//
+// Signals: SIGTERM or SIGUSR1 ask for a stop at the next step boundary; the trainer checkpoints and
+// returns kExitInterrupted (75). A non-finite loss or gradient stops the run with the step number; the
+// last good checkpoint stays.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+
+namespace hs::dist {
+class Communicator;
+}
+
+namespace hs::train {
+
+inline constexpr int kExitInterrupted = 75;  // EX_TEMPFAIL: stopped by a signal, checkpoint written
+
+struct EvalResult {
+  double loss = 0;  // token-mean cross-entropy over trained tokens
+  int64_t tokens = 0, samples = 0;
+  double ppl() const;
+  int64_t exact = 0, exact_total = 0;  // exact-match of greedy answers (when enabled)
+};
+
+class Trainer {
+ public:
+  Trainer(const config::Config& config, dist::Communicator& comm);
+  ~Trainer();
+  // Runs the whole lifecycle; returns the process exit code.
+  int run();
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// Installs the SIGTERM/SIGUSR1 handlers that request a stop at the next step boundary.
+void install_stop_handlers();
+bool stop_requested();
+
+}  // namespace hs::train
