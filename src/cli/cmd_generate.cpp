@@ -201,9 +201,9 @@ int run(const hs::config::Config& cfg) {
   std::printf("\n");
   std::fflush(stdout);
   const double decode_s = timer.seconds() - prefill_s;
-  hs::log::info(
-      generated.size(), " tokens (stop: ", stop, "); prefill ", hs::format_duration(prefill_s), ", decode ",
-      generated.size() > 1 ? double(generated.size() - 1) / std::max(decode_s, 1e-9) : 0.0, " tokens/s");
+  const double rate = generated.size() > 1 ? double(generated.size() - 1) / std::max(decode_s, 1e-9) : 0.0;
+  hs::log::info(generated.size(), " tokens (stop: ", stop, "); prefill ", prompt.size(), " tokens in ",
+                hs::format_duration(prefill_s), ", decode ", hs::format_count(rate), " tokens/s");
   return 0;
 }
 
