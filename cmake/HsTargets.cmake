@@ -99,7 +99,9 @@ function(hs_gtest name)
     endforeach()
   else()
     include(GoogleTest)
-    gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES ENVIRONMENT "${HS_TEST_ENV}"
+    # PROPERTIES takes key/value pairs: escape the list so ENVIRONMENT keeps every variable.
+    string(REPLACE ";" "\\;" _env "${HS_TEST_ENV}")
+    gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES ENVIRONMENT "${_env}"
                          TIMEOUT ${A_TIMEOUT} LABELS "${A_LABELS}")
   endif()
 endfunction()

@@ -25,8 +25,8 @@ printf '\n== demo data and tokenizer -> %s\n' "$OUT"
 implemented() { "$H" --help | grep -E "^  $1 " | grep -qv "not implemented yet"; }
 if implemented prep; then
   printf '\n== hsloth prep (train and eval shards)\n'
-  "$H" prep --input "$OUT/train.jsonl" --tokenizer "$OUT/model" --out "$OUT/shards/train" --loss response --template chatml
-  "$H" prep --input "$OUT/eval.jsonl" --tokenizer "$OUT/model" --out "$OUT/shards/eval" --loss response --template chatml
+  "$H" prep --input "$OUT/train.jsonl" --tokenizer "$OUT/model" --out "$OUT/shards/train" --loss response --template chatml --overwrite
+  "$H" prep --input "$OUT/eval.jsonl" --tokenizer "$OUT/model" --out "$OUT/shards/eval" --loss response --template chatml --overwrite
   if implemented inspect; then
     printf '\n== hsloth inspect\n'
     "$H" inspect "$OUT/shards/train"

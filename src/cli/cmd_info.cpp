@@ -1,16 +1,15 @@
 // `hsloth info`: what this build is and what it sees, for bug reports and cluster checks: LibTorch
 // version and whether CUDA is compiled in, visible GPUs, NCCL, MPI library, HDF5, CPU threads.
 // `--json` prints the same as one JSON object.
-#include <H5public.h>
-
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <torch/cuda.h>
+#include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "core/build_info.h"
 #include "core/timer.h"
+#include "data/hdf5_util.h"
 #include "dist/mpi_runtime.h"
 #include "dist/nccl_info.h"
 #if HS_CUDA_COMPILED
@@ -52,9 +51,7 @@ int run(const hs::config::Config& cfg) {
   j["nccl_compiled"] = hs::dist::nccl_compiled();
   j["nccl"] = hs::dist::nccl_version();
   j["mpi"] = hs::dist::Mpi::library_version();
-  unsigned maj = 0, min = 0, rel = 0;
-  H5get_libversion(&maj, &min, &rel);
-  j["hdf5"] = std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel);
+  j["hdf5"] = hs::data::hdf5_version();
   j["cpu_threads"] = std::thread::hardware_concurrency();
 
   if (cfg.get_bool("json")) {
@@ -63,9 +60,9 @@ int run(const hs::config::Config& cfg) {
   }
   auto line = [](const char* k, const std::string& v) { std::printf("%-14s %s\n", k, v.c_str()); };
   line("hsloth", b.version + " (" + b.build_type + ", " + b.compiler + ")");
-  line("LibTorch", hs::libtorch_version() + (b.cuda_compiled ? " — CUDA compiled in (kernels for arch " +
-                                                                   b.cuda_archs + ")"
-                                                             : " — CPU only (no CUDA compiled in)"));
+  line("LibTorch", hs::libtorch_version() +
+                       (b.cuda_compiled ? " — CUDA compiled in (kernels for arch " + b.cuda_archs + ")"
+                                        : " — CPU only (no CUDA compiled in)"));
   if (b.cuda_compiled) {
     std::string drv = j.value("cuda_driver", "");
     line("CUDA", "runtime " + j.value("cuda_runtime", "") + ", driver " + (drv.empty() ? "not found" : drv));

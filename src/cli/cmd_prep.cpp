@@ -174,7 +174,7 @@ int run(const hs::config::Config& cfg) {
       data_tools::run_records(inputs, proc, rank, world, [&](int64_t done) { progress.update(done); });
   progress.finish();
 
-  // Gather to rank 0 (allgather: the runtime's one collective for bytes).
+  // Gather to rank 0 (one rank at a time: only rank 0 ever holds everything), then share the counts.
   data::SampleSet samples;
   data_tools::PrepCounts counts;
   if (world > 1) {
@@ -188,20 +188,22 @@ int run(const hs::config::Config& cfg) {
       packed += mine.samples.serialize();
       mine = {};  // the samples now live only in `packed`
     }
-    std::vector<std::string> all = Mpi::allgather(packed);
+    std::vector<std::string> all = Mpi::gather(packed, 0);
     packed = {};
-    for (int r = 0; r < world; ++r) {
-      const std::string& b = all[size_t(r)];
+    for (size_t r = 0; r < all.size(); ++r) {
+      const std::string& b = all[r];
       uint64_t len = 0;
       HS_CHECK(b.size() >= sizeof len, "short payload from rank ", r);
       std::memcpy(&len, b.data(), sizeof len);
       HS_CHECK(b.size() >= sizeof len + len, "short payload from rank ", r);
       counts.add(data_tools::PrepCounts::from_json(nlohmann::json::parse(b.substr(sizeof len, len))));
-      if (rank == 0)
-        samples.append(data::SampleSet::deserialize(std::string_view(b).substr(sizeof len + len)));
-      all[size_t(r)].clear();
-      all[size_t(r)].shrink_to_fit();
+      samples.append(data::SampleSet::deserialize(std::string_view(b).substr(sizeof len + len)));
+      all[r].clear();
+      all[r].shrink_to_fit();
     }
+    // Every rank checks the same totals below.
+    counts = data_tools::PrepCounts::from_json(
+        nlohmann::json::parse(Mpi::broadcast(rank == 0 ? counts.to_json().dump() : std::string(), 0)));
   } else {
     samples = std::move(mine.samples);
     counts = mine.counts;

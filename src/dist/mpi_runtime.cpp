@@ -86,6 +86,34 @@ std::vector<std::string> Mpi::allgather(const std::string& bytes) {
   return out;
 }
 
+std::vector<std::string> Mpi::gather(const std::string& bytes, int root) {
+  if (!active() || g_world == 1) return {bytes};
+  int64_t mine = int64_t(bytes.size());
+  std::vector<int64_t> sizes(static_cast<size_t>(g_world));
+  HS_MPI(MPI_Gather(&mine, 1, MPI_INT64_T, sizes.data(), 1, MPI_INT64_T, root, MPI_COMM_WORLD));
+  std::vector<std::string> out;
+  if (g_rank == root) {
+    out.resize(static_cast<size_t>(g_world));
+    for (int r = 0; r < g_world; ++r) {
+      if (r == root) {
+        out[size_t(r)] = bytes;
+        continue;
+      }
+      out[size_t(r)].resize(size_t(sizes[size_t(r)]));
+      for (int64_t off = 0; off < sizes[size_t(r)]; off += kChunk) {
+        int n = int(std::min<int64_t>(kChunk, sizes[size_t(r)] - off));
+        HS_MPI(MPI_Recv(out[size_t(r)].data() + off, n, MPI_BYTE, r, 7, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+      }
+    }
+  } else {
+    for (int64_t off = 0; off < mine; off += kChunk) {
+      int n = int(std::min<int64_t>(kChunk, mine - off));
+      HS_MPI(MPI_Send(bytes.data() + off, n, MPI_BYTE, root, 7, MPI_COMM_WORLD));
+    }
+  }
+  return out;
+}
+
 std::string Mpi::broadcast(const std::string& bytes, int root) {
   if (!active() || g_world == 1) return bytes;
   int64_t size = int64_t(bytes.size());

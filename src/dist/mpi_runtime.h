@@ -26,6 +26,9 @@ class Mpi {
   static void abort(int code);
   // Every rank's bytes, in rank order, on every rank (64-bit sizes; large payloads are chunked).
   static std::vector<std::string> allgather(const std::string& bytes);
+  // Every rank's bytes, in rank order, on `root` only (other ranks get an empty vector): rank 0 receives one
+  // rank at a time, so no rank but the root ever holds more than its own payload.
+  static std::vector<std::string> gather(const std::string& bytes, int root = 0);
   // Rank `root`'s bytes on every rank.
   static std::string broadcast(const std::string& bytes, int root = 0);
   // Sum of an integer over ranks.

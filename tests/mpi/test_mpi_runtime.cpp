@@ -37,6 +37,18 @@ TEST(MpiRuntime, AllgatherReturnsEveryRanksBytesInOrder) {
   for (int r = 0; r < Mpi::world(); ++r) EXPECT_EQ(all[size_t(r)], payload(r)) << "from rank " << r;
 }
 
+TEST(MpiRuntime, GatherDeliversEveryRanksBytesToTheRootOnly) {
+  for (int root : {0, Mpi::world() - 1}) {
+    auto got = Mpi::gather(payload(Mpi::rank()), root);
+    if (Mpi::rank() == root) {
+      ASSERT_EQ(int(got.size()), Mpi::world());
+      for (int r = 0; r < Mpi::world(); ++r) EXPECT_EQ(got[size_t(r)], payload(r)) << "from rank " << r;
+    } else {
+      EXPECT_TRUE(got.empty());
+    }
+  }
+}
+
 TEST(MpiRuntime, BroadcastAndSum) {
   int root = Mpi::world() - 1;
   std::string got = Mpi::broadcast(Mpi::rank() == root ? payload(1) : std::string("ignored"), root);
