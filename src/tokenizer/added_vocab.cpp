@@ -47,12 +47,13 @@ void AddedVocab::build(std::vector<AddedToken> tokens, const Normalizer* normali
   raw_ = Trie{};
   normalized_ = Trie{};
   for (size_t i = 0; i < tokens_.size(); ++i) {
-    const AddedToken& t = tokens_[i];
+    AddedToken& t = tokens_[i];
     if (!t.normalized) {
+      t.text = t.content;
       raw_.add(t.content, int32_t(i));
     } else {
-      std::string key = normalizer ? normalize_string(*normalizer, t.content) : t.content;
-      if (!key.empty()) normalized_.add(key, int32_t(i));
+      t.text = normalizer ? normalize_string(*normalizer, t.content) : t.content;
+      if (!t.text.empty()) normalized_.add(t.text, int32_t(i));
     }
   }
 }

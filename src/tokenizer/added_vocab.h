@@ -18,6 +18,7 @@ namespace hs::tokenizer {
 
 struct AddedToken {
   std::string content;
+  std::string text;  // what the token decodes to: the normalized content for normalized tokens (as HF)
   int32_t id = -1;
   bool special = false, lstrip = false, rstrip = false, single_word = false, normalized = true;
 };

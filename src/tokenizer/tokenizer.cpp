@@ -219,10 +219,10 @@ std::pair<uint32_t, uint32_t> Tokenizer::Impl::spaces(std::string_view text, int
     ++lead;
     i += size_t(len);
   }
-  size_t e = s.size();
-  while (e > i) {
+  size_t e = s.size();  // trailing spaces are counted over the whole token, as HF does
+  while (e > 0) {
     size_t q = e - 1;
-    while (q > i && (u[q] & 0xC0) == 0x80) --q;
+    while (q > 0 && (u[q] & 0xC0) == 0x80) --q;
     int len;
     if (!is_space(unicode::decode_utf8(u + q, &len))) break;
     ++trail;
@@ -331,7 +331,7 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_to
     int32_t id = ids[i];
     std::string t;
     if (const AddedToken* a = impl_->added.by_id(id)) {
-      t = a->content;
+      t = a->text;
     } else if (const std::string* m = impl_->model.id_to_token(id)) {
       t = *m;
     } else {
@@ -366,7 +366,7 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
 }
 
 std::string Tokenizer::id_to_token(int32_t id) const {
-  if (const AddedToken* a = impl_->added.by_id(id)) return a->content;
+  if (const AddedToken* a = impl_->added.by_id(id)) return a->text;
   if (const std::string* m = impl_->model.id_to_token(id)) return *m;
   throw Error(str("token id ", id, " is not in the vocabulary (ids 0..", vocab_size() - 1, ")"))
       .at(impl_->path);
