@@ -408,7 +408,9 @@ model::Model load_for_inference(const std::string& model_dir, const std::string&
                                 const model::LoadOptions& options, bool merge) {
   model::Model m = model::Model::load(model_dir, options);
   if (!adapter_dir.empty()) {
-    Adapter adapter = Adapter::load(m, adapter_dir, merge ? at::kFloat : options.dtype);
+    Adapter adapter = Adapter::load(m, adapter_dir,
+                                    // float32 adapters on a bf16/fp32 base, as PEFT keeps them
+                                    options.dtype == at::kDouble && !merge ? at::kDouble : at::kFloat);
     for (const auto& t : adapter.trainable()) t.tensor.requires_grad_(false);
     if (merge) adapter.merge_into_model();
     log::info("adapter ", adapter_dir, ": r=", adapter.config().r, ", alpha=", adapter.config().alpha,

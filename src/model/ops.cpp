@@ -71,16 +71,17 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
 at::Tensor lora_delta(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, double scaling,
                       double dropout_p, bool training) {
   at::Tensor h = (training && dropout_p > 0) ? at::dropout(x, dropout_p, /*train=*/true) : x;
-  at::Tensor aa = a.scalar_type() == x.scalar_type() ? a : a.to(x.scalar_type());
-  at::Tensor bb = b.scalar_type() == x.scalar_type() ? b : b.to(x.scalar_type());
-  return at::linear(at::linear(h, aa), bb) * scaling;
+  if (h.scalar_type() != a.scalar_type()) h = h.to(a.scalar_type());  // PEFT's _cast_input_dtype
+  at::Tensor bb = b.scalar_type() == a.scalar_type() ? b : b.to(a.scalar_type());
+  return at::linear(at::linear(h, a), bb) * scaling;
 }
 
 at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                        const at::Tensor& a, const at::Tensor& b, double scaling, double dropout_p,
                        bool training) {
   at::Tensor result = linear(x, weight, bias);
-  return result + lora_delta(x, a, b, scaling, dropout_p, training);
+  at::Tensor sum = result + lora_delta(x, a, b, scaling, dropout_p, training);
+  return sum.scalar_type() == result.scalar_type() ? sum : sum.to(result.scalar_type());
 }
 
 AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, int64_t seq_len,
@@ -98,7 +99,6 @@ AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, in
     throw Error(
         str("cu_seqlens must run from 0 to batch*seq_len = ", total, ", got ", p[0], " .. ", p[n - 1]))
         .at("attention_layout");
-  std::vector<int64_t> seg(size_t(total), 0);
   bool one_per_row = true;
   int64_t max_len = 0;
   for (int64_t i = 0; i + 1 < n; ++i) {
@@ -111,26 +111,62 @@ AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, in
           .at("attention_layout");
     if (begin % seq_len != 0 || end - begin != seq_len) one_per_row = false;
     max_len = std::max(max_len, end - begin);
-    for (int64_t t = begin; t < end; ++t) seg[size_t(t)] = i;
   }
   layout.cu_seqlens = cu_seqlens.to(device, at::kInt);
   layout.max_seqlen = max_len;
-  if (one_per_row) return layout;  // plain causal rows: no mask needed
-  at::Tensor s = at::tensor(seg, at::kLong).view({batch, seq_len});
-  at::Tensor same = s.unsqueeze(2) == s.unsqueeze(1);  // [B, T, T]
-  at::Tensor causal = at::ones({seq_len, seq_len}, at::kBool).tril();
-  layout.mask = at::logical_and(same, causal).unsqueeze(1).to(device);
-  layout.causal = false;
+  if (one_per_row) return layout;  // plain causal rows
+  layout.bounds.assign(p, p + n);
   return layout;
 }
+
+namespace {
+
+// Packed rows, one causal SDPA per sample (CPU, and CUDA in fp32 where flash-attention does not run).
+at::Tensor attention_per_sample(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const std::vector<int64_t>& bounds, bool gqa) {
+  const int64_t B = q.size(0), T = q.size(2);
+  std::vector<at::Tensor> rows;
+  for (int64_t r = 0; r < B; ++r) {
+    std::vector<at::Tensor> parts;
+    for (size_t i = 0; i + 1 < bounds.size(); ++i) {
+      const int64_t begin = bounds[i], end = bounds[i + 1];
+      if (end <= r * T || begin >= (r + 1) * T || end == begin) continue;
+      const int64_t s = begin - r * T, len = end - begin;
+      auto sl = [&](const at::Tensor& t) { return t.narrow(0, r, 1).narrow(2, s, len); };
+      parts.push_back(
+          at::scaled_dot_product_attention(sl(q), sl(k), sl(v), {}, 0.0, true, std::nullopt, gqa));
+    }
+    rows.push_back(parts.size() == 1 ? parts[0] : at::cat(parts, 2));
+  }
+  return rows.size() == 1 ? rows[0] : at::cat(rows, 0);
+}
+
+// Packed rows on CUDA in bf16/fp16: flash-attention varlen over the flattened tokens (differentiable).
+at::Tensor attention_varlen(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const AttentionLayout& layout) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3), KV = k.size(1);
+  auto flat = [&](const at::Tensor& t, int64_t heads) {
+    return t.transpose(1, 2).reshape({B * T, heads, D});
+  };
+  auto out =
+      at::_flash_attention_forward(flat(q, H), flat(k, KV), flat(v, KV), layout.cu_seqlens, layout.cu_seqlens,
+                                   layout.max_seqlen, layout.max_seqlen, 0.0, /*is_causal=*/true,
+                                   /*return_debug_mask=*/false);
+  return std::get<0>(out).view({B, T, H, D}).transpose(1, 2);
+}
+
+}  // namespace
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const AttentionLayout& layout) {
   const bool gqa = q.size(1) != k.size(1);
   const int64_t T = q.size(2), S = k.size(2);
-  if (layout.mask.defined()) {
-    HS_CHECK(T == S, "a packed-row mask needs as many queries as keys");
-    return at::scaled_dot_product_attention(q, k, v, layout.mask, 0.0, false, std::nullopt, gqa);
+  if (!layout.bounds.empty()) {
+    HS_CHECK(T == S, "packed rows need as many queries as keys");
+    const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
+    if (q.is_cuda() && half && q.size(3) % 8 == 0 && q.size(3) <= 256)
+      return attention_varlen(q, k, v, layout);
+    return attention_per_sample(q, k, v, layout.bounds, gqa);
   }
   if (!layout.causal || T == 1)
     return at::scaled_dot_product_attention(q, k, v, {}, 0.0, false, std::nullopt, gqa);

@@ -6,6 +6,8 @@
 // fp32 results match transformers to ~1e-6 and a kernel is checked against these.
 #pragma once
 
+#include <vector>
+
 #include <cstdint>
 #include <optional>
 
@@ -38,11 +40,13 @@ at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
 // x W^T + b (b may be undefined).
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
-// PEFT's LoRA branch: lora_B(lora_A(dropout(x))) * scaling, A: [r, in], B: [out, r]. A and B are cast to
-// x's dtype (they may be kept in float32 while the activations are bf16). dropout_p applies when training.
+// PEFT's LoRA branch: lora_B(lora_A(dropout(x))) * scaling, A: [r, in], B: [out, r], computed in the
+// adapter's dtype as PEFT does (x is cast to A's dtype: float32 adapters on a bf16 base run in float32).
+// dropout_p applies when training.
 at::Tensor lora_delta(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, double scaling,
                       double dropout_p, bool training);
-// linear(x, W, bias) + lora_delta(...), in PEFT's order.
+// linear(x, W, bias) + lora_delta(...), in PEFT's order: the base result is added to the delta in the
+// promoted dtype and the sum cast back to the base result's dtype.
 at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                        const at::Tensor& a, const at::Tensor& b, double scaling, double dropout_p,
                        bool training);
@@ -50,11 +54,13 @@ at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const at::
 // Which tokens a query may attend to. Plain causal rows, or packed rows: several samples per row whose
 // boundaries are given by cu_seqlens (int32, cumulative lengths over the flattened [B*T] tokens, as in
 // flash-attention's varlen API: 0, len0, len0+len1, ..., B*T). Attention never crosses a boundary.
+// Packed rows run as flash-attention varlen on CUDA in bf16/fp16 (ATen's _flash_attention_forward with
+// cu_seqlens); elsewhere (CPU, fp32) each sample runs its own causal SDPA, so work is sum(len^2), not T^2.
 struct AttentionLayout {
-  at::Tensor cu_seqlens;  // undefined: every row is one causal sequence
+  at::Tensor cu_seqlens;  // int32 on the device; undefined: every row is one causal sequence
   int64_t max_seqlen = 0;
-  at::Tensor mask;     // CPU path: [B, 1, T, T] bool block-diagonal causal mask (true = attend)
-  bool causal = true;  // with no mask: plain causal
+  std::vector<int64_t> bounds;  // host copy of cu_seqlens when rows are packed (empty otherwise)
+  bool causal = true;
 };
 // Builds the layout for a [B, T] batch; cu_seqlens may be undefined (plain causal rows). Checks that
 // every boundary lies inside [0, B*T] and that rows split at sample boundaries.
@@ -62,7 +68,7 @@ AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, in
                                  at::Device device);
 
 // Scaled dot-product attention, q: [B, H, T, D], k/v: [B, KV, S, D] (GQA when KV < H), softmax scale
-// D^-0.5. With a layout mask the mask applies; otherwise causal when layout.causal and T == S, or a
+// D^-0.5. Packed rows (layout.bounds) attend within their samples only; otherwise causal when T == S, or a
 // causal mask offset by S - T (decoding with a KV cache: the new queries are the last T positions).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                      const AttentionLayout& layout);

@@ -84,11 +84,16 @@ def hf_replay(model_dir, samples):
     t0 = time.time()
     for _ in range(STEPS):
         opt.zero_grad()
-        logits = pm(input_ids=ids, attention_mask=att).logits[:, :-1].float()
-        m = tgt_mask[:, 1:]
-        s = torch.nn.functional.cross_entropy(logits[m], ids[:, 1:][m], reduction="sum")
-        (s / count).backward()
-        losses.append(s.item() / count)
+        total = 0.0
+        for c in range(0, len(samples), 8):  # chunks keep the float32 [rows, T, vocab] logits small
+            sl = slice(c, c + 8)
+            logits = pm(input_ids=ids[sl], attention_mask=att[sl]).logits[:, :-1].float()
+            m = tgt_mask[sl, 1:]
+            s = torch.nn.functional.cross_entropy(logits[m], ids[sl, 1:][m], reduction="sum")
+            (s / count).backward()
+            total += s.item()
+            del logits
+        losses.append(total / count)
         torch.nn.utils.clip_grad_norm_(params, CLIP)
         opt.step()
         sched.step()

@@ -61,16 +61,18 @@ int run(int argc, char** argv) {
   if (has("full")) model.set_full_finetune(true);
 
   std::optional<hs::lora::Adapter> adapter;
+  // Adapters in float32, as PEFT keeps them on a bf16/fp32 base; float64 when the model is (model.double()).
+  const at::ScalarType adapter_dtype = lo.dtype == at::kDouble ? at::kDouble : at::kFloat;
   if (has("adapter")) {
-    adapter.emplace(hs::lora::Adapter::load(model, opt["adapter"]));
+    adapter.emplace(hs::lora::Adapter::load(model, opt["adapter"], adapter_dtype));
   } else if (has("lora-r")) {
     hs::lora::LoraConfig c;
     c.r = std::stoll(opt["lora-r"]);
     c.alpha = has("lora-alpha") ? std::stod(opt["lora-alpha"]) : 2.0 * double(c.r);
     c.use_rslora = has("lora-rslora");
     if (has("lora-targets")) c.targets = hs::lora::parse_targets(split(opt["lora-targets"], ','));
-    adapter.emplace(
-        hs::lora::Adapter::create(model, c, has("lora-seed") ? std::stoull(opt["lora-seed"]) : 0));
+    adapter.emplace(hs::lora::Adapter::create(model, c, has("lora-seed") ? std::stoull(opt["lora-seed"]) : 0,
+                                              adapter_dtype));
   }
   if (adapter && has("save-adapter")) adapter->save(opt["save-adapter"]);
   if (adapter && has("merge")) adapter->merge_into_model();

@@ -141,7 +141,7 @@ TEST(ModelOps, PackedAttentionIsBlockDiagonalCausal) {
   // row 0: samples [0,2) [2,6); row 1: [6,9) [9,12) as flat indices
   at::Tensor cu = at::tensor(std::vector<int32_t>{0, 2, 6, 9, 12});
   ops::AttentionLayout layout = ops::attention_layout(cu, 2, 6, at::kCPU);
-  ASSERT_TRUE(layout.mask.defined());
+  ASSERT_EQ(layout.bounds, (std::vector<int64_t>{0, 2, 6, 9, 12}));
   EXPECT_EQ(layout.max_seqlen, 4);
   int seg_start[2][6] = {{0, 0, 2, 2, 2, 2}, {0, 0, 0, 3, 3, 3}};
   at::Tensor ref = reference_attention(
@@ -153,7 +153,7 @@ TEST(ModelOps, PackedAttentionIsBlockDiagonalCausal) {
   // one sample per row: no mask needed, same result
   ops::AttentionLayout rows =
       ops::attention_layout(at::tensor(std::vector<int32_t>{0, 6, 12}), 2, 6, at::kCPU);
-  EXPECT_FALSE(rows.mask.defined());
+  EXPECT_TRUE(rows.bounds.empty());
   EXPECT_LT(max_rel(ops::attention(q, k, v, rows), causal), 1e-5);
   // packed position ids restart at each sample
   at::Tensor pos = packed_position_ids(cu, 2, 6);
