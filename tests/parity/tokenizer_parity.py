@@ -16,7 +16,8 @@ texts. For each tokenizer file it compares, item by item:
 Variants (written to a temp folder, loaded by both sides): the Llama-3 split regex with ignore_merges
 and a BOS template, GPT-2 style ByteLevel(add_prefix_space, use_regex, trim_offsets) with lstrip/rstrip/
 single_word/normalized added tokens, Metaspace pre-tokenizers (prepend_scheme first without split, and
-the legacy add_prefix_space layout) with Metaspace decoders, and normalized special tokens.
+the legacy add_prefix_space layout) with Metaspace decoders, <unk> without byte fallback (fuse_unk on and
+off), and normalized special tokens.
 
 The shared llama2 tokenizer.json writes merges of tokens with spaces in the legacy "a b" form, which HF
 tokenizers refuses to load; HF gets a copy with those merges written as pairs (the one split whose halves
@@ -294,6 +295,15 @@ def variants(tmp):
                                 "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]},
                                                    "</s>": {"id": "</s>", "ids": [2], "tokens": ["</s>"]}}}
     write("tinyllama-metaspace-legacy", legacy)
+
+    for fuse in (True, False):  # unknown characters without byte fallback: <unk>, fused or not
+        unk = copy.deepcopy(tiny)
+        unk["model"]["byte_fallback"] = False
+        unk["model"]["fuse_unk"] = fuse
+        unk["decoder"] = {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}
+        write("tinyllama-unk-" + ("fused" if fuse else "unfused"), unk)
 
     normed = copy.deepcopy(tiny)
     for t in normed["added_tokens"]:

@@ -3,7 +3,11 @@
 // themselves (ids of special tokens, templates), HF's own added-token test cases (added_vocabulary.rs),
 // the GPT-2 byte map and the SentencePiece conventions for offsets, Unicode facts, and regex semantics.
 // The full random-corpus comparison with HF tokenizers lives in tests/parity/tokenizer_parity.py.
+#include <sys/wait.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -11,6 +15,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -65,7 +70,10 @@ std::vector<std::vector<int32_t>> read_ids(const std::string& path) {
 
 std::string show(const std::vector<int32_t>& ids) {
   std::string s;
-  for (int32_t id : ids) s += " " + std::to_string(id);
+  for (int32_t id : ids) {
+    s += ' ';
+    s += std::to_string(id);
+  }
   return s;
 }
 
@@ -420,6 +428,138 @@ TEST(TokenizerAddedTokens, NormalizedFlag) {
   EXPECT_EQ(norm->tok->encode_ids("a<s>b").size(), 6u);
   // A normalized token decodes to its normalized text, as in HF ("▁<s>").
   EXPECT_EQ(norm->tok->id_to_token(s_id), "\xe2\x96\x81<s>");
+}
+
+// tokenizer_config.json: tokens as strings or AddedToken dicts, the chat template as a string or as a
+// list of named templates (the one named "default" is taken).
+TEST(TokenizerConfig, ConfigForms) {
+  auto t =
+      char_tokenizer({{{"content", "<s>"}, {"special", true}}, {{"content", "</s>"}, {"special", true}}});
+  nlohmann::json config = {
+      {"bos_token", {{"__type", "AddedToken"}, {"content", "<s>"}, {"lstrip", false}}},
+      {"eos_token", "</s>"},
+      {"pad_token", nullptr},
+      {"chat_template", nlohmann::json::array({nlohmann::json{{"name", "tool_use"}, {"template", "T"}},
+                                               nlohmann::json{{"name", "default"}, {"template", "D"}}})}};
+  hs::io::write_file_atomic(t->dir + "/tokenizer_config.json", config.dump());
+  auto tok = Tokenizer::from_file(t->dir + "/tokenizer.json");
+  EXPECT_EQ(tok.specials().bos, 102);
+  EXPECT_EQ(tok.specials().bos_text, "<s>");
+  EXPECT_EQ(tok.specials().eos, 103);
+  EXPECT_EQ(tok.specials().pad, -1);
+  EXPECT_EQ(tok.specials().unk, 0);  // from model.unk_token when the config does not name one
+  EXPECT_EQ(tok.chat_template(), "D");
+  config["chat_template"] = 7;
+  hs::io::write_file_atomic(t->dir + "/tokenizer_config.json", config.dump());
+  try {
+    Tokenizer::from_file(t->dir);
+    ADD_FAILURE() << "a numeric chat_template must be an error";
+  } catch (const hs::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tokenizer_config.json: chat_template"), std::string::npos)
+        << e.what();
+  }
+}
+
+// Unknown characters without byte fallback become <unk>, one per run with fuse_unk (HF's BPE).
+TEST(TokenizerModel, UnknownCharacters) {
+  auto t = char_tokenizer({});
+  auto ids = t->tok->encode_ids(
+      "a\xc3\xa9\xc3\xa8"
+      "b");  // é è are not in the vocabulary
+  EXPECT_EQ(ids, (std::vector<int32_t>{1 + ('a' - 0x20), 0, 0, 1 + ('b' - 0x20)}));
+  auto enc = t->tok->encode(
+      "a\xc3\xa9\xc3\xa8"
+      "b");
+  EXPECT_EQ(enc.offsets[1], std::make_pair(1u, 3u));
+  EXPECT_EQ(enc.offsets[2], std::make_pair(3u, 5u));
+  nlohmann::json doc = nlohmann::json::parse(hs::io::read_file(t->dir + "/tokenizer.json"));
+  doc["model"]["fuse_unk"] = true;
+  hs::io::write_file_atomic(t->dir + "/tokenizer.json", doc.dump());
+  auto fused = Tokenizer::from_file(t->dir);
+  enc = fused.encode(
+      "a\xc3\xa9\xc3\xa8"
+      "b");
+  EXPECT_EQ(enc.ids, (std::vector<int32_t>{1 + ('a' - 0x20), 0, 1 + ('b' - 0x20)}));
+  EXPECT_EQ(enc.offsets[1], std::make_pair(1u, 5u));
+}
+
+// Concurrent encodes give the same results as one thread (one of them uses the shared scratch and
+// cache, the others their own).
+TEST(TokenizerThreads, ConcurrentEncodes) {
+  HS_REQUIRE_TESTDATA();
+  const Tokenizer& t = load("qwen2.5");
+  auto items = vector_items();
+  std::vector<std::vector<int32_t>> want;
+  for (const auto& x : items) want.push_back(t.encode_ids(x));
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&] {
+      for (int rep = 0; rep < 50; ++rep)
+        for (size_t i = 0; i < items.size(); ++i)
+          if (t.encode_ids(items[i]) != want[i]) ++bad;
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+// `hsloth tokenize`: items, separators with escapes, --bos, --decode, and errors that name file:line.
+// $HSLOTH_BIN, else the hsloth beside the build's tests/ folder (where CMake puts it).
+std::string hsloth() {
+  std::string bin = hs::test::hsloth_bin();
+  if (!bin.empty()) return bin;
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  fs::path guess = self.parent_path().parent_path() / "hsloth";
+  return !ec && fs::exists(guess) ? guess.string() : "";
+}
+
+std::pair<int, std::string> run_cli(const std::string& args) {
+  std::string cmd = hsloth() + " tokenize " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(TokenizerCli, EncodeDecodeAndErrors) {
+  HS_REQUIRE_TESTDATA();
+  if (hsloth().empty() || !fs::exists(hsloth())) GTEST_SKIP() << "hsloth not built";
+  std::string dir = hs::test::temp_dir("hs-tok-cli");
+  const Tokenizer& t = load("llama2");
+  hs::io::write_file_atomic(dir + "/in.txt", std::string("Hello world\n--\n\n--\n x\ty\n--\n"));
+  std::string tok = tok_path("llama2");
+  auto [rc, out] = run_cli("--tokenizer " + tok + " --file " + dir + "/in.txt --split '\\n--\\n' --bos");
+  ASSERT_EQ(rc, 0) << out;
+  std::string want;
+  for (const char* item : {"Hello world", "", " x\ty"}) {
+    auto ids = t.encode_ids(item, true);
+    for (size_t k = 0; k < ids.size(); ++k) want += (k ? " " : "") + std::to_string(ids[k]);
+    want += "\n";
+  }
+  EXPECT_EQ(out, want);
+
+  hs::io::write_file_atomic(dir + "/ids.txt", "15043 3186\n\n1 2 x\n");
+  std::tie(rc, out) = run_cli("--tokenizer " + tok + "/tokenizer.json --decode --file " + dir + "/ids.txt");
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find(dir + "/ids.txt:3"), std::string::npos) << out;
+  EXPECT_NE(out.find("'x' is not a token id"), std::string::npos) << out;
+  hs::io::write_file_atomic(dir + "/ids.txt", "15043 3186\n\n1 99999\n");
+  std::tie(rc, out) = run_cli("--tokenizer " + tok + " --decode --file " + dir + "/ids.txt");
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find(dir + "/ids.txt:3"), std::string::npos) << out;
+  EXPECT_NE(out.find("token id 99999"), std::string::npos) << out;
+  hs::io::write_file_atomic(dir + "/ids.txt", "15043 3186\n\n");
+  std::tie(rc, out) = run_cli("--tokenizer " + tok + " --decode --file " + dir + "/ids.txt");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "Hello world\n\n");
+  std::tie(rc, out) = run_cli("--tokenizer " + dir + " --text hi");
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(out.find("no tokenizer.json in this folder"), std::string::npos) << out;
+  fs::remove_all(dir);
 }
 
 // ---- loader and input errors name the file, the key and what is wrong ----------------------------
