@@ -12,39 +12,18 @@
 
 namespace hs::tokenizer {
 
-size_t StringHash::operator()(std::string_view s) const noexcept {
-  uint64_t h = 0x9E3779B97F4A7C15ull ^ s.size();
-  const char* p = s.data();
-  size_t n = s.size();
-  while (n >= 8) {
-    uint64_t v;
-    std::memcpy(&v, p, 8);
-    h = (h ^ v) * 0xBF58476D1CE4E5B9ull;
-    h ^= h >> 31;
-    p += 8;
-    n -= 8;
-  }
-  if (n) {
-    uint64_t v = 0;
-    std::memcpy(&v, p, n);
-    h = (h ^ v) * 0x94D049BB133111EBull;
-    h ^= h >> 29;
-  }
-  return size_t(h * 0xD6E8FEB86659FD93ull >> 7 ^ h);
-}
-
 // ---- cache ----
 
 const BpeToken* BpeCache::find(std::string_view word, uint32_t* count) const {
-  auto it = map_.find(word);
-  if (it == map_.end()) return nullptr;
-  *count = it->second.second;
-  return pool_.data() + it->second.first;
+  const auto* hit = map_.find(word);
+  if (!hit) return nullptr;
+  *count = hit->second;
+  return pool_.data() + hit->first;
 }
 
 void BpeCache::insert(std::string_view word, const BpeToken* tokens, uint32_t count) {
   if (map_.size() >= capacity_) return;
-  map_.emplace(std::string(word), std::make_pair(uint32_t(pool_.size()), count));
+  map_.insert(word, {uint32_t(pool_.size()), count});
   pool_.insert(pool_.end(), tokens, tokens + count);
 }
 
@@ -117,7 +96,7 @@ void Bpe::load(const JsonRef& model, bool byte_level) {
   JsonRef vocab = model["vocab"];
   if (!vocab.is_object())
     vocab.fail(str("expected an object of token -> id, got ", JsonRef::type_name(vocab.raw())));
-  vocab_.clear();
+  vocab_ = StringMap<int32_t>();
   vocab_.reserve(vocab.size());
   int64_t max_id = -1;
   for (auto it = vocab.raw().begin(); it != vocab.raw().end(); ++it) {
@@ -126,48 +105,45 @@ void Bpe::load(const JsonRef& model, bool byte_level) {
       vocab.fail(
           str("token '", it.key(), "' has id ", it.value().dump(), "; expected a non-negative integer"));
     int32_t id = int32_t(it.value().get<int64_t>());
-    vocab_.emplace(it.key(), id);
+    vocab_.insert(it.key(), id);
     max_id = std::max<int64_t>(max_id, id);
   }
   id_to_token_.assign(size_t(max_id + 1), std::string());
-  for (const auto& [tok, id] : vocab_) id_to_token_[size_t(id)] = tok;
+  vocab_.for_each([&](std::string_view tok, int32_t id) { id_to_token_[size_t(id)] = tok; });
 
   std::fill(std::begin(byte_ids_), std::end(byte_ids_), -1);
   std::fill(std::begin(fallback_), std::end(fallback_), -1);
-  byte_vocab_.clear();
+  byte_vocab_ = StringMap<int32_t>();
   id_to_bytes_.clear();
   if (byte_level_) {
     id_to_bytes_.assign(id_to_token_.size(), std::string());
     byte_vocab_.reserve(vocab_.size());
-    for (const auto& [tok, id] : vocab_) {
+    vocab_.for_each([&](std::string_view tok, int32_t id) {
       std::string bytes;
-      bool ok = true;
       const auto* u = reinterpret_cast<const unsigned char*>(tok.data());
-      for (size_t i = 0; i < tok.size() && ok;) {
+      for (size_t i = 0; i < tok.size();) {
         int len;
         int b = byte_level::char_to_byte(unicode::decode_utf8(u + i, &len));
-        if (b < 0) ok = false;
+        if (b < 0) return;  // not reachable from byte-level input
         bytes.push_back(char(b));
         i += size_t(len);
       }
-      if (!ok) continue;  // not reachable from byte-level input
-      id_to_bytes_[size_t(id)] = bytes;
-      byte_vocab_.emplace(std::move(bytes), id);
-    }
+      byte_vocab_.insert(bytes, id);
+      id_to_bytes_[size_t(id)] = std::move(bytes);
+    });
     for (int b = 0; b < 256; ++b) {
-      auto it = byte_vocab_.find(std::string_view(reinterpret_cast<const char*>(&b), 1));
-      if (it != byte_vocab_.end()) byte_ids_[b] = it->second;
+      char c = char(b);
+      if (const int32_t* id = byte_vocab_.find(std::string_view(&c, 1))) byte_ids_[b] = *id;
     }
   }
   if (byte_fallback_) {
     for (int b = 0; b < 256; ++b) {
       char name[8];
       std::snprintf(name, sizeof name, "<0x%02X>", b);
-      auto it = vocab_.find(std::string_view(name));
-      if (it != vocab_.end()) fallback_[b] = it->second;
+      if (const int32_t* id = vocab_.find(std::string_view(name))) fallback_[b] = *id;
     }
   }
-  if (unk_token_ && !vocab_.count(*unk_token_))
+  if (unk_token_ && !vocab_.contains(*unk_token_))
     log::warn(where_, ": unk_token '", *unk_token_,
               "' is not in the vocabulary; unknown characters will fail");
 
@@ -192,7 +168,8 @@ void Bpe::load(const JsonRef& model, bool byte_level) {
           std::string_view x = std::string_view(s).substr(0, at), y = std::string_view(s).substr(at + 1);
           std::string_view tail = y;
           if (!prefix_.empty() && tail.size() >= prefix_.size()) tail.remove_prefix(prefix_.size());
-          if (vocab_.count(x) && vocab_.count(y) && vocab_.count(std::string(x) + std::string(tail))) {
+          if (vocab_.contains(x) && vocab_.contains(y) &&
+              vocab_.contains(std::string(x) + std::string(tail))) {
             found = at;
             ++count;
           }
@@ -212,30 +189,29 @@ void Bpe::load(const JsonRef& model, bool byte_level) {
     } else {
       merges.at(i).fail(str("expected \"a b\" or [\"a\", \"b\"], got ", m.dump()));
     }
-    auto ia = vocab_.find(a), ib = vocab_.find(b);
-    if (ia == vocab_.end() || ib == vocab_.end())
-      merges.at(i).fail(
-          str("merge token '", std::string(ia == vocab_.end() ? a : b), "' is not in model.vocab"));
+    const int32_t *ia = vocab_.find(a), *ib = vocab_.find(b);
+    if (!ia || !ib)
+      merges.at(i).fail(str("merge token '", std::string(!ia ? a : b), "' is not in model.vocab"));
     merged.assign(a);
     std::string_view tail = b;
     if (!prefix_.empty() && tail.size() >= prefix_.size()) tail.remove_prefix(prefix_.size());
     merged.append(tail);
-    auto in = vocab_.find(merged);
-    if (in == vocab_.end()) merges.at(i).fail(str("merged token '", merged, "' is not in model.vocab"));
-    merges_.insert(ia->second, ib->second, uint32_t(i), in->second);
+    const int32_t* in = vocab_.find(merged);
+    if (!in) merges.at(i).fail(str("merged token '", merged, "' is not in model.vocab"));
+    merges_.insert(*ia, *ib, uint32_t(i), *in);
   }
 }
 
 std::optional<int32_t> Bpe::token_to_id(std::string_view token) const {
-  auto it = vocab_.find(token);
-  if (it == vocab_.end()) return std::nullopt;
-  return it->second;
+  const int32_t* id = vocab_.find(token);
+  if (!id) return std::nullopt;
+  return *id;
 }
 
 const std::string* Bpe::id_to_token(int32_t id) const {
   if (id < 0 || size_t(id) >= id_to_token_.size()) return nullptr;
   const std::string& s = id_to_token_[size_t(id)];
-  if (s.empty() && !vocab_.count(s)) return nullptr;
+  if (s.empty() && !vocab_.contains(s)) return nullptr;
   return &s;
 }
 
@@ -245,23 +221,21 @@ std::string_view Bpe::id_to_bytes(int32_t id) const {
 }
 
 int32_t Bpe::unk_id() const {
-  auto it = vocab_.find(*unk_token_);
-  if (it == vocab_.end())
+  const int32_t* id = vocab_.find(*unk_token_);
+  if (!id)
     throw Error(str("unk_token '", *unk_token_,
                     "' is not in the vocabulary, and the input has a character outside it"))
         .at(where_ + ".unk_token")
         .hint("fix model.unk_token in tokenizer.json");
-  return it->second;
+  return *id;
 }
 
 // ---- tokenizing ----
 
 void Bpe::tokenize(std::string_view word, std::vector<BpeToken>& out, BpeCache* cache) const {
   if (ignore_merges_) {
-    const auto& v = byte_level_ ? byte_vocab_ : vocab_;
-    auto it = v.find(word);
-    if (it != v.end()) {
-      out.push_back({it->second, uint32_t(word.size())});
+    if (const int32_t* id = (byte_level_ ? byte_vocab_ : vocab_).find(word)) {
+      out.push_back({*id, uint32_t(word.size())});
       return;
     }
   }
@@ -358,10 +332,9 @@ void Bpe::merge_word(std::string_view word, std::vector<BpeToken>& out) const {
         s = key;
       }
       i += size_t(len);
-      auto it = vocab_.find(s);
-      if (it != vocab_.end()) {
+      if (const int32_t* id = vocab_.find(s)) {
         flush_unk();
-        add(it->second, uint32_t(len));
+        add(*id, uint32_t(len));
         continue;
       }
       if (byte_fallback_) {

@@ -9,21 +9,16 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "tokenizer/json_reader.h"
+#include "tokenizer/string_map.h"
 
 namespace hs::tokenizer {
 
 struct BpeToken {
   int32_t id;
   uint32_t len;  // bytes of the word this token covers
-};
-
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept;
 };
 
 // Words seen before and their tokens. Bounded: once full it stops growing (as HF's cache does).
@@ -36,7 +31,7 @@ class BpeCache {
 
  private:
   size_t capacity_;
-  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, StringHash, std::equal_to<>> map_;
+  StringMap<std::pair<uint32_t, uint32_t>> map_;  // word -> (offset into pool_, count)
   std::vector<BpeToken> pool_;
 };
 
@@ -71,8 +66,8 @@ class Bpe {
   void merge_word(std::string_view word, std::vector<BpeToken>& out) const;
   int32_t unk_id() const;
 
-  std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> vocab_;  // as written in the file
-  std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> byte_vocab_;  // byte-level: raw bytes
+  StringMap<int32_t> vocab_;       // as written in the file
+  StringMap<int32_t> byte_vocab_;  // byte-level: the same tokens as raw bytes
   std::vector<std::string> id_to_token_;
   std::vector<std::string> id_to_bytes_;
   MergeMap merges_;
