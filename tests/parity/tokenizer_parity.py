@@ -17,7 +17,8 @@ Variants (written to a temp folder, loaded by both sides): the Llama-3 split reg
 and a BOS template, GPT-2 style ByteLevel(add_prefix_space, use_regex, trim_offsets) with lstrip/rstrip/
 single_word/normalized added tokens, Metaspace pre-tokenizers (prepend_scheme first without split, and
 the legacy add_prefix_space layout) with Metaspace decoders, <unk> without byte fallback (fuse_unk on and
-off), and normalized special tokens.
+off), normalized special tokens, and every Split behaviour (with invert), Digits, NFD, regex Replace,
+Strip and Prepend normalizers.
 
 The shared llama2 tokenizer.json writes merges of tokens with spaces in the legacy "a b" form, which HF
 tokenizers refuses to load; HF gets a copy with those merges written as pairs (the one split whose halves
@@ -231,7 +232,7 @@ def repaired_for_hf(doc):
 
 
 def variants(tmp):
-    """(name, path for hsloth, path for HF, round_trip) for every tokenizer to compare."""
+    """(name, path for hsloth, path for HF, round_trip, compare_offsets) for every tokenizer to compare."""
     out = []
     base = os.path.join(DATA, "tokenizers")
     for name in ["qwen2.5", "qwen3", "llama2", "tinyllama"]:
@@ -245,12 +246,12 @@ def variants(tmp):
             json.dump(doc, open(hf_path, "w", encoding="utf-8"), ensure_ascii=False)
             print(f"note: HF tokenizers cannot load {name}/tokenizer.json ({str(e).splitlines()[0]}); "
                   f"HF reads a copy with pair merges")
-        out.append((name, path, hf_path, True))
+        out.append((name, path, hf_path, True, True))
 
-    def write(name, doc):
+    def write(name, doc, offsets=True):
         p = os.path.join(tmp, name + ".json")
         json.dump(doc, open(p, "w", encoding="utf-8"), ensure_ascii=False)
-        out.append((name, p, p, False))
+        out.append((name, p, p, False, offsets))
 
     qwen = json.load(open(os.path.join(base, "qwen2.5", "tokenizer.json"), encoding="utf-8"))
     llama3 = copy.deepcopy(qwen)
@@ -275,6 +276,31 @@ def variants(tmp):
     for t in gpt2["added_tokens"]:
         t.update(flags.get(t["content"], {}))
     write("qwen-gpt2-layout-flags", gpt2)
+
+    def byte_level_last(steps):
+        return {"type": "Sequence", "pretokenizers": steps + [
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}
+
+    behaviors = copy.deepcopy(qwen)  # the other split behaviours, Digits and more normalizers
+    behaviors["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFD"}, {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "},
+        {"type": "Strip", "strip_left": True, "strip_right": False}, {"type": "Prepend", "prepend": "«"}]}
+    behaviors["pre_tokenizer"] = byte_level_last([
+        {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithPrevious", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "[.,!?]+"}, "behavior": "MergedWithNext", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\t"}, "behavior": "Removed", "invert": False},
+        {"type": "Digits", "individual_digits": True}])
+    # Offsets are not compared here: NFD reorders marks and Replace(" {2,}") merges spaces, and HF then
+    # keeps one input character's range where ours cover all the input the bytes came from.
+    write("qwen-split-behaviors", behaviors, offsets=False)
+
+    inverted = copy.deepcopy(qwen)
+    inverted["pre_tokenizer"] = byte_level_last([
+        {"type": "Split", "pattern": {"Regex": "\\p{L}+"}, "behavior": "Isolated", "invert": True},
+        {"type": "Split", "pattern": {"Regex": "\\s"}, "behavior": "Contiguous", "invert": False},
+        {"type": "Split", "pattern": {"Regex": "\\p{P}"}, "behavior": "Removed", "invert": True},
+        {"type": "Digits", "individual_digits": False}])
+    write("qwen-split-inverted", inverted)
 
     tiny = json.load(open(os.path.join(base, "tinyllama", "tokenizer.json"), encoding="utf-8"))
     first = copy.deepcopy(tiny)
@@ -354,7 +380,7 @@ def main():
     failures = 0
     checked = 0
     with tempfile.TemporaryDirectory(prefix="hsloth-tok-parity-") as tmp:
-        for name, path, hf_path, round_trip in variants(tmp):
+        for name, path, hf_path, round_trip, compare_offsets in variants(tmp):
             hf = Tokenizer.from_file(hf_path)
             added = [t.content for t in hf.get_added_tokens_decoder().values()]
             texts = corpus(added)
@@ -383,7 +409,7 @@ def main():
                         report(f"add_special_tokens={special} input={text!r}\n  hf   ={enc.ids}\n  ours ={ids}\n"
                                f"  first difference at token {first}")
                         continue
-                    if special:
+                    if special or not compare_offsets:
                         continue
                     if nfc and hf.normalizer.normalize_str(text) != text:
                         # HF aligns a composed or reordered character with the first input character
