@@ -5,7 +5,13 @@
 //
 // Offsets are byte ranges [begin, end) into the *input* text; a token made of several input bytes covers
 // all of them, and tokens produced by the post-processor (BOS/EOS) have an empty range at 0 or at the end.
-// Prep uses them to turn the chat template's trainable byte spans into a per-token loss mask.
+// Prep uses them to turn the chat template's trainable byte spans into a per-token loss mask. Where HF
+// reports character offsets, these are exact bytes: a byte-level token holding part of a character covers
+// just its bytes, and a character that NFC composed (or a Replace merged) covers all the input it came
+// from (HF keeps the first input character's range there). Elsewhere they equal HF's, in bytes.
+//
+// Thread safety: encode/decode are const and may run concurrently (one call at a time uses the shared
+// scratch area and word cache, the others their own).
 #pragma once
 
 #include <cstdint>
@@ -45,8 +51,10 @@ class Tokenizer {
   // add_special_tokens).
   Encoding encode(std::string_view text, bool add_special_tokens = false) const;
   std::vector<int32_t> encode_ids(std::string_view text, bool add_special_tokens = false) const;
-  // Exact inverse of encode for valid UTF-8 (like HF decode with skip_special_tokens=False); invalid byte
-  // sequences produced by arbitrary ids are replaced by U+FFFD as HF does.
+  // HF's decode: the decoder over the token strings (added tokens as their text; normalized ones as
+  // their normalized text). For text without added-token text it inverts encode up to the normalizer
+  // (NFC). Invalid byte sequences from arbitrary ids become U+FFFD as in HF. An id outside the
+  // vocabulary is an hs::Error (HF skips it silently).
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
 
   int32_t vocab_size() const;  // model vocab + added tokens (max id + 1)
