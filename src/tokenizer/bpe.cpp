@@ -74,9 +74,43 @@ const std::pair<uint32_t, int32_t>* Bpe::MergeMap::find(int32_t a, int32_t b) co
 
 // ---- loading ----
 
-void Bpe::load(const JsonRef& model, bool byte_level) {
+namespace {
+
+// model.vocab / model.merges from the DOM, for when the parser did not capture them.
+void from_dom(const JsonRef& model, ModelData& data) {
+  if (!data.vocab_captured) {
+    JsonRef vocab = model["vocab"];
+    if (!vocab.is_object())
+      vocab.fail(hs::str("expected an object of token -> id, got ", JsonRef::type_name(vocab.raw())));
+    for (auto it = vocab.raw().begin(); it != vocab.raw().end(); ++it) {
+      const auto& v = it.value();
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
+        vocab.fail(hs::str("token '", it.key(), "' has id ", v.dump(), "; expected a non-negative integer"));
+      data.vocab.emplace_back(it.key(), v.get<int64_t>());
+    }
+  }
+  if (!data.merges_captured) {
+    JsonRef merges = model["merges"];
+    if (!merges.is_array()) merges.fail(hs::str("expected an array, got ", JsonRef::type_name(merges.raw())));
+    for (size_t i = 0; i < merges.size(); ++i) {
+      const auto& m = merges.raw()[i];
+      if (m.is_string()) {
+        data.merges.push_back({m.get<std::string>(), {}, true});
+      } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+        data.merges.push_back({m[0].get<std::string>(), m[1].get<std::string>(), false});
+      } else {
+        merges.at(i).fail(hs::str("expected \"a b\" or [\"a\", \"b\"], got ", m.dump()));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void Bpe::load(const JsonRef& model, bool byte_level, ModelData&& data) {
   where_ = model.where();
   byte_level_ = byte_level;
+  if (!data.error.empty()) throw Error(data.error).at(model.where() + data.error_at.substr(5));
   if (model.has("dropout")) {
     double d = model["dropout"].number();
     if (d != 0.0)
@@ -92,24 +126,22 @@ void Bpe::load(const JsonRef& model, bool byte_level) {
   if (byte_level_ && (!prefix_.empty() || !suffix_.empty()))
     model.fail(
         "continuing_subword_prefix / end_of_word_suffix with a ByteLevel pre-tokenizer is not supported");
+  // Present (the parser leaves an empty placeholder for what it captured), of the right type.
+  if (data.vocab_captured) (void)model["vocab"];
+  if (data.merges_captured) (void)model["merges"];
+  from_dom(model, data);
 
-  JsonRef vocab = model["vocab"];
-  if (!vocab.is_object())
-    vocab.fail(str("expected an object of token -> id, got ", JsonRef::type_name(vocab.raw())));
   vocab_ = StringMap<int32_t>();
-  vocab_.reserve(vocab.size());
+  vocab_.reserve(data.vocab.size());
   int64_t max_id = -1;
-  for (auto it = vocab.raw().begin(); it != vocab.raw().end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
-        it.value().get<int64_t>() > INT32_MAX)
-      vocab.fail(
-          str("token '", it.key(), "' has id ", it.value().dump(), "; expected a non-negative integer"));
-    int32_t id = int32_t(it.value().get<int64_t>());
-    vocab_.insert(it.key(), id);
+  for (const auto& [tok, id] : data.vocab) {
+    vocab_.insert(tok, int32_t(id));
     max_id = std::max<int64_t>(max_id, id);
   }
   id_to_token_.assign(size_t(max_id + 1), std::string());
   vocab_.for_each([&](std::string_view tok, int32_t id) { id_to_token_[size_t(id)] = tok; });
+  data.vocab.clear();
+  data.vocab.shrink_to_fit();
 
   std::fill(std::begin(byte_ids_), std::end(byte_ids_), -1);
   std::fill(std::begin(fallback_), std::end(fallback_), -1);
@@ -147,18 +179,21 @@ void Bpe::load(const JsonRef& model, bool byte_level) {
     log::warn(where_, ": unk_token '", *unk_token_,
               "' is not in the vocabulary; unknown characters will fail");
 
-  JsonRef merges = model["merges"];
-  if (!merges.is_array()) merges.fail(str("expected an array, got ", JsonRef::type_name(merges.raw())));
-  merges_.reserve(merges.size());
+  auto fail_at = [&](size_t i, const std::string& what, const std::string& hint = "") {
+    Error e(what);
+    e.at(hs::str(where_, ".merges[", i, "]"));
+    if (!hint.empty()) e.hint(hint);
+    throw e;
+  };
+  merges_.reserve(data.merges.size());
   std::string merged;
-  for (size_t i = 0; i < merges.size(); ++i) {
-    const auto& m = merges.raw()[i];
-    std::string_view a, b;
-    std::string owned;
-    if (m.is_string()) {
-      const std::string& s = m.get_ref<const std::string&>();
+  for (size_t i = 0; i < data.merges.size(); ++i) {
+    const ModelData::Merge& m = data.merges[i];
+    std::string_view a = m.a, b = m.b;
+    if (m.legacy) {
+      const std::string& s = m.a;
       size_t sp = s.find(' ');
-      if (sp == std::string::npos) merges.at(i).fail("a merge must be two tokens separated by one space");
+      if (sp == std::string::npos) fail_at(i, "a merge must be two tokens separated by one space");
       if (s.find(' ', sp + 1) != std::string::npos) {
         // Tokens with spaces in the legacy "a b" form (HF tokenizers refuses these files): take the one
         // split whose halves and their concatenation are all in the vocabulary.
@@ -175,29 +210,23 @@ void Bpe::load(const JsonRef& model, bool byte_level) {
           }
         }
         if (count != 1)
-          merges.at(i).fail(
-              hs::str("merge '", s, "' has several spaces and ", count == 0 ? "no" : "more than one",
-                      " way to split it into two vocabulary tokens"),
-              "write the merges as [\"a\", \"b\"] pairs (newer HF tokenizers save them so)");
+          fail_at(i,
+                  hs::str("merge '", s, "' has several spaces and ", count == 0 ? "no" : "more than one",
+                          " way to split it into two vocabulary tokens"),
+                  "write the merges as [\"a\", \"b\"] pairs (newer HF tokenizers save them so)");
         sp = found;
       }
       a = std::string_view(s).substr(0, sp);
       b = std::string_view(s).substr(sp + 1);
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      a = m[0].get_ref<const std::string&>();
-      b = m[1].get_ref<const std::string&>();
-    } else {
-      merges.at(i).fail(str("expected \"a b\" or [\"a\", \"b\"], got ", m.dump()));
     }
     const int32_t *ia = vocab_.find(a), *ib = vocab_.find(b);
-    if (!ia || !ib)
-      merges.at(i).fail(str("merge token '", std::string(!ia ? a : b), "' is not in model.vocab"));
+    if (!ia || !ib) fail_at(i, str("merge token '", std::string(!ia ? a : b), "' is not in model.vocab"));
     merged.assign(a);
     std::string_view tail = b;
     if (!prefix_.empty() && tail.size() >= prefix_.size()) tail.remove_prefix(prefix_.size());
     merged.append(tail);
     const int32_t* in = vocab_.find(merged);
-    if (!in) merges.at(i).fail(str("merged token '", merged, "' is not in model.vocab"));
+    if (!in) fail_at(i, str("merged token '", merged, "' is not in model.vocab"));
     merges_.insert(*ia, *ib, uint32_t(i), *in);
   }
 }

@@ -39,7 +39,9 @@ class Bpe {
  public:
   // `model` is tokenizer.json's "model" object. `byte_level`: the pre-tokenizer hands raw bytes, so the
   // vocabulary is looked up in byte form (the GPT-2 byte-to-character map undone).
-  void load(const JsonRef& model, bool byte_level);
+  // `data` holds model.vocab / model.merges if the parser captured them (parse_tokenizer_json); what it
+  // did not capture is read from the DOM.
+  void load(const JsonRef& model, bool byte_level, ModelData&& data);
 
   // Appends the tokens of `word` (not empty) to `out`. `cache` may be null.
   void tokenize(std::string_view word, std::vector<BpeToken>& out, BpeCache* cache) const;

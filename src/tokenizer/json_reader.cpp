@@ -21,6 +21,193 @@ nlohmann::json parse_json_file(const std::string& path) {
   }
 }
 
+namespace {
+
+// Forwards every SAX event to nlohmann's DOM builder, except those inside model.vocab and model.merges,
+// which it collects into ModelData.
+class TokenizerSax {
+ public:
+  using json = nlohmann::json;
+  TokenizerSax(json& root, ModelData& data) : dom_(root, false), data_(data) {}
+
+  bool null() { return value("null"); }
+  bool boolean(bool v) { return capturing() ? value("a boolean") : dom_.boolean(v); }
+  bool number_integer(json::number_integer_t v) {
+    if (mode_ == Mode::vocab && depth_ == 1) return vocab_id(v);
+    return capturing() ? value("a number") : dom_.number_integer(v);
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    if (mode_ == Mode::vocab && depth_ == 1)
+      return vocab_id(v > uint64_t(INT64_MAX) ? int64_t(-1) : int64_t(v));
+    return capturing() ? value("a number") : dom_.number_unsigned(v);
+  }
+  bool number_float(json::number_float_t v, const json::string_t& s) {
+    return capturing() ? value("a number") : dom_.number_float(v, s);
+  }
+  bool binary(json::binary_t& v) { return capturing() ? value("binary") : dom_.binary(v); }
+  bool string(json::string_t& v) {
+    if (mode_ == Mode::merges) {
+      if (depth_ == 1) {
+        data_.merges.push_back({std::move(v), {}, true});
+        return true;
+      }
+      if (depth_ == 2) {
+        pair_.push_back(std::move(v));
+        return true;
+      }
+    }
+    return capturing() ? value("a string") : dom_.string(v);
+  }
+  bool key(json::string_t& k) {
+    if (mode_ == Mode::vocab && depth_ == 1) {
+      key_ = std::move(k);
+      return true;
+    }
+    if (capturing()) return true;
+    if (!frames_.empty()) frames_.back() = k;
+    return dom_.key(k);
+  }
+  bool start_object(std::size_t n) {
+    if (capturing()) {
+      ++depth_;
+      return value("an object");
+    }
+    if (at({"model", "vocab"})) {
+      mode_ = Mode::vocab;
+      depth_ = 1;
+      data_.vocab_captured = true;
+      data_.vocab.reserve(1 << 16);
+      return dom_.start_object(0) && dom_.end_object();
+    }
+    frames_.emplace_back();
+    return dom_.start_object(n);
+  }
+  bool end_object() {
+    if (capturing()) {
+      if (--depth_ == 0) mode_ = Mode::none;
+      return true;
+    }
+    frames_.pop_back();
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) {
+    if (mode_ == Mode::merges && depth_ == 1) {
+      ++depth_;
+      pair_.clear();
+      return true;
+    }
+    if (capturing()) {
+      ++depth_;
+      return value("an array");
+    }
+    if (at({"model", "merges"})) {
+      mode_ = Mode::merges;
+      depth_ = 1;
+      data_.merges_captured = true;
+      data_.merges.reserve(1 << 16);
+      return dom_.start_array(0) && dom_.end_array();
+    }
+    frames_.emplace_back();  // arrays have no keys; a placeholder keeps the depth right
+    return dom_.start_array(n);
+  }
+  bool end_array() {
+    if (mode_ == Mode::merges && depth_ == 2) {
+      --depth_;
+      if (pair_.size() == 2) {
+        data_.merges.push_back({std::move(pair_[0]), std::move(pair_[1]), false});
+      } else {
+        fail(hs::str("expected \"a b\" or [\"a\", \"b\"], got an array of ", pair_.size()));
+        data_.merges.push_back({});
+      }
+      return true;
+    }
+    if (capturing()) {
+      if (--depth_ == 0) mode_ = Mode::none;
+      return true;
+    }
+    frames_.pop_back();
+    return dom_.end_array();
+  }
+  bool parse_error(std::size_t pos, const std::string& token, const nlohmann::detail::exception& e) {
+    error = e.what();
+    return dom_.parse_error(pos, token, e);
+  }
+
+  std::string error;
+
+ private:
+  enum class Mode { none, vocab, merges };
+  bool capturing() const { return mode_ != Mode::none; }
+  // The value now starting sits at root.<a>.<b>.
+  bool at(std::initializer_list<const char*> path) const {
+    if (frames_.size() != path.size()) return false;
+    size_t i = 0;
+    for (const char* k : path)
+      if (frames_[i++] != k) return false;
+    return true;
+  }
+  void fail(const std::string& what) {
+    if (!data_.error.empty()) return;
+    data_.error = what;
+    data_.error_at =
+        mode_ == Mode::vocab ? "model.vocab" : hs::str("model.merges[", data_.merges.size(), "]");
+  }
+  bool vocab_id(int64_t id) {
+    if (id < 0 || id > INT32_MAX)
+      fail(hs::str("token '", key_, "' has id ", id, "; expected a non-negative integer"));
+    data_.vocab.emplace_back(std::move(key_), id);
+    return true;
+  }
+  bool value(const char* what) {
+    if (mode_ == Mode::vocab) {
+      if (depth_ == 1) {
+        fail(hs::str("token '", key_, "' has ", what, " as its id; expected a non-negative integer"));
+        data_.vocab.emplace_back(std::move(key_), -1);
+      } else {
+        fail(hs::str("token '", key_, "' has a nested value; expected a non-negative integer"));
+      }
+      return true;
+    }
+    if (mode_ == Mode::merges) {
+      if (depth_ == 1) {
+        fail(hs::str("expected \"a b\" or [\"a\", \"b\"], got ", what));
+        data_.merges.push_back({});
+      } else if (depth_ == 2) {
+        pair_.push_back({});
+        pair_.push_back({});  // wrong size: reported at the end of the array
+        pair_.push_back({});
+      }
+      return true;
+    }
+    return dom_.null();
+  }
+
+  nlohmann::detail::json_sax_dom_parser<json> dom_;
+  ModelData& data_;
+  std::vector<std::string> frames_;  // key of the current member at each object depth
+  Mode mode_ = Mode::none;
+  int depth_ = 0;
+  std::string key_;
+  std::vector<std::string> pair_;
+};
+
+}  // namespace
+
+nlohmann::json parse_tokenizer_json(const std::string& path, const std::string& text, ModelData& data) {
+  nlohmann::json root;
+  TokenizerSax sax(root, data);
+  bool ok = nlohmann::json::sax_parse(text, &sax);
+  if (!ok || !sax.error.empty()) {
+    std::string what = sax.error.empty() ? "unknown error" : sax.error;
+    auto cut = what.find("] ");
+    if (cut != std::string::npos) what = what.substr(cut + 2);
+    throw Error(hs::str("cannot parse JSON (", text.size(), " bytes): ", what))
+        .at(path)
+        .hint("the file is truncated or not JSON; download tokenizer.json again");
+  }
+  return root;
+}
+
 const char* JsonRef::type_name(const nlohmann::json& v) { return v.type_name(); }
 
 void JsonRef::fail(const std::string& what, const std::string& hint) const {

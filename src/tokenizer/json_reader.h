@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +15,24 @@ namespace hs::tokenizer {
 
 // Reads and parses a JSON file; throws hs::Error naming the file (and line:column) on failure.
 nlohmann::json parse_json_file(const std::string& path);
+
+// model.vocab and model.merges of a tokenizer.json, read as flat data while parsing (a DOM of 150k
+// vocabulary entries and merges costs more than everything else together).
+struct ModelData {
+  struct Merge {
+    std::string a, b;  // legacy "a b" strings keep the whole text in `a`, with legacy = true
+    bool legacy = false;
+  };
+  std::vector<std::pair<std::string, int64_t>> vocab;  // in file order
+  std::vector<Merge> merges;
+  bool vocab_captured = false, merges_captured = false;
+  std::string error, error_at;  // the first malformed entry (message, key path), if any
+};
+
+// Parses tokenizer.json text: the DOM of everything except model.vocab (an object) and model.merges (an
+// array), which go to `data` and are left in the DOM as an empty object / array. Parse errors throw
+// hs::Error naming `path`, line and column.
+nlohmann::json parse_tokenizer_json(const std::string& path, const std::string& text, ModelData& data);
 
 class JsonRef {
  public:

@@ -69,17 +69,8 @@ void Tokenizer::Impl::load(const std::string& file) {
   path = file;
   std::string bytes = io::read_file(file);
   sha = io::sha256_hex(bytes);
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(bytes);
-  } catch (const nlohmann::json::parse_error& e) {
-    std::string what = e.what();
-    auto cut = what.find("] ");
-    if (cut != std::string::npos) what = what.substr(cut + 2);
-    throw Error(str("cannot parse JSON (", bytes.size(), " bytes): ", what))
-        .at(file)
-        .hint("the file is truncated or not JSON; download tokenizer.json again");
-  }
+  ModelData data;
+  nlohmann::json doc = parse_tokenizer_json(file, bytes, data);
   bytes.clear();
   bytes.shrink_to_fit();
   JsonRef root(doc, path, "");
@@ -93,7 +84,7 @@ void Tokenizer::Impl::load(const std::string& file) {
   if (root.has("pre_tokenizer")) pre_tokenizer = make_pre_tokenizer(root["pre_tokenizer"]);
   if (root.has("post_processor")) post_processor = make_post_processor(root["post_processor"]);
   if (root.has("decoder")) decoder = make_decoder(root["decoder"]);
-  model.load(jmodel, pre_tokenizer && pre_tokenizer->byte_level());
+  model.load(jmodel, pre_tokenizer && pre_tokenizer->byte_level(), std::move(data));
   for (const char* key : {"truncation", "padding"})
     if (root.has(key))
       log::warn(file, ": '", key, "' is set in tokenizer.json and ignored (hsloth encodes whole texts)");
