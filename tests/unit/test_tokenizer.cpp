@@ -594,6 +594,14 @@ TEST(TokenizerErrors, MalformedFiles) {
   EXPECT_NE(msg.find("model: missing key 'merges'"), std::string::npos) << msg;
   msg = edit([](nlohmann::json& d) { d["model"]["merges"] = nlohmann::json::array({"a b", "a zz"}); });
   EXPECT_NE(msg.find("model.merges[0]"), std::string::npos) << msg;  // "ab" is not in the vocab
+  msg = edit([](nlohmann::json& d) { d["model"]["merges"] = nlohmann::json::array({"! !", 5}); });
+  EXPECT_NE(msg.find("model.merges[1]: expected \"a b\" or [\"a\", \"b\"]"), std::string::npos) << msg;
+  msg = edit([](nlohmann::json& d) {
+    d["model"]["merges"] = nlohmann::json::array({nlohmann::json::array({"a"})});
+  });
+  EXPECT_NE(msg.find("model.merges[0]"), std::string::npos) << msg;
+  msg = edit([](nlohmann::json& d) { d["model"]["vocab"] = nlohmann::json::array({1, 2}); });
+  EXPECT_NE(msg.find("model.vocab: expected an object"), std::string::npos) << msg;
   msg = edit([](nlohmann::json& d) { d["model"]["vocab"]["x"] = "seven"; });
   EXPECT_NE(msg.find("model.vocab"), std::string::npos) << msg;
   msg = edit([](nlohmann::json& d) { d["normalizer"] = {{"type", "Lowercase"}}; });
