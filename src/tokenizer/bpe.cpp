@@ -3,6 +3,7 @@
 #include "tokenizer/bpe.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "core/error.h"
@@ -313,9 +314,8 @@ void Bpe::merge_word(std::string_view word, std::vector<BpeToken>& out) const {
   uint32_t unk_len = 0;
   auto unknown = [&](uint32_t len) {
     if (!unk_token_) {
-      static bool warned = false;
-      if (!warned) {
-        warned = true;
+      static std::atomic<bool> warned{false};
+      if (!warned.exchange(true)) {
         log::warn(where_,
                   ": a character is not in the vocabulary and there is no unk_token or byte fallback; "
                   "it is dropped (as HF tokenizers does)");
