@@ -3,10 +3,11 @@
 #
 #   bash launch/quickstart.sh [OUT_DIR]      (default: runs/demo)
 #
-# The demo: a synthetic instruction task with exact-match answers (launch/demo/make_demo.py) and a small
-# byte-level BPE tokenizer trained on it; the data goes through `hsloth prep` into HDF5 shards and
-# `hsloth inspect`. Training a tiny Llama-shaped model on it, with before/after eval loss and exact-match
-# accuracy, joins this script with the training engine; each stage that is not built yet is named and skipped.
+# The demo: a synthetic instruction task with exact-match answers and a small byte-level BPE tokenizer
+# trained on it, plus a tiny random Llama (launch/demo/make_demo.py --model); the data goes through
+# `hsloth prep` into HDF5 shards and `hsloth inspect`, then `hsloth train` (configs/demo.ini, full
+# fine-tuning from scratch on CPU, or the GPU when there is one) prints eval loss and exact-match accuracy
+# before and after. Outputs: OUT_DIR/run (metrics.jsonl, TensorBoard, checkpoints, config.resolved.ini).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${1:-runs/demo}
@@ -20,7 +21,7 @@ printf '\n== hsloth info\n'
 "$H" info
 
 printf '\n== demo data and tokenizer -> %s\n' "$OUT"
-"$PY" launch/demo/make_demo.py "$OUT"
+"$PY" launch/demo/make_demo.py "$OUT" --model
 
 implemented() { "$H" --help | grep -E "^  $1 " | grep -qv "not implemented yet"; }
 if implemented prep; then
@@ -34,7 +35,12 @@ if implemented prep; then
 else
   echo "(hsloth prep is not implemented yet: stopping after the demo data)"
 fi
-if ! implemented train; then
-  echo "(hsloth train is not implemented yet: the demo stops before training)"
+if implemented train; then
+  printf '\n== hsloth train (configs/demo.ini)\n'
+  rm -rf "$OUT/run"
+  "$H" train --config configs/demo.ini --model.path "$OUT/model" --data.train "$OUT/shards/train" \
+    --data.eval "$OUT/shards/eval" --run.dir "$OUT/run"
+  printf '\n== eval before / after (from %s/run/metrics.jsonl)\n' "$OUT"
+  grep eval_loss "$OUT/run/metrics.jsonl"
 fi
 echo "quickstart: done in $(( $(date +%s) - T0 ))s; outputs in $OUT"

@@ -6,7 +6,11 @@ Qwen2.5's ChatML (default system message included), so `hsloth prep --template c
 The task has a skill a tiny model can learn in minutes and that is measured exactly: the answer to each
 prompt is a deterministic function of it (add two numbers, reverse a word, sort three letters, ...).
 
-  python launch/demo/make_demo.py OUT_DIR [--train 4000] [--eval 200] [--seed 1234]
+  python launch/demo/make_demo.py OUT_DIR [--train 4000] [--eval 200] [--seed 1234] [--model]
+
+With --model it also writes a tiny random Llama (config.json + model.safetensors, HF layout and init:
+normal(0, 0.02) weights, unit norms, tied embeddings) into OUT_DIR/model with plain torch, so the demo
+needs neither transformers nor a download.
 """
 import argparse
 import json
@@ -36,6 +40,44 @@ def make_example(rng):
     return f"How many letters are in {w}?", str(len(w))
 
 
+def write_tiny_llama(folder, vocab, seed):
+    import struct
+
+    import torch
+
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": vocab, "hidden_size": 192,
+           "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 6, "num_key_value_heads": 2,
+           "head_dim": 32, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 512,
+           "tie_word_embeddings": True, "hidden_act": "silu", "bos_token_id": None, "eos_token_id": 2,
+           "torch_dtype": "float32"}
+    g = torch.Generator().manual_seed(seed)
+    h, kv, hd, inter = cfg["hidden_size"], cfg["num_key_value_heads"], cfg["head_dim"], cfg["intermediate_size"]
+    q = cfg["num_attention_heads"] * hd
+    tensors = {"model.embed_tokens.weight": (vocab, h), "model.norm.weight": (h,)}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        tensors.update({p + "input_layernorm.weight": (h,), p + "post_attention_layernorm.weight": (h,),
+                        p + "self_attn.q_proj.weight": (q, h), p + "self_attn.k_proj.weight": (kv * hd, h),
+                        p + "self_attn.v_proj.weight": (kv * hd, h), p + "self_attn.o_proj.weight": (h, q),
+                        p + "mlp.gate_proj.weight": (inter, h), p + "mlp.up_proj.weight": (inter, h),
+                        p + "mlp.down_proj.weight": (h, inter)})
+    header, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        shape = tensors[name]
+        t = torch.ones(shape) if name.endswith("norm.weight") else torch.randn(shape, generator=g) * 0.02
+        b = t.contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    header["__metadata__"] = {"format": "pt"}
+    hb = json.dumps(header, separators=(",", ":")).encode()
+    hb += b" " * (-len(hb) % 8)
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(hb)) + hb + b"".join(blobs))
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
@@ -43,6 +85,7 @@ def main():
     ap.add_argument("--eval", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--vocab", type=int, default=512)
+    ap.add_argument("--model", action="store_true", help="also write a tiny random Llama into OUT/model")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     os.makedirs(args.out, exist_ok=True)
@@ -79,6 +122,12 @@ def main():
     with open(os.path.join(model_dir, "tokenizer_config.json"), "w") as f:
         json.dump({"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
                    "chat_template": CHATML, "tokenizer_class": "PreTrainedTokenizerFast"}, f, indent=2)
+    if args.model:
+        eos = tok.token_to_id("<|im_end|>")
+        write_tiny_llama(model_dir, tok.get_vocab_size(), args.seed)
+        cfg = json.load(open(os.path.join(model_dir, "config.json")))
+        cfg["eos_token_id"] = eos
+        json.dump(cfg, open(os.path.join(model_dir, "config.json"), "w"), indent=2)
     print(f"demo data: {len(splits['train'])} train / {len(splits['eval'])} eval conversations, "
           f"tokenizer with {tok.get_vocab_size()} tokens -> {args.out}")
 

@@ -22,13 +22,20 @@ namespace {
 
 const char* type_name(Type t) {
   switch (t) {
-    case Type::string: return "string";
-    case Type::path: return "path";
-    case Type::integer: return "integer";
-    case Type::real: return "number";
-    case Type::boolean: return "bool";
-    case Type::choice: return "choice";
-    case Type::list: return "list";
+    case Type::string:
+      return "string";
+    case Type::path:
+      return "path";
+    case Type::integer:
+      return "integer";
+    case Type::real:
+      return "number";
+    case Type::boolean:
+      return "bool";
+    case Type::choice:
+      return "choice";
+    case Type::list:
+      return "list";
   }
   return "?";
 }
@@ -54,7 +61,8 @@ size_t edit_distance(const std::string& a, const std::string& b) {
       size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
       cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
       // Adjacent transposition counts as one edit ("lorr.r" vs "lora.r" style typos).
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) cur[j] = std::min(cur[j], prev[j - 1]);
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        cur[j] = std::min(cur[j], prev[j - 1]);
     }
     std::swap(prev, cur);
   }
@@ -126,12 +134,14 @@ void check_ini_syntax(const std::string& text, const std::string& file) {
     if (t.empty() || t[0] == '#' || t[0] == ';') continue;
     if (t.front() == '[') {
       if (t.back() != ']' || t.size() < 3)
-        throw Error("malformed section header '" + t + "'").at(file + ":" + std::to_string(n))
+        throw Error("malformed section header '" + t + "'")
+            .at(file + ":" + std::to_string(n))
             .hint("sections look like [lora]");
       continue;
     }
     if (t.find('=') == std::string::npos || trim(t.substr(0, t.find('='))).empty())
-      throw Error("expected 'key = value', got '" + t + "'").at(file + ":" + std::to_string(n))
+      throw Error("expected 'key = value', got '" + t + "'")
+          .at(file + ":" + std::to_string(n))
           .hint("INI lines are `key = value` under a [section] header; comments start with # or ;");
   }
 }
@@ -165,12 +175,13 @@ std::string validate(const Key& key, const std::string& raw, const std::string& 
   switch (key.type) {
     case Type::string:
     case Type::path:
-      return v;
+      return raw;  // exact: `--text "  hi "` keeps its spaces (INI values arrive trimmed by the parser)
     case Type::integer: {
       errno = 0;
       char* end = nullptr;
       long long x = std::strtoll(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || errno == ERANGE) throw fail("not an integer", "e.g. " + key.name + " = 16");
+      if (v.empty() || *end != '\0' || errno == ERANGE)
+        throw fail("not an integer", "e.g. " + key.name + " = 16");
       if (double(x) < key.min || double(x) > key.max)
         throw fail("out of range", hs::str("allowed: ", key.min, " to ", key.max));
       return std::to_string(x);
@@ -181,7 +192,8 @@ std::string validate(const Key& key, const std::string& raw, const std::string& 
       double x = std::strtod(v.c_str(), &end);
       if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
         throw fail("not a number", "e.g. " + key.name + " = 2e-4");
-      if (x < key.min || x > key.max) throw fail("out of range", hs::str("allowed: ", key.min, " to ", key.max));
+      if (x < key.min || x > key.max)
+        throw fail("out of range", hs::str("allowed: ", key.min, " to ", key.max));
       return v;
     }
     case Type::boolean: {
@@ -220,34 +232,59 @@ Schema& Schema::add(Key key) {
   return *this;
 }
 Schema& Schema::str(std::string name, std::string def, std::string help, bool required) {
-  return add({.name = std::move(name), .type = Type::string, .default_value = std::move(def), .help = std::move(help),
+  return add({.name = std::move(name),
+              .type = Type::string,
+              .default_value = std::move(def),
+              .help = std::move(help),
               .required = required});
 }
 Schema& Schema::path(std::string name, std::string def, std::string help, bool required) {
-  return add({.name = std::move(name), .type = Type::path, .default_value = std::move(def), .help = std::move(help),
+  return add({.name = std::move(name),
+              .type = Type::path,
+              .default_value = std::move(def),
+              .help = std::move(help),
               .required = required});
 }
 Schema& Schema::integer(std::string name, int64_t def, std::string help, double min, double max) {
-  return add({.name = std::move(name), .type = Type::integer, .default_value = std::to_string(def),
-              .help = std::move(help), .min = min, .max = max});
+  return add({.name = std::move(name),
+              .type = Type::integer,
+              .default_value = std::to_string(def),
+              .help = std::move(help),
+              .min = min,
+              .max = max});
 }
 Schema& Schema::real(std::string name, double def, std::string help, double min, double max) {
   std::ostringstream os;
   os << def;
-  return add({.name = std::move(name), .type = Type::real, .default_value = os.str(), .help = std::move(help),
-              .min = min, .max = max});
+  return add({.name = std::move(name),
+              .type = Type::real,
+              .default_value = os.str(),
+              .help = std::move(help),
+              .min = min,
+              .max = max});
 }
-Schema& Schema::flag(std::string name, std::string help) { return boolean(std::move(name), false, std::move(help)); }
+Schema& Schema::flag(std::string name, std::string help) {
+  return boolean(std::move(name), false, std::move(help));
+}
 Schema& Schema::boolean(std::string name, bool def, std::string help) {
-  return add({.name = std::move(name), .type = Type::boolean, .default_value = def ? "true" : "false",
+  return add({.name = std::move(name),
+              .type = Type::boolean,
+              .default_value = def ? "true" : "false",
               .help = std::move(help)});
 }
-Schema& Schema::choice(std::string name, std::string def, std::vector<std::string> choices, std::string help) {
-  return add({.name = std::move(name), .type = Type::choice, .default_value = std::move(def), .help = std::move(help),
+Schema& Schema::choice(std::string name, std::string def, std::vector<std::string> choices,
+                       std::string help) {
+  return add({.name = std::move(name),
+              .type = Type::choice,
+              .default_value = std::move(def),
+              .help = std::move(help),
               .choices = std::move(choices)});
 }
 Schema& Schema::list(std::string name, std::string def, std::string help, std::vector<std::string> choices) {
-  return add({.name = std::move(name), .type = Type::list, .default_value = std::move(def), .help = std::move(help),
+  return add({.name = std::move(name),
+              .type = Type::list,
+              .default_value = std::move(def),
+              .help = std::move(help),
               .choices = std::move(choices)});
 }
 Schema& Schema::positional(std::string name) {
@@ -349,14 +386,16 @@ int64_t Config::get_int(const std::string& key) const {
   const Key& k = key_or_throw(*schema_, key);
   HS_CHECK(k.type == Type::integer, "key ", key, " is not an integer");
   std::string v = get(key);
-  if (v.empty()) throw Error("missing value for '" + key + "'").hint("set --" + key + " or " + key + " in the INI");
+  if (v.empty())
+    throw Error("missing value for '" + key + "'").hint("set --" + key + " or " + key + " in the INI");
   return std::stoll(v);
 }
 double Config::get_real(const std::string& key) const {
   const Key& k = key_or_throw(*schema_, key);
   HS_CHECK(k.type == Type::real || k.type == Type::integer, "key ", key, " is not a number");
   std::string v = get(key);
-  if (v.empty()) throw Error("missing value for '" + key + "'").hint("set --" + key + " or " + key + " in the INI");
+  if (v.empty())
+    throw Error("missing value for '" + key + "'").hint("set --" + key + " or " + key + " in the INI");
   return std::stod(v);
 }
 bool Config::get_bool(const std::string& key) const {
@@ -435,7 +474,8 @@ std::string unknown_hint(const Schema& schema, const std::string& key) {
 }
 
 std::string value_of(const po::variable_value& v) {
-  if (v.value().type() == typeid(std::vector<std::string>)) return join(v.as<std::vector<std::string>>(), " ");
+  if (v.value().type() == typeid(std::vector<std::string>))
+    return join(v.as<std::vector<std::string>>(), " ");
   return v.as<std::string>();
 }
 
@@ -495,7 +535,10 @@ void apply_ini(const Schema& schema, const std::string& raw_text, const std::str
   std::map<std::string, std::string> seen;
   for (const auto& opt : parsed.options) {
     std::string origin = ini_origin(file, text, opt.string_key);
-    if (opt.unregistered) throw Error("unknown key '" + opt.string_key + "'").at(origin).hint(unknown_hint(schema, opt.string_key));
+    if (opt.unregistered)
+      throw Error("unknown key '" + opt.string_key + "'")
+          .at(origin)
+          .hint(unknown_hint(schema, opt.string_key));
     const Key* k = schema.find(opt.string_key);
     std::string raw = join(opt.value, " ");
     if (seen.count(opt.string_key) && k->type != Type::list)
@@ -511,8 +554,7 @@ void apply_ini(const Schema& schema, const std::string& raw_text, const std::str
 
 std::string read_config_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw Error("cannot open config file").at(path).hint("check the path given to --config");
+  if (!in) throw Error("cannot open config file").at(path).hint("check the path given to --config");
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -545,7 +587,9 @@ Config parse(const Schema& schema, const std::vector<std::string>& args) {
     while (!opt.empty() && opt[0] == '-') opt.erase(0, 1);
     throw Error(std::string(e.what())).at("command line").hint("give a value: --" + opt + " <value>");
   } catch (const po::error& e) {
-    throw Error(std::string(e.what())).at("command line").hint("`hsloth " + schema.command() + " --help` lists the options");
+    throw Error(std::string(e.what()))
+        .at("command line")
+        .hint("`hsloth " + schema.command() + " --help` lists the options");
   }
 
   std::string config_file;
@@ -576,9 +620,10 @@ Config parse(const Schema& schema, const std::vector<std::string>& args) {
     std::string extra = positionals[schema.positionals().size()];
     throw Error("unexpected argument '" + extra + "'")
         .at("command line")
-        .hint(schema.positionals().empty() ? "this command takes only --key value options; see --help"
-                                           : "this command takes " + std::to_string(schema.positionals().size()) +
-                                                 " argument(s); see --help");
+        .hint(schema.positionals().empty()
+                  ? "this command takes only --key value options; see --help"
+                  : "this command takes " + std::to_string(schema.positionals().size()) +
+                        " argument(s); see --help");
   }
   for (size_t i = 0; i < positionals.size(); ++i) {
     const Key* k = schema.find(schema.positionals()[i]);

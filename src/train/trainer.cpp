@@ -25,6 +25,7 @@
 #include "dist/communicator.h"
 #include "dist/mpi_runtime.h"
 #include "io/file.h"
+#include "io/safetensors.h"
 #include "io/sha256.h"
 #include "lora/lora.h"
 #include "model/model.h"
@@ -409,7 +410,26 @@ void Trainer::Impl::save_final() {
     adapter->save(dir);
     log::info("adapter (PEFT format) -> ", dir);
   } else {
-    log::info("full fine-tuning: the trained weights are in the last checkpoint's train_state.safetensors");
+    // The full model as an HF folder: safetensors shards + index in the run dtype, and the config and
+    // tokenizer files of the base folder, so transformers (and hsloth) load it as they load the base.
+    std::vector<io::TensorSpec> specs;
+    std::vector<at::Tensor> host;
+    for (const auto& nt : model->named_parameters()) {
+      host.push_back(nt.tensor.detach().to(at::kCPU).contiguous());
+      io::DType dt = host.back().scalar_type() == at::kBFloat16 ? io::DType::BF16 : io::DType::F32;
+      specs.push_back({nt.name, dt, host.back().sizes().vec()});
+    }
+    io::make_dirs(dir);
+    io::ShardedWriter writer(dir, specs, size_t(5) << 30);
+    for (size_t i = 0; i < specs.size(); ++i)
+      writer.put(specs[i].name, host[i].data_ptr(), size_t(host[i].nbytes()));
+    writer.finish();
+    const std::string src = cfg.get("model.path");
+    for (const char* f : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                          "special_tokens_map.json", "tokenizer.model", "chat_template.jinja"})
+      if (io::exists(join_path(src, f)))
+        io::write_file_atomic(join_path(dir, f), io::read_file(join_path(src, f)));
+    log::info("full model (HF folder) -> ", dir);
   }
 }
 

@@ -229,6 +229,28 @@ def main():
         check("skipping damaged checkpoint" in r.stderr and "step-20" in r.stderr,
               "a damaged checkpoint is skipped with a warning")
 
+        # full fine-tuning: final/ is an HF folder that transformers loads, with the trainer's final eval loss
+        hsloth(*train_args(d, "G", **{"finetune": "full", "train.max_steps": 4}))
+        import transformers
+        m = transformers.AutoModelForCausalLM.from_pretrained(f"{d}/G/final", dtype=torch.float32,
+                                                              attn_implementation="eager").eval()
+        import h5py
+        tot, cnt = 0.0, 0
+        man = json.load(open(f"{d}/shards/eval/manifest.json"))
+        with torch.no_grad():
+            for sh in man["shards"]:
+                with h5py.File(os.path.join(f"{d}/shards/eval", sh["file"]), "r") as f:
+                    ids, mask, off = f["input_ids"][:], f["loss_mask"][:], f["offsets"][:]
+                for i in range(len(off) - 1):
+                    x = torch.tensor(ids[off[i]:off[i + 1]], dtype=torch.long)
+                    mk = torch.tensor(mask[off[i]:off[i + 1]], dtype=torch.bool)[1:]
+                    lg = m(input_ids=x.unsqueeze(0)).logits[0, :-1]
+                    tot += torch.nn.functional.cross_entropy(lg[mk], x[1:][mk], reduction="sum").item()
+                    cnt += int(mk.sum())
+        ours = [r for r in metrics(d, "G") if "eval_loss" in r][-1]["eval_loss"]
+        check(abs(tot / cnt - ours) <= 1e-5 * ours,
+              f"full fine-tuning: transformers loads final/ and gets our eval loss ({tot / cnt:.6f} vs {ours:.6f})")
+
         # 4. errors a user meets
         r = hsloth(*train_args(d, "A"), check_rc=False)
         check(r.returncode == 1 and "already holds checkpoints" in r.stderr, "an existing run.dir is not overwritten")
