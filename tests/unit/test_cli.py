@@ -66,6 +66,17 @@ def main():
         check(r.returncode == 0 and "--train.tokens_per_batch <integer>" in r.stdout and "default: 8192" in r.stdout,
               "train --help documents keys with defaults")
 
+    # every shipped config is valid against the schema and starts with the command that runs it
+    src = os.environ.get("HSLOTH_SOURCE", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    configs = sorted(f for f in os.listdir(os.path.join(src, "configs")) if f.endswith(".ini"))
+    check(len(configs) >= 1, f"configs/ has INI files: {configs}")
+    for f in configs:
+        path = os.path.join(src, "configs", f)
+        first = open(path).readline()
+        check(first.startswith("# ") and ("hsloth" in first or "launch/" in first), f"{f} starts with its command")
+        r = run("train", "--config", path, "--model.path", "/nonexistent/hsloth-config-check")
+        check(r.returncode == 1 and "model folder not found" in r.stderr, f"{f} parses (error only on the model path)")
+
     # info: against independent sources.
     r = run("info", "--json")
     check(r.returncode == 0, "info --json exits 0")
