@@ -189,7 +189,14 @@ at::Tensor Model::hidden_states(const Inputs& in, KvCache* cache) const {
   ops::AttentionLayout layout = ops::attention_layout(in.cu_seqlens, B, T, dev);
   config_.check_sequence_length(cache ? offset + T : layout.max_seqlen, path_);
   at::Tensor h = embed(ids);
-  for (int i = 0; i < num_layers(); ++i) h = layer_forward(i, h, positions, layout, cache);
+  for (int i = 0; i < num_layers(); ++i) {
+    if (runner_ && !cache)
+      h = runner_(i, h, [this, i, positions, layout](const at::Tensor& x) {
+        return layer_forward(i, x, positions, layout, nullptr);
+      });
+    else
+      h = layer_forward(i, h, positions, layout, cache);
+  }
   if (cache) cache->length_ += T;
   return final_norm(h);
 }

@@ -114,6 +114,12 @@ class Model {
   // Full fine-tuning: every base tensor trainable (true) or frozen (false, the default).
   void set_full_finetune(bool on);
 
+  // How each decoder layer is run by hidden_states(): by default directly; a runner may wrap the call
+  // (the trainer's gradient checkpointing). The runner gets the layer index, its input and the call.
+  using LayerCall = std::function<at::Tensor(const at::Tensor&)>;
+  using LayerRunner = std::function<at::Tensor(int, const at::Tensor&, const LayerCall&)>;
+  void set_layer_runner(LayerRunner runner) { runner_ = std::move(runner); }
+
  private:
   void ensure_rope(int64_t positions) const;
 
@@ -125,6 +131,7 @@ class Model {
   bool training_ = false;
   std::vector<Layer> layers_;
   mutable ops::RopeTable rope_;
+  LayerRunner runner_;
 };
 
 }  // namespace hs::model

@@ -32,6 +32,7 @@
 #include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
+#include "train/grad_ckpt.h"
 #include "train/lr_schedule.h"
 #include "train/tensorboard.h"
 #if HS_CUDA_COMPILED
@@ -164,9 +165,6 @@ void Trainer::Impl::setup() {
     throw Error("finetune = qlora is not available yet")
         .hint("use finetune = lora (QLoRA lands with NF4 kernels)");
   packing = data::parse_packing(cfg.get("train.packing"));
-  if (cfg.get("train.grad_ckpt") != "off")
-    throw Error("train.grad_ckpt = " + cfg.get("train.grad_ckpt") + " is not available yet")
-        .hint("use train.grad_ckpt = off (gradient checkpointing lands with the GPU path)");
 
   // Device and dtype: one GPU per rank when there is one, else CPU.
   if (torch::cuda::is_available()) {
@@ -236,6 +234,8 @@ void Trainer::Impl::setup() {
   comm.broadcast(flat->master(), 0);
   flat->push_params();
   model->set_training(true);
+  const GradCkpt ckpt_mode = parse_grad_ckpt(cfg.get("train.grad_ckpt"));
+  if (ckpt_mode != GradCkpt::off) model->set_layer_runner(checkpoint_runner(ckpt_mode));
   AdamWConfig ac{cfg.get_real("train.beta1"), cfg.get_real("train.beta2"), cfg.get_real("train.eps"),
                  cfg.get_real("train.weight_decay")};
   opt = std::make_unique<AdamW>(flat->master(), ac);
@@ -555,6 +555,7 @@ int Trainer::Impl::train_loop() {
             .at(cfg.get("data.train"))
             .hint("the shards are inconsistent; re-run hsloth prep");
       (ls.sum / double(std::max<int64_t>(1, step_trained))).backward();
+      clear_checkpoint_calls();
       loss_sum += ls.sum.detach().to(at::kDouble);
       counted += ls.count;
     }

@@ -229,6 +229,14 @@ def main():
         check("skipping damaged checkpoint" in r.stderr and "step-20" in r.stderr,
               "a damaged checkpoint is skipped with a warning")
 
+        # gradient checkpointing (on, offload) recomputes the same numbers: bit-identical adapters, dropout too
+        digests = []
+        for mode in ["off", "on", "offload"]:
+            hsloth(*train_args(d, f"GC-{mode}", **{"train.grad_ckpt": mode, "lora.dropout": 0.1, "train.max_steps": 6}))
+            digests.append(open(f"{d}/GC-{mode}/final/adapter_model.safetensors", "rb").read())
+        check(digests[0] == digests[1] == digests[2],
+              "train.grad_ckpt on/offload: final adapter bit-identical to off (lora.dropout 0.1)")
+
         # full fine-tuning: final/ is an HF folder that transformers loads, with the trainer's final eval loss
         hsloth(*train_args(d, "G", **{"finetune": "full", "train.max_steps": 4}))
         import transformers
