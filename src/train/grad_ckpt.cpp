@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
@@ -27,6 +28,8 @@ const model::Model::LayerCall& call_at(int64_t i) {
 struct LayerCheckpoint : public torch::autograd::Function<LayerCheckpoint> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, int64_t call, bool offload) {
     ctx->saved_data["rng"] = at::detail::getDefaultCPUGenerator().get_state();
+    if (x.is_cuda())
+      ctx->saved_data["rng_dev"] = at::globalContext().defaultGenerator(x.device()).get_state();
     ctx->saved_data["device"] = static_cast<int64_t>(x.device().is_cuda() ? x.device().index() : -1);
     ctx->saved_data["call"] = call;
     ctx->saved_data["input"] = offload ? x.detach().to(at::kCPU) : x.detach();
@@ -39,15 +42,24 @@ struct LayerCheckpoint : public torch::autograd::Function<LayerCheckpoint> {
     const int64_t dev = ctx->saved_data["device"].toInt();
     at::Tensor x = (dev >= 0 ? saved.to(at::Device(at::kCUDA, at::DeviceIndex(dev))) : saved).detach();
     x.requires_grad_(true);
+    // Replay the forward's random streams (dropout), then put the current ones back.
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     at::Tensor now = gen.get_state();
     gen.set_state(ctx->saved_data["rng"].toTensor());
+    std::optional<at::Generator> dev_gen;
+    at::Tensor dev_now;
+    if (dev >= 0) {
+      dev_gen = at::globalContext().defaultGenerator(at::Device(at::kCUDA, at::DeviceIndex(dev)));
+      dev_now = dev_gen->get_state();
+      dev_gen->set_state(ctx->saved_data["rng_dev"].toTensor());
+    }
     at::Tensor out;
     {
       at::AutoGradMode enable(true);
       out = call_at(ctx->saved_data["call"].toInt())(x);
     }
     gen.set_state(now);
+    if (dev_gen) dev_gen->set_state(dev_now);
     torch::autograd::backward({out}, {grads[0]});
     return {x.grad(), at::Tensor(), at::Tensor()};
   }

@@ -1,8 +1,8 @@
 // Gradient checkpointing per decoder layer: the forward runs the layer without keeping its activations and
 // saves only its input (in host memory with offload); the backward recomputes the layer with autograd on
 // and back-propagates through it. Parameters used inside the layer (LoRA A/B, or every weight in full
-// fine-tuning) receive their gradients from that inner backward. The CPU RNG state is saved with the input
-// and restored for the recomputation, so dropout masks are the same in both passes.
+// fine-tuning) receive their gradients from that inner backward. The CPU and GPU RNG states are saved with
+// the input and restored for the recomputation, so dropout masks are the same in both passes.
 #pragma once
 
 #include <string>

@@ -36,6 +36,8 @@
 #include "train/lr_schedule.h"
 #include "train/tensorboard.h"
 #if HS_CUDA_COMPILED
+#include <c10/cuda/CUDACachingAllocator.h>
+
 #include "kernels/device_info.h"
 #endif
 
@@ -49,6 +51,17 @@ double peak_host_memory() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
   return double(u.ru_maxrss) * 1024.0;
+}
+
+// Peak memory of the run: on a GPU, the most LibTorch's caching allocator had allocated; else host RSS.
+double peak_memory(const at::Device& device) {
+#if HS_CUDA_COMPILED
+  if (device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return double(stats.allocated_bytes[size_t(c10::CachingAllocator::StatType::AGGREGATE)].peak);
+  }
+#endif
+  return peak_host_memory();
 }
 
 struct Batch {
@@ -595,7 +608,7 @@ int Trainer::Impl::train_loop() {
       const double secs = window.seconds();
       const double tps = double(window_tokens) / secs, ttps = double(window_trained) / secs;
       const double eta = run_timer.seconds() / double(done - start_step) * double(total_steps - done);
-      const double mem = peak_host_memory();
+      const double mem = peak_memory(device);
       std::string mfu;
       double mfu_v = 0;
       if (peak > 0) {

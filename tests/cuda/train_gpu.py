@@ -127,12 +127,26 @@ def main():
                    "--train.warmup_steps", WARMUP, "--train.max_steps", STEPS, "--train.tokens_per_batch",
                    total + 64, "--train.max_grad_norm", CLIP, "--train.seed", SEED, "--log.every", 1)
             wall = time.time() - t0
+            # the same steps with gradient checkpointing: same losses (up to GPU nondeterminism), less memory
+            hsloth("train", "--model.path", f"{d}/model", "--data.train", f"{d}/shards", "--run.dir", f"{d}/run-gc",
+                   "--lora.r", R, "--lora.alpha", ALPHA, "--train.lr", LR, "--train.schedule", "linear",
+                   "--train.warmup_steps", WARMUP, "--train.max_steps", STEPS, "--train.tokens_per_batch",
+                   total + 64, "--train.max_grad_norm", CLIP, "--train.seed", SEED, "--log.every", 1,
+                   "--train.grad_ckpt", "on")
+            gc = [json.loads(x) for x in open(f"{d}/run-gc/metrics.jsonl")]
+            gc = [m for m in gc if "loss" in m]
             ms = [json.loads(x) for x in open(f"{d}/run/metrics.jsonl")]
             ours = [m["loss"] for m in ms if "loss" in m]
             tps = [m["tokens_per_s"] for m in ms if "loss" in m]
             ref, hf_tps = hf_replay(f"{d}/model", samples)
             worst = max(abs(a - b) / abs(b) for a, b in zip(ours, ref))
-            ok = len(ours) == STEPS and worst <= TOL and ours[-1] < ours[0]
+            gc_worst = max(abs(a["loss"] - b) / abs(b) for a, b in zip(gc, ours))
+            peak = [m["peak_mem_bytes"] for m in ms if "loss" in m][-1]
+            gc_peak = gc[-1]["peak_mem_bytes"]
+            mfu = [m.get("mfu") for m in ms if "loss" in m][-1]
+            ok = len(ours) == STEPS and worst <= TOL and ours[-1] < ours[0] and gc_worst <= 1e-3 and gc_peak < peak
+            print(f"  grad_ckpt on: worst per-step loss diff vs off {gc_worst:.2e} (tol 1e-3); peak GPU memory "
+                  f"{peak / 2**30:.2f} GiB -> {gc_peak / 2**30:.2f} GiB; MFU (LoRA, 4P/token) {mfu}")
             print(f"  samples {len(samples)}, tokens/step {total}")
             for k, (a, b) in enumerate(zip(ours, ref)):
                 print(f"  step {k + 1:2d}: hsloth {a:.5f}  hf+peft {b:.5f}  rel {abs(a - b) / abs(b):.2e}")
@@ -140,7 +154,8 @@ def main():
                   f"loss {ours[0]:.4f} -> {ours[-1]:.4f}")
             print(f"  tokens/s (steady, steps 5+): hsloth {sorted(tps[4:])[len(tps[4:]) // 2]:.0f}, "
                   f"hf+peft {hf_tps:.0f} (padded batch, incl. warm-up); hsloth wall {wall:.1f}s")
-            results[name] = {"ours": ours, "hf": ref, "worst_rel": worst, "ok": ok,
+            results[name] = {"ours": ours, "hf": ref, "worst_rel": worst, "ok": ok, "grad_ckpt_worst_rel": gc_worst,
+                             "peak_mem_bytes": peak, "grad_ckpt_peak_mem_bytes": gc_peak, "mfu": mfu,
                              "tokens_per_s": tps, "hf_tokens_per_s": hf_tps}
             if not ok:
                 failures.append(name)
