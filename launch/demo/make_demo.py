@@ -100,7 +100,9 @@ def main():
                 if q in seen:
                     continue
                 seen.add(q)
-            splits[split].append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+            # A short system message keeps the template's long default one out of every sample.
+            splits[split].append({"messages": [{"role": "system", "content": "Answer."},
+                                               {"role": "user", "content": q}, {"role": "assistant", "content": a}]})
     for split, rows in splits.items():
         with open(os.path.join(args.out, f"{split}.jsonl"), "w") as f:
             for r in rows:
