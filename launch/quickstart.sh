@@ -23,24 +23,18 @@ printf '\n== hsloth info\n'
 printf '\n== demo data and tokenizer -> %s\n' "$OUT"
 "$PY" launch/demo/make_demo.py "$OUT" --model
 
-implemented() { "$H" --help | grep -E "^  $1 " | grep -qv "not implemented yet"; }
-if implemented prep; then
-  printf '\n== hsloth prep (train and eval shards)\n'
-  "$H" prep --input "$OUT/train.jsonl" --tokenizer "$OUT/model" --out "$OUT/shards/train" --loss response --template chatml --overwrite
-  "$H" prep --input "$OUT/eval.jsonl" --tokenizer "$OUT/model" --out "$OUT/shards/eval" --loss response --template chatml --overwrite
-  if implemented inspect; then
-    printf '\n== hsloth inspect\n'
-    "$H" inspect "$OUT/shards/train"
-  fi
-else
-  echo "(hsloth prep is not implemented yet: stopping after the demo data)"
-fi
-if implemented train; then
-  printf '\n== hsloth train (configs/demo.ini)\n'
-  rm -rf "$OUT/run"
-  "$H" train --config configs/demo.ini --model.path "$OUT/model" --data.train "$OUT/shards/train" \
-    --data.eval "$OUT/shards/eval" --run.dir "$OUT/run"
-  printf '\n== eval before / after (from %s/run/metrics.jsonl)\n' "$OUT"
-  grep eval_loss "$OUT/run/metrics.jsonl"
-fi
+printf '\n== hsloth prep (train and eval shards)\n'
+for split in train eval; do
+  "$H" prep --input "$OUT/$split.jsonl" --tokenizer "$OUT/model" --out "$OUT/shards/$split" --loss response \
+    --template chatml --overwrite
+done
+printf '\n== hsloth inspect\n'
+"$H" inspect "$OUT/shards/train"
+
+printf '\n== hsloth train (configs/demo.ini)\n'
+rm -rf "$OUT/run"
+"$H" train --config configs/demo.ini --model.path "$OUT/model" --data.train "$OUT/shards/train" \
+  --data.eval "$OUT/shards/eval" --run.dir "$OUT/run"
+printf '\n== eval before / after (from %s/run/metrics.jsonl)\n' "$OUT"
+grep eval_loss "$OUT/run/metrics.jsonl"
 echo "quickstart: done in $(( $(date +%s) - T0 ))s; outputs in $OUT"
