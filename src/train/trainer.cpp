@@ -541,7 +541,7 @@ int Trainer::Impl::train_loop() {
 
   if (start_step == 0) run_eval(0, "before training");
   Timer run_timer, window;
-  int64_t window_tokens = 0, window_trained = 0, window_steps = 0;
+  int64_t window_tokens = 0, window_trained = 0;
   double imbalance_sum = 0;
   for (int64_t step = start_step; step < total_steps; ++step) {
     // Stop requests are agreed on by all ranks so that every rank checkpoints at the same step.
@@ -602,7 +602,6 @@ int Trainer::Impl::train_loop() {
     imbalance_sum += imbalance;
     window_tokens += step_tokens;
     window_trained += step_trained;
-    ++window_steps;
     const int64_t done = step + 1;
     if (done % log_every == 0 || done == total_steps) {
       const double secs = window.seconds();
@@ -639,7 +638,7 @@ int Trainer::Impl::train_loop() {
                            {"train/tokens_per_s", tps},
                            {"train/trained_tokens_per_s", ttps}});
       window.reset();
-      window_tokens = window_trained = window_steps = 0;
+      window_tokens = window_trained = 0;
     }
     if (eval_every > 0 && done % eval_every == 0 && done != total_steps) run_eval(done, "periodic");
     if (ckpt_every > 0 && done % ckpt_every == 0 && done != total_steps) save_checkpoint_now(done);

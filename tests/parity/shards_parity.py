@@ -56,20 +56,7 @@ if not BIN or not os.path.exists(BIN):
     print(f"FAIL: hsloth binary not found ($HSLOTH_BIN={BIN!r})")
     sys.exit(1)
 
-# meta-llama/Llama-2-7b-chat-hf tokenizer_config.json chat_template (the Llama-2 tokenizer here has none).
-LLAMA2 = (
-    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
-    "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
-    "{% set system_message = false %}{% endif %}{% for message in loop_messages %}"
-    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-    "{% if loop.index0 == 0 and system_message != false %}"
-    "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
-    "{% else %}{% set content = message['content'] %}{% endif %}"
-    "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-    "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}"
-    "{% endfor %}"
-)
+from oracle_templates import LLAMA2  # noqa: E402  (meta-llama/Llama-2-7b-chat-hf template)
 
 
 def load_records(name):
