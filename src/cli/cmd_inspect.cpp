@@ -2,7 +2,10 @@
 // (which validates everything but the token bytes; --verify also checks every file's sha256), then prints
 // totals, length percentiles and a histogram, the trained-token fraction, prep's record accounting, and
 // the padding waste of padded vs packed batches at --tokens-per-batch (definitions in data/shard_stats.h,
-// repeated in the output). --json prints the same numbers as one object.
+// repeated in the output). With --world N it also builds the training BatchPlan (packed, as `hsloth train`
+// does for N ranks × --grad-accum micro-batches per step) and reports how evenly the steps deal tokens to
+// ranks: per step, max/mean of the ranks' tokens. --json prints the same numbers as one object.
+#include <algorithm>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -10,17 +13,21 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/timer.h"
+#include "data/batch_plan.h"
 #include "data/shard_index.h"
 #include "data/shard_stats.h"
 
 namespace {
 
 hs::config::Schema schema() {
-  hs::config::Schema s("inspect", "DIR [--tokens-per-batch N] [--verify] [--json]",
+  hs::config::Schema s("inspect", "DIR [--tokens-per-batch N] [--world N [--grad-accum G]] [--verify] [--json]",
                        "Statistics of a shard folder written by hsloth prep (or of one shard file).");
   s.path("dir", "", "shard folder (or a single .h5 shard)", true);
   s.positional("dir");
   s.integer("tokens-per-batch", 4096, "token budget per batch for the padding/packing estimate", 1, 1e12);
+  s.integer("world", 1, "ranks of a planned run: report the per-step token imbalance across them", 1, 1 << 20);
+  s.integer("grad-accum", 1, "micro-batches per rank per optimizer step (with --world)", 1, 1 << 20);
+  s.integer("seed", 42, "batch-order seed of the planned run (train.seed)", 0, 1e18);
   s.flag("verify", "also check every shard file's sha256 against the manifest (reads all bytes)");
   s.flag("json", "print one JSON object instead of text");
   s.config_file(false);
@@ -37,6 +44,42 @@ std::string pct(double f) {
   return b;
 }
 
+// How evenly a packed multi-rank plan deals tokens: per optimizer step, the largest rank's tokens over the
+// mean; summarised over all steps of one epoch.
+struct Balance {
+  int64_t steps = 0, micro_batches = 0;
+  double mean = 1, p90 = 1, max = 1;
+};
+Balance plan_balance(const hs::data::ShardIndex& idx, int64_t tokens_per_batch, int world, int grad_accum,
+                     uint64_t seed) {
+  hs::data::PlanOptions po;
+  po.tokens_per_batch = tokens_per_batch;
+  po.world_size = world;
+  po.grad_accum = grad_accum;
+  po.seed = seed;
+  std::vector<int64_t> ids(size_t(idx.num_samples()));
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int64_t(i);
+  auto plan = hs::data::BatchPlan::build(idx.lengths(), idx.trained(), ids, po);
+  Balance b;
+  b.steps = plan.steps_per_epoch();
+  b.micro_batches = int64_t(plan.micro_batches().size());
+  std::vector<double> r;
+  for (int64_t st = 0; st < b.steps; ++st) {
+    auto t = plan.step_tokens_per_rank(st);
+    int64_t sum = 0, mx = 0;
+    for (int64_t x : t) sum += x, mx = std::max(mx, x);
+    r.push_back(sum > 0 ? double(mx) * double(world) / double(sum) : 1.0);
+  }
+  if (r.empty()) return b;
+  double total = 0;
+  for (double x : r) total += x;
+  b.mean = total / double(r.size());
+  std::sort(r.begin(), r.end());
+  b.p90 = r[std::min(r.size() - 1, size_t(0.9 * double(r.size())))];
+  b.max = r.back();
+  return b;
+}
+
 int run(const hs::config::Config& cfg) {
   using namespace hs;
   data::ShardIndex::Options o;
@@ -46,6 +89,9 @@ int run(const hs::config::Config& cfg) {
   data::ShardStats s = data::compute_stats(idx.lengths(), idx.trained(), n);
   const data::ShardMeta& m = idx.meta();
   const nlohmann::json& prep = idx.manifest().prep;
+  const int world = int(cfg.get_int("world")), accum = int(cfg.get_int("grad-accum"));
+  Balance bal;
+  if (world > 1) bal = plan_balance(idx, n, world, accum, uint64_t(cfg.get_int("seed")));
 
   if (cfg.get_bool("json")) {
     nlohmann::ordered_json j;
@@ -65,6 +111,10 @@ int run(const hs::config::Config& cfg) {
     j["padded_shuffled"] = waste_json(s.padded_shuffled);
     j["padded_grouped"] = waste_json(s.padded_grouped);
     j["packed"] = waste_json(s.packed);
+    if (world > 1)
+      j["plan"] = {{"world", world},          {"grad_accum", accum},      {"steps_per_epoch", bal.steps},
+                   {"micro_batches", bal.micro_batches}, {"imbalance_mean", bal.mean}, {"imbalance_p90", bal.p90},
+                   {"imbalance_max", bal.max}};
     j["tokenizer"] = {
         {"name", m.tokenizer_name}, {"sha256", m.tokenizer_sha256}, {"vocab_size", m.vocab_size}};
     j["template"] = m.template_name;
@@ -123,6 +173,16 @@ int run(const hs::config::Config& cfg) {
       "          shuffled = a seeded random order, length-grouped = the shards' sorted order.\n"
       "  packed: samples concatenated into rows of N tokens, none split (best-fit decreasing).\n"
       "  waste = padding tokens / token slots of all batches (compute spent on padding).\n");
+  if (world > 1) {
+    std::printf(
+        "\nplan for %d ranks x %d micro-batch%s per step (packed, seed %lld): %lld micro-batches, %lld steps per "
+        "epoch\n  token imbalance per step (largest rank / mean): mean %.3f, p90 %.3f, max %.3f\n",
+        world, accum, accum == 1 ? "" : "es", (long long)cfg.get_int("seed"), (long long)bal.micro_batches,
+        (long long)bal.steps, bal.mean, bal.p90, bal.max);
+    if (bal.mean > 1.05)
+      std::printf("  (over 5%%: more micro-batches per step balance better: raise --grad-accum, or lower "
+                  "--tokens-per-batch)\n");
+  }
   return 0;
 }
 

@@ -1,8 +1,6 @@
 // `hsloth train`: the config contract of DESIGN.md (src/config/schemas.cpp) handed to the Trainer, with the
 // communicator for this world size and the SIGTERM/SIGUSR1 handlers (stop at the next step boundary,
 // checkpoint, exit 75). `mpirun -np N hsloth train ...` runs N ranks.
-#include <torch/cuda.h>
-
 #include "cli/command.h"
 #include "config/schemas.h"
 #include "dist/communicator.h"
@@ -12,8 +10,7 @@ namespace {
 
 int run(const hs::config::Config& cfg) {
   hs::train::install_stop_handlers();
-  at::Device device = torch::cuda::is_available() ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-  auto comm = hs::dist::make_communicator(device);
+  auto comm = hs::dist::make_communicator(hs::dist::rank_device());
   hs::train::Trainer trainer(cfg, *comm);
   return trainer.run();
 }

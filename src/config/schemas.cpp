@@ -44,6 +44,9 @@ const Schema& train_schema() {
     s.integer("ckpt.every", 0, "checkpoint every N steps (0: only at the end and on SIGTERM/SIGUSR1)", 0);
     s.integer("ckpt.keep", 3, "checkpoints to keep", 1);
     s.integer("log.every", 1, "progress line and metrics.jsonl record every N steps", 1);
+    s.integer("dist.check_every", 100,
+              "multi-rank runs: every N steps (and at the end) check that all ranks hold identical parameters "
+              "(0: never)", 0);
     return s;
   }();
   return schema;

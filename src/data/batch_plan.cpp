@@ -27,6 +27,61 @@ void portable_shuffle(std::vector<int64_t>& v, uint64_t seed) {
   }
 }
 
+namespace {
+
+void add_sample(MicroBatch& mb, int64_t id, const std::vector<int32_t>& lengths,
+                const std::vector<int32_t>& trained) {
+  mb.samples.push_back(id);
+  mb.tokens += lengths[size_t(id)];
+  mb.trained += trained[size_t(id)];
+  mb.row_len = mb.tokens;
+}
+
+// Best-fit decreasing (samples come longest first): each goes into the open bin with the least room that
+// still fits it, else a new bin. (room, bin) pairs keep the open bins ordered.
+void pack_best_fit(std::vector<MicroBatch>& out, const std::vector<int64_t>& order,
+                   const std::vector<int32_t>& lengths, const std::vector<int32_t>& trained, int64_t cap) {
+  std::set<std::pair<int64_t, int64_t>> open;
+  for (int64_t id : order) {
+    const int64_t len = lengths[size_t(id)];
+    auto it = open.lower_bound({len, -1});
+    int64_t bin;
+    if (it == open.end()) {
+      bin = int64_t(out.size());
+      out.push_back({});
+    } else {
+      bin = it->second;
+      open.erase(it);
+    }
+    MicroBatch& mb = out[size_t(bin)];
+    add_sample(mb, id, lengths, trained);
+    if (cap - mb.tokens > 0) open.insert({cap - mb.tokens, bin});
+  }
+}
+
+// Exactly `bins` bins filled evenly: longest first, each sample into the emptiest bin (ties: lowest index);
+// false when a sample does not fit even there (the caller retries with more bins). Empty bins are dropped.
+bool pack_evenly(std::vector<MicroBatch>& out, const std::vector<int64_t>& order,
+                 const std::vector<int32_t>& lengths, const std::vector<int32_t>& trained, int64_t cap,
+                 int64_t bins) {
+  out.assign(size_t(bins), MicroBatch{});
+  std::set<std::pair<int64_t, int64_t>> fill;  // (tokens, bin)
+  for (int64_t b = 0; b < bins; ++b) fill.insert({0, b});
+  for (int64_t id : order) {
+    auto it = fill.begin();
+    const int64_t bin = it->second;
+    if (it->first + lengths[size_t(id)] > cap) return false;
+    fill.erase(it);
+    add_sample(out[size_t(bin)], id, lengths, trained);
+    fill.insert({out[size_t(bin)].tokens, bin});
+  }
+  out.erase(std::remove_if(out.begin(), out.end(), [](const MicroBatch& m) { return m.samples.empty(); }),
+            out.end());
+  return true;
+}
+
+}  // namespace
+
 BatchPlan BatchPlan::build(const std::vector<int32_t>& lengths, const std::vector<int32_t>& trained,
                            const std::vector<int64_t>& ids, const PlanOptions& options) {
   HS_CHECK(lengths.size() == trained.size(), "lengths/trained size mismatch");
@@ -52,25 +107,16 @@ BatchPlan BatchPlan::build(const std::vector<int32_t>& lengths, const std::vecto
   });
 
   if (options.packing == Packing::packed) {
-    // Best-fit decreasing: the open bin with the least room that still fits; (room, bin) keeps it ordered.
-    std::set<std::pair<int64_t, int64_t>> open;
-    for (int64_t id : order) {
-      const int64_t len = lengths[size_t(id)];
-      auto it = open.lower_bound({len, -1});
-      int64_t bin;
-      if (it == open.end()) {
-        bin = int64_t(plan.micro_.size());
-        plan.micro_.push_back({});
-      } else {
-        bin = it->second;
-        open.erase(it);
-      }
-      MicroBatch& mb = plan.micro_[size_t(bin)];
-      mb.samples.push_back(id);
-      mb.tokens += len;
-      mb.trained += trained[size_t(id)];
-      mb.row_len = mb.tokens;
-      if (cap - mb.tokens > 0) open.insert({cap - mb.tokens, bin});
+    pack_best_fit(plan.micro_, order, lengths, trained, cap);
+    const int64_t per_step = int64_t(options.grad_accum) * options.world_size;
+    if (per_step > 1) {
+      // Several micro-batches per step: as many micro-batches as a whole number of steps, filled evenly, so
+      // that no step is short and every rank of every step gets about the same number of tokens.
+      int64_t bins = (int64_t(plan.micro_.size()) + per_step - 1) / per_step * per_step;
+      bins = std::min<int64_t>(bins, plan.num_samples_);
+      std::vector<MicroBatch> even;
+      while (!pack_evenly(even, order, lengths, trained, cap, bins)) bins += per_step;
+      plan.micro_ = std::move(even);
     }
   } else {
     // Sorted longest first: a micro-batch takes rows while rows × (its first, longest, sample) fits.

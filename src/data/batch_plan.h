@@ -4,13 +4,18 @@
 //
 // - packed: best-fit decreasing into micro-batches of at most tokens_per_batch tokens; a micro-batch is
 //   one row holding several samples (positions restart per sample, attention never crosses samples).
+//   When a step takes several micro-batches (grad_accum × world > 1), the samples are then spread over a
+//   whole number of steps' worth of micro-batches (best-fit's count rounded up), longest first into the
+//   emptiest (worst-fit decreasing), so micro-batches hold nearly equal tokens and no step is
+//   short. The micro-batches depend on grad_accum × world only, so -np 1 with grad_accum 4 and -np 4 with
+//   grad_accum 1 run the same steps.
 // - padded: one sample per row, rows of one micro-batch padded to its longest sample; samples sorted by
 //   length so that rows × longest ≤ tokens_per_batch wastes little (for comparison with packing).
 // Each epoch shuffles the micro-batch order with a seeded, portable Fisher-Yates (mt19937_64), so the plan
 // is identical for a given seed on every platform. An optimizer step takes grad_accum × world
 // micro-batches; inside a step they are dealt to ranks by token count (largest first, snake order) so
-// ranks get nearly equal work. The last step of an epoch may be short: a rank without a micro-batch
-// contributes nothing that step (no sample is dropped). The loss of a step is normalised by the step's
+// ranks get nearly equal work. With fewer samples than micro-batches per step, the last step of an epoch
+// is short: a rank without a micro-batch contributes nothing that step (no sample is dropped). The loss of a step is normalised by the step's
 // global trained-token count, which the plan knows in advance.
 #pragma once
 

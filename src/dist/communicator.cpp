@@ -2,9 +2,26 @@
 
 #include <mpi.h>
 
+#include <chrono>
+#include <cstring>
+#include <cstdlib>
+#include <thread>
+
+#include <unistd.h>
+
 #include <ATen/ATen.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/cuda.h>
+
+#ifdef HS_HAVE_NCCL
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+#endif
 
 #include "core/error.h"
+#include "core/log.h"
 #include "dist/mpi_runtime.h"
 
 namespace hs::dist {
@@ -76,13 +93,203 @@ class MpiCommunicator final : public Communicator {
   }
 };
 
+#ifdef HS_HAVE_NCCL
+void nccl_check(ncclResult_t rc, const char* what) {
+  if (rc != ncclSuccess && rc != ncclInProgress)
+    throw Error(hs::str("NCCL ", what, " failed: ", ncclGetErrorString(rc)))
+        .at(hs::str("rank ", Mpi::rank()))
+        .hint("NCCL_DEBUG=WARN (or INFO) shows why; check that every rank sees its GPU and the network");
+}
+void cuda_check(cudaError_t rc, const char* what) {
+  if (rc != cudaSuccess) throw Error(hs::str("CUDA ", what, " failed: ", cudaGetErrorString(rc)));
+}
+
+ncclDataType_t nccl_type(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat:
+      return ncclFloat32;
+    case at::kDouble:
+      return ncclFloat64;
+    case at::kBFloat16:
+      return ncclBfloat16;
+    case at::kHalf:
+      return ncclFloat16;
+    case at::kLong:
+      return ncclInt64;
+    case at::kInt:
+      return ncclInt32;
+    case at::kByte:
+      return ncclUint8;
+    default:
+      throw Error(hs::str("NCCL all-reduce of dtype ", t.scalar_type(), " is not supported"));
+  }
+}
+
+// GPU tensors through one NCCL communicator (the unique id made on rank 0 and broadcast over MPI), on the
+// tensor's current CUDA stream; CPU tensors (step statistics, stop flags) through MPI. Every collective is
+// waited for with a deadline (HSLOTH_NCCL_TIMEOUT seconds, default 600): a peer that never arrives, or an
+// asynchronous NCCL error, aborts the communicator and becomes an error on this rank, which ends the job
+// through MPI_Abort instead of hanging.
+class NcclCommunicator final : public Communicator {
+ public:
+  explicit NcclCommunicator(const at::Device& device) : device_(device) {
+    const char* env = std::getenv("HSLOTH_NCCL_TIMEOUT");
+    if (env && *env) {
+      char* end = nullptr;
+      timeout_s_ = std::strtod(env, &end);
+      if (end == env || *end || timeout_s_ <= 0)
+        throw Error(hs::str("HSLOTH_NCCL_TIMEOUT='", env, "' is not a positive number of seconds"));
+    }
+    c10::cuda::CUDAGuard guard(device_);
+    check_distinct_gpus();
+    ncclUniqueId id{};
+    if (Mpi::rank() == 0) nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    std::string bytes = Mpi::broadcast(std::string(reinterpret_cast<const char*>(&id), sizeof id), 0);
+    HS_CHECK(bytes.size() == sizeof id, "NCCL unique id broadcast has the wrong size");
+    std::memcpy(&id, bytes.data(), sizeof id);
+    // Non-blocking init so that a rank that never joins is a timeout, not a hang.
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    nccl_check(ncclCommInitRankConfig(&comm_, Mpi::world(), id, Mpi::rank(), &config), "ncclCommInitRank");
+    wait_comm_ready("ncclCommInitRank");
+    int v = 0;
+    ncclGetVersion(&v);
+    version_ = hs::str(v / 10000, ".", (v % 10000) / 100, ".", v % 100);
+  }
+  ~NcclCommunicator() override {
+    if (!comm_ || aborted_) return;
+    // Finalize flushes outstanding work (bounded wait; errors at shutdown are not worth a throw), then free.
+    ncclCommFinalize(comm_);
+    ncclResult_t st = ncclInProgress;
+    auto t0 = std::chrono::steady_clock::now();
+    while (ncclCommGetAsyncError(comm_, &st) == ncclSuccess && st == ncclInProgress && elapsed(t0) < 10)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ncclCommDestroy(comm_);
+  }
+  int rank() const override { return Mpi::rank(); }
+  int world() const override { return Mpi::world(); }
+  std::string name() const override {
+    return hs::str("NCCL ", version_, " (", Mpi::world(), " ranks, ", Mpi::local_world(),
+                   " on this node; CPU tensors over MPI)");
+  }
+  void all_reduce_sum(at::Tensor& t) override {
+    if (t.device().is_cpu()) return mpi_.all_reduce_sum(t);
+    prepare(t);
+    c10::cuda::CUDAGuard guard(t.device());
+    cudaStream_t s = c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+    nccl_check(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), nccl_type(t), ncclSum, comm_, s),
+               "ncclAllReduce");
+    wait_comm_ready("ncclAllReduce");
+    wait_stream(s, "all-reduce");
+  }
+  void broadcast(at::Tensor& t, int root) override {
+    if (t.device().is_cpu()) return mpi_.broadcast(t, root);
+    prepare(t);
+    c10::cuda::CUDAGuard guard(t.device());
+    cudaStream_t s = c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+    nccl_check(ncclBroadcast(t.data_ptr(), t.data_ptr(), size_t(t.nbytes()), ncclUint8, root, comm_, s),
+               "ncclBroadcast");
+    wait_comm_ready("ncclBroadcast");
+    wait_stream(s, "broadcast");
+  }
+  void barrier() override { Mpi::barrier(); }
+
+ private:
+  // Two ranks on one GPU is a launch mistake NCCL reports obscurely; name the ranks instead.
+  void check_distinct_gpus() const {
+    char bus[32] = {0};
+    cuda_check(cudaDeviceGetPCIBusId(bus, sizeof bus, device_.index()), "cudaDeviceGetPCIBusId");
+    char host[256] = {0};
+    gethostname(host, sizeof host - 1);
+    const std::string mine = std::string(host) + " GPU " + bus;
+    auto all = Mpi::allgather(mine);
+    for (size_t r = 0; r < all.size(); ++r)
+      if (int(r) != Mpi::rank() && all[r] == mine)
+        throw Error(hs::str("ranks ", std::min<size_t>(r, size_t(Mpi::rank())), " and ",
+                            std::max<size_t>(r, size_t(Mpi::rank())), " both use ", mine))
+            .hint("one rank per GPU: do not set CUDA_VISIBLE_DEVICES to the same GPU for every rank, and "
+                  "start at most as many ranks per node as it has GPUs");
+  }
+  void prepare(const at::Tensor& t) const {
+    HS_CHECK(t.is_contiguous(), "collective on a non-contiguous tensor");
+    if (t.device() != device_)
+      throw Error("NCCL collective on " + t.device().str() + ", but this rank's communicator is on " +
+                  device_.str());
+  }
+  [[noreturn]] void fail(const std::string& what) {
+    ncclCommAbort(comm_);
+    aborted_ = true;
+    throw Error(what)
+        .at(hs::str("rank ", Mpi::rank(), " on ", device_.str()))
+        .hint("another rank probably failed or stalled (its error is above/below); NCCL_DEBUG=WARN shows "
+              "network problems; HSLOTH_NCCL_TIMEOUT sets the deadline in seconds");
+  }
+  // Non-blocking communicators return ncclInProgress while an operation is being enqueued.
+  void wait_comm_ready(const char* what) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (;;) {
+      ncclResult_t st = ncclSuccess;
+      nccl_check(ncclCommGetAsyncError(comm_, &st), "ncclCommGetAsyncError");
+      if (st == ncclSuccess) return;
+      if (st != ncclInProgress) fail(hs::str("NCCL ", what, ": ", ncclGetErrorString(st)));
+      if (elapsed(t0) > timeout_s_)
+        fail(hs::str("NCCL ", what, " did not complete within ", timeout_s_, " s"));
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+  // Waits for the stream with a deadline, checking NCCL's asynchronous error state while it runs.
+  void wait_stream(cudaStream_t s, const char* what) {
+    auto t0 = std::chrono::steady_clock::now();
+    int spins = 0;
+    for (;;) {
+      cudaError_t rc = cudaStreamQuery(s);
+      if (rc == cudaSuccess) return;
+      if (rc != cudaErrorNotReady) cuda_check(rc, "stream wait after an NCCL collective");
+      ncclResult_t st = ncclSuccess;
+      ncclCommGetAsyncError(comm_, &st);
+      if (st != ncclSuccess && st != ncclInProgress)
+        fail(hs::str("NCCL ", what, " failed: ", ncclGetErrorString(st)));
+      if (elapsed(t0) > timeout_s_)
+        fail(hs::str("NCCL ", what, " did not finish within ", timeout_s_, " s"));
+      if (++spins > 1000) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+  static double elapsed(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+  at::Device device_;
+  ncclComm_t comm_ = nullptr;
+  bool aborted_ = false;
+  double timeout_s_ = 600;
+  std::string version_;
+  MpiCommunicator mpi_;
+};
+#endif
+
 }  // namespace
+
+at::Device rank_device() {
+  if (!torch::cuda::is_available()) return at::Device(at::kCPU);
+  const int n = int(torch::cuda::device_count());
+  const int local = Mpi::local_rank(), local_world = Mpi::local_world();
+  if (n > 1 && local_world > n)
+    throw Error(hs::str(local_world, " ranks on this node but only ", n, " GPUs are visible"))
+        .hint("start one rank per GPU (mpirun -np <GPUs per node> / srun --ntasks-per-node=<GPUs>)");
+  at::Device d(at::kCUDA, at::DeviceIndex(local % n));
+  c10::impl::getDeviceGuardImpl(at::kCUDA)->setDevice(d);  // device-agnostic: no CUDA headers needed
+  return d;
+}
 
 std::unique_ptr<Communicator> make_communicator(const at::Device& device) {
   if (!Mpi::active() || Mpi::world() == 1) return std::make_unique<LocalCommunicator>();
   if (device.is_cpu()) return std::make_unique<MpiCommunicator>();
-  throw Error("multi-rank GPU training needs the NCCL communicator, which is not built yet")
-      .hint("run one rank per job for now (mpirun -np 1), or train on CPU");
+#ifdef HS_HAVE_NCCL
+  return std::make_unique<NcclCommunicator>(device);
+#else
+  throw Error("multi-rank GPU training needs NCCL, and this build has none")
+      .hint("install NCCL (libnccl-dev, or NCCL_ROOT=...) and rebuild; `hsloth info` shows what was found");
+#endif
 }
 
 }  // namespace hs::dist

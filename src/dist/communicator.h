@@ -22,7 +22,13 @@ class Communicator {
   virtual void barrier() = 0;
 };
 
-// The communicator for tensors on `device`: local when the world has one rank, else MPI (CPU tensors).
+// This rank's device: GPU number (node-local rank mod visible GPUs) when CUDA is available, else the CPU.
+// With CUDA_VISIBLE_DEVICES set per task (Slurm's GPU binding) every rank sees one GPU, its own. Makes it
+// the current CUDA device.
+at::Device rank_device();
+
+// The communicator for tensors on `device`: local when the world has one rank, MPI for CPU tensors, NCCL
+// for GPU tensors (CPU tensors of an NCCL job still go over MPI).
 std::unique_ptr<Communicator> make_communicator(const at::Device& device);
 
 }  // namespace hs::dist

@@ -3,6 +3,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -49,6 +50,26 @@ void Mpi::init() {
   // Errors come back as codes so that they become hs::Error with context instead of an MPI abort.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   log::set_rank(g_rank, g_world);
+  check_launcher();
+}
+
+// Slurm's own variables, when present: `srun` without an MPI plugin starts N singletons (world 1 each) that
+// would all write the same run.dir; refuse that, and say where the job runs.
+void Mpi::check_launcher() {
+  auto env = [](const char* k) -> std::string {
+    const char* v = std::getenv(k);
+    return v ? v : "";
+  };
+  const std::string step_tasks = env("SLURM_STEP_NUM_TASKS"), procid = env("SLURM_PROCID");
+  if (g_world == 1 && !step_tasks.empty() && std::atoi(step_tasks.c_str()) > 1 && !env("SLURM_STEP_ID").empty())
+    throw Error(str("Slurm started ", step_tasks, " tasks (this is task ", procid,
+                    ") but MPI sees each as a world of 1: srun did not connect them"))
+        .hint("use srun --mpi=pmix (srun --mpi=list shows the plugins), or mpirun inside the allocation "
+              "(slurm/train.sbatch does either)");
+  if (!env("SLURM_JOB_ID").empty() && g_rank == 0)
+    log::info("slurm job ", env("SLURM_JOB_ID"), env("SLURM_RESTART_COUNT").empty() ? "" : " (restart " + env("SLURM_RESTART_COUNT") + ")",
+              ", ", g_world, " ranks on ", env("SLURM_JOB_NUM_NODES").empty() ? "?" : env("SLURM_JOB_NUM_NODES"),
+              " node(s): ", env("SLURM_JOB_NODELIST"));
 }
 
 void Mpi::finalize() {

@@ -35,6 +35,9 @@ class Mpi {
   static int64_t allreduce_sum(int64_t value);
   // "Open MPI v4.1.4, ..." from MPI_Get_library_version (works without init).
   static std::string library_version();
+
+ private:
+  static void check_launcher();
 };
 
 }  // namespace hs::dist

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -153,6 +154,8 @@ struct Trainer::Impl {
   void save_checkpoint_now(int64_t step);
   void save_final();
   void log_metrics(const nlohmann::ordered_json& j);
+  void check_params_equal(int64_t step);
+  void maybe_inject_failure(int64_t step) const;
 };
 
 Trainer::Trainer(const config::Config& config, dist::Communicator& comm)
@@ -179,11 +182,8 @@ void Trainer::Impl::setup() {
         .hint("use finetune = lora (QLoRA lands with NF4 kernels)");
   packing = data::parse_packing(cfg.get("train.packing"));
 
-  // Device and dtype: one GPU per rank when there is one, else CPU.
-  if (torch::cuda::is_available()) {
-    int64_t n = int64_t(torch::cuda::device_count());
-    device = at::Device(at::kCUDA, at::DeviceIndex(dist::Mpi::local_rank() % n));
-  }
+  // Device and dtype: one GPU per rank when there is one (node-local rank), else CPU.
+  device = dist::rank_device();
   if (device.is_cpu() && std::getenv("OMP_NUM_THREADS") == nullptr) {
     // Ranks on one node share its cores; oversubscribed OpenMP threads spin and crawl.
     int threads =
@@ -510,9 +510,45 @@ void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchP
   r.exact_total = int64_t(agg[1].item<double>());
 }
 
+// Ranks must hold bit-identical parameters. Exact and order-independent: the 32-bit patterns of the fp32
+// master copy summed as integers (once over all, once over every other element, so that swapped values
+// show too), on the device, then compared across ranks over MPI: two int64 per rank.
+void Trainer::Impl::check_params_equal(int64_t step) {
+  const at::Tensor& m = flat->master();
+  HS_CHECK(m.scalar_type() == at::kFloat, "master parameters are float32");
+  at::Tensor bits = m.view(at::kInt);
+  at::Tensor sums = at::stack({bits.sum(at::kLong), bits.slice(0, 0, bits.numel(), 2).sum(at::kLong)}).cpu();
+  std::string mine(reinterpret_cast<const char*>(sums.data_ptr<int64_t>()), 2 * sizeof(int64_t));
+  auto all = dist::Mpi::allgather(mine);
+  std::vector<int> differ;
+  for (size_t r = 1; r < all.size(); ++r)
+    if (all[r] != all[0]) differ.push_back(int(r));
+  if (!differ.empty()) {
+    std::string list;
+    for (int r : differ) list += (list.empty() ? "" : ", ") + std::to_string(r);
+    throw Error(hs::str("parameters differ between ranks after step ", step, ": rank(s) ", list,
+                        " disagree with rank 0"))
+        .hint("a rank computed different gradients or skipped an update (mixed builds or GPUs, or a bug); "
+              "resume from the last checkpoint (--train.resume auto), whose parameters come from rank 0");
+  }
+}
+
+// HSLOTH_FAIL_AT=RANK:STEP makes that rank throw at the start of that (1-based) step: a way to check that a
+// job whose rank fails ends promptly on your cluster (tests use it under mpirun).
+void Trainer::Impl::maybe_inject_failure(int64_t step) const {
+  const char* v = std::getenv("HSLOTH_FAIL_AT");
+  if (!v || !*v) return;
+  int r = -1;
+  long long k = -1;
+  if (std::sscanf(v, "%d:%lld", &r, &k) != 2)
+    throw Error(hs::str("HSLOTH_FAIL_AT='", v, "' is not RANK:STEP")).hint("e.g. HSLOTH_FAIL_AT=1:3");
+  if (r == rank && k == step + 1)
+    throw Error(hs::str("injected failure at step ", step + 1, " (HSLOTH_FAIL_AT=", v, ")"));
+}
+
 int Trainer::Impl::train_loop() {
   const int64_t log_every = cfg.get_int("log.every"), eval_every = cfg.get_int("eval.every"),
-                ckpt_every = cfg.get_int("ckpt.every");
+                ckpt_every = cfg.get_int("ckpt.every"), check_every = cfg.get_int("dist.check_every");
   const double max_norm = cfg.get_real("train.max_grad_norm");
   auto run_eval = [&](int64_t step, const char* when) {
     if (!eval_plan) return;
@@ -553,6 +589,7 @@ int Trainer::Impl::train_loop() {
       save_checkpoint_now(step);
       return kExitInterrupted;
     }
+    maybe_inject_failure(step);
     const int64_t step_trained = plan->step_trained(step);
     flat->zero_grad();
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
@@ -640,6 +677,8 @@ int Trainer::Impl::train_loop() {
       window.reset();
       window_tokens = window_trained = 0;
     }
+    if (world > 1 && check_every > 0 && (done % check_every == 0 || done == total_steps))
+      check_params_equal(done);
     if (eval_every > 0 && done % eval_every == 0 && done != total_steps) run_eval(done, "periodic");
     if (ckpt_every > 0 && done % ckpt_every == 0 && done != total_steps) save_checkpoint_now(done);
   }

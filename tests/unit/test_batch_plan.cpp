@@ -1,6 +1,7 @@
 // BatchPlan properties: every sample exactly once per epoch, capacity respected, best-fit decreasing close
 // to the bin-count lower bound, deterministic for a seed and different across epochs, steps dealt to ranks
-// with balanced tokens, the step's trained-token count equal to the sum over its micro-batches, and the
+// with balanced tokens (micro-batches filled evenly over whole steps when a step takes several; -np 1 with
+// grad_accum 4 runs the same steps as -np 4), the step's trained-token count equal to the sum over its micro-batches, and the
 // shuffle's generator pinned to the value the C++ standard gives for mt19937_64.
 #include <algorithm>
 #include <map>
@@ -168,6 +169,62 @@ TEST(BatchPlan, RanksGetBalancedTokensAndTheStepNormaliserIsGlobal) {
   }
   EXPECT_EQ(all.size(), p.micro_batches().size());
   EXPECT_LT(imbalance / double(spe - 1), 1.05);  // the bound: mean max/mean under 5%
+}
+
+TEST(BatchPlan, SeveralMicroBatchesPerStepFillWholeStepsEvenly) {
+  for (uint64_t seed : {6, 7, 8}) {
+    Data d = random_data(700 + int(seed) * 37, seed, 1500);
+    const int64_t total = std::accumulate(d.lengths.begin(), d.lengths.end(), int64_t(0));
+    PlanOptions o;
+    o.tokens_per_batch = 4096;
+    o.world_size = 4;
+    o.grad_accum = 2;
+    BatchPlan p = BatchPlan::build(d.lengths, d.trained, d.ids, o);
+    const auto& mbs = p.micro_batches();
+    ASSERT_EQ(mbs.size() % 8, 0u);  // whole steps: no short last step
+    std::vector<int> seen(d.lengths.size(), 0);
+    int64_t most = 0, least = INT64_MAX;
+    for (const auto& mb : mbs) {
+      int64_t tok = 0;
+      for (int64_t id : mb.samples) tok += d.lengths[size_t(id)], seen[size_t(id)]++;
+      EXPECT_EQ(tok, mb.tokens);
+      EXPECT_LE(tok, 4096);
+      most = std::max(most, tok);
+      least = std::min(least, tok);
+    }
+    for (int c : seen) EXPECT_EQ(c, 1);
+    EXPECT_LE(int64_t(mbs.size()), ((total + 4095) / 4096 + 8) / 8 * 8 + 8);  // at most a step over the bound
+    EXPECT_LT(double(most) / double(least), 1.10) << "micro-batches of " << least << ".." << most << " tokens";
+    for (int64_t s = 0; s < p.steps_per_epoch(); ++s) {
+      auto t = p.step_tokens_per_rank(s);
+      EXPECT_LT(double(*std::max_element(t.begin(), t.end())) * 4 /
+                    double(std::accumulate(t.begin(), t.end(), int64_t(0))),
+                1.05);
+    }
+  }
+}
+
+TEST(BatchPlan, OneRankWithAccumulationRunsTheStepsOfManyRanks) {
+  Data d = random_data(900, 9, 1200);
+  PlanOptions one, four;
+  one.tokens_per_batch = four.tokens_per_batch = 3000;
+  one.grad_accum = 4;
+  four.world_size = 4;
+  BatchPlan a = BatchPlan::build(d.lengths, d.trained, d.ids, one);
+  BatchPlan b = BatchPlan::build(d.lengths, d.trained, d.ids, four);
+  ASSERT_EQ(a.micro_batches().size(), b.micro_batches().size());
+  for (size_t i = 0; i < a.micro_batches().size(); ++i)
+    EXPECT_EQ(a.micro_batches()[i].samples, b.micro_batches()[i].samples);
+  for (int64_t s = 0; s < 2 * a.steps_per_epoch(); ++s) {
+    auto mine = a.step_batches(s, 0);
+    std::vector<int64_t> theirs;
+    for (int r = 0; r < 4; ++r)
+      for (int64_t m : b.step_batches(s, r)) theirs.push_back(m);
+    std::sort(mine.begin(), mine.end());
+    std::sort(theirs.begin(), theirs.end());
+    EXPECT_EQ(mine, theirs) << "step " << s;
+    EXPECT_EQ(a.step_trained(s), b.step_trained(s));
+  }
 }
 
 TEST(BatchPlan, TooLongSampleNamesTheFix) {
