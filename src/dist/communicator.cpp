@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <cstdlib>
 #include <thread>
 
@@ -157,7 +158,9 @@ class NcclCommunicator final : public Communicator {
     version_ = hs::str(v / 10000, ".", (v % 10000) / 100, ".", v % 100);
   }
   ~NcclCommunicator() override {
-    if (!comm_ || aborted_) return;
+    // Unwinding from an error: a peer may be blocked in a collective, so finalize/destroy could wait forever.
+    // Leave the communicator be; the error handler ends the job with MPI_Abort.
+    if (!comm_ || aborted_ || std::uncaught_exceptions() > 0) return;
     // Finalize flushes outstanding work (bounded wait; errors at shutdown are not worth a throw), then free.
     ncclCommFinalize(comm_);
     ncclResult_t st = ncclInProgress;

@@ -18,7 +18,8 @@ echo "build: $(( $(date +%s) - T0 ))s"
 ./build-gpu/hsloth info | tee "$OUT/info.txt"
 status=0
 if [ "${1:-all}" = dist ]; then
-  python3 tests/cuda/dist_gpu.py build-gpu/hsloth 2>&1 | tee "$OUT/dist_gpu.log" | grep -vE "Writing|Loading" || status=1
+  shift
+  python3 tests/cuda/dist_gpu.py build-gpu/hsloth "$@" 2>&1 | tee "$OUT/dist_gpu.log" | grep -vE "Writing|Loading" || status=1
   echo "gpu_all dist: status $status, $(( $(date +%s) - T0 ))s"
   exit $status
 fi
