@@ -1,12 +1,11 @@
 // `hsloth eval --model M [--adapter A] --data SHARDS [--json]`: token-mean cross-entropy of a model (plus a
 // LoRA adapter, unmerged: PEFT's exact arithmetic) over the trained tokens of a shard set (loss_mask = 1:
-// token t predicted from tokens < t), its perplexity, and the counts. Samples are length-sorted in the
-// shards, so consecutive samples are batched right-padded up to --tokens-per-batch tokens: with causal
-// attention a right pad never changes the real tokens, and pads carry no loss, so the result is exact.
-// Under mpirun the samples are dealt round-robin to the ranks and the sums are combined in rank order.
+// token t predicted from tokens < t), its perplexity, and the counts. Batches are the trainer's own
+// (train/batches.h): a BatchPlan of --tokens-per-batch micro-batches, packed rows (attention never crosses
+// samples) or right-padded rows (pads are never attended to by real tokens and carry no loss), so the
+// result is exact either way and equals the trainer's eval on the same shards.
+// Under mpirun the micro-batches are dealt round-robin to the ranks and the sums are combined in rank order.
 // The shards' tokenizer is checked against the model folder's tokenizer.json when it has one.
-#include <ATen/core/grad_mode.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +18,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "data/batch_plan.h"
 #include "data/shard_index.h"
 #include "dist/mpi_runtime.h"
 #include "io/file.h"
@@ -26,6 +26,7 @@
 #include "lora/lora.h"
 #include "model/model.h"
 #include "model/runtime.h"
+#include "train/batches.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -40,8 +41,9 @@ hs::config::Schema schema() {
   s.path("adapter", "", "LoRA adapter folder (PEFT format)");
   s.path("data", "", "shard folder (manifest.json) or one shard file", true);
   s.flag("json", "print one JSON object {loss, ppl, tokens, samples} on stdout");
-  s.integer("tokens-per-batch", 4096, "padded tokens per forward pass (batch rows x longest sample)", 1,
-            1 << 30);
+  s.integer("tokens-per-batch", 4096,
+            "tokens per forward pass (a packed row, or padded rows x longest sample)", 1, 1 << 30);
+  s.choice("packing", "packed", {"packed", "padded"}, "several samples per row, or one padded sample per row");
   s.integer("max-samples", 0, "evaluate only the first N samples (0 = all)", 0, 9.2e18);
   s.str("device", "auto", "auto, cpu, cuda or cuda:N");
   s.str("dtype", "auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16");
@@ -78,60 +80,25 @@ int run(const hs::config::Config& cfg) {
   int64_t n = index.num_samples();
   if (cfg.get_int("max-samples") > 0) n = std::min<int64_t>(n, cfg.get_int("max-samples"));
   const int rank = Mpi::rank(), world = Mpi::world();
-  std::vector<int64_t> mine;
-  for (int64_t i = rank; i < n; i += world) mine.push_back(i);
-  const int64_t budget = cfg.get_int("tokens-per-batch");
-
-  at::NoGradGuard no_grad;
-  double loss_sum = 0;
-  int64_t count = 0;
-  hs::Progress progress("eval", int64_t(mine.size()), "samples");
-  size_t k = 0;
-  while (k < mine.size()) {
-    // Samples ascend in length within a shard: take consecutive ones while rows x longest fits.
-    std::vector<hs::data::Sample> batch;
-    int64_t longest = 0;
-    while (k < mine.size()) {
-      const int64_t len = index.length(mine[k]);
-      const int64_t l = std::max(longest, len);
-      if (!batch.empty() && l * int64_t(batch.size() + 1) > budget) break;
-      hc.check_sequence_length(len, hs::str(cfg.get("data"), ": sample ", mine[k]));
-      batch.push_back(index.read_sample(mine[k]));
-      longest = l;
-      ++k;
-    }
-    const int64_t B = int64_t(batch.size());
-    at::Tensor ids = at::zeros({B, longest}, at::kLong);
-    at::Tensor mask = at::zeros({B, longest}, at::kByte);
-    for (int64_t b = 0; b < B; ++b) {
-      const auto& s = batch[size_t(b)];
-      const int64_t len = int64_t(s.ids.size());
-      ids[b].slice(0, 0, len).copy_(at::tensor(std::vector<int64_t>(s.ids.begin(), s.ids.end()), at::kLong));
-      std::memcpy(mask[b].data_ptr<uint8_t>(), s.mask.data(), size_t(len));
-    }
-    hs::model::Inputs in;
-    in.input_ids = ids;
-    hs::model::ops::LossSum l = model.loss(in, mask);
-    loss_sum += l.sum.item<double>();
-    count += l.count;
-    progress.update(int64_t(k));
+  std::vector<int64_t> ids(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    hc.check_sequence_length(index.length(i), hs::str(cfg.get("data"), ": sample ", i));
+    ids[size_t(i)] = i;
   }
+  hs::data::PlanOptions po;
+  po.tokens_per_batch = cfg.get_int("tokens-per-batch");
+  po.packing = hs::data::parse_packing(cfg.get("packing"));
+  po.shuffle = false;
+  hs::data::BatchPlan plan = hs::data::BatchPlan::build(index.lengths(), index.trained(), ids, po);
+
+  const int64_t mine = (int64_t(plan.micro_batches().size()) - rank + world - 1) / world;
+  hs::Progress progress("eval", mine, "batches");
+  model.set_training(false);
+  hs::train::LossTotals totals = hs::train::sum_over_ranks(hs::train::eval_loss(
+      model, index, plan, device, rank, world, [&](int64_t done, int64_t) { progress.update(done); }));
   progress.finish();
-
-  // Combine over ranks in rank order (deterministic).
-  std::string mine_bytes(sizeof(double) + sizeof(int64_t), '\0');
-  std::memcpy(mine_bytes.data(), &loss_sum, sizeof(double));
-  std::memcpy(mine_bytes.data() + sizeof(double), &count, sizeof(int64_t));
-  double total_sum = 0;
-  int64_t total_count = 0;
-  for (const std::string& b : Mpi::allgather(mine_bytes)) {
-    double s;
-    int64_t c;
-    std::memcpy(&s, b.data(), sizeof(double));
-    std::memcpy(&c, b.data() + sizeof(double), sizeof(int64_t));
-    total_sum += s;
-    total_count += c;
-  }
+  const double total_sum = totals.sum;
+  const int64_t total_count = totals.tokens;
   if (total_count == 0)
     throw hs::Error("no trained tokens (loss_mask = 1) in the evaluated samples")
         .at(cfg.get("data"))

@@ -17,6 +17,7 @@
 #include "core/timer.h"
 #include "io/file.h"
 #include "io/hf_config.h"
+#include "io/hf_folder.h"
 #include "io/safetensors.h"
 #include "lora/lora.h"
 #include "model/registry.h"
@@ -24,18 +25,6 @@
 
 namespace {
 namespace fs = std::filesystem;
-
-// Files of a model folder that describe the model or its tokenizer; copied as they are.
-const char* const kCopied[] = {"generation_config.json",
-                               "tokenizer.json",
-                               "tokenizer_config.json",
-                               "special_tokens_map.json",
-                               "tokenizer.model",
-                               "vocab.json",
-                               "merges.txt",
-                               "added_tokens.json",
-                               "chat_template.jinja",
-                               "chat_template.json"};
 
 hs::config::Schema schema() {
   hs::config::Schema s("merge", "--model DIR --adapter DIR --out DIR [--dtype auto] [--max-shard-size 5GB]",
@@ -171,23 +160,8 @@ int run(const hs::config::Config& cfg) {
   std::vector<std::string> written = writer.finish();
 
   // config.json as given (its torch_dtype/dtype updated when the dtype changed); the rest copied.
-  std::string config_text = hs::io::read_file((fs::path(model_dir) / "config.json").string());
-  if (!keep_dtype) {
-    auto j = nlohmann::ordered_json::parse(config_text);
-    const char* name = hs::model::scalar_type_name(out_type);
-    for (const char* key : {"torch_dtype", "dtype"})
-      if (j.contains(key)) j[key] = name;
-    if (!j.contains("torch_dtype") && !j.contains("dtype")) j["torch_dtype"] = name;
-    config_text = j.dump(2) + "\n";
-  }
-  hs::io::write_file_atomic((fs::path(out_dir) / "config.json").string(), config_text);
-  int copied = 0;
-  for (const char* f : kCopied) {
-    fs::path src = fs::path(model_dir) / f;
-    if (!fs::exists(src, ec)) continue;
-    hs::io::write_file_atomic((fs::path(out_dir) / f).string(), hs::io::read_file(src.string()));
-    ++copied;
-  }
+  const int copied =
+      hs::io::write_hf_side_files(model_dir, out_dir, keep_dtype ? "" : hs::model::scalar_type_name(out_type));
   if (!fs::exists(fs::path(model_dir) / "tokenizer.json", ec))
     hs::log::warn("the base model folder has no tokenizer.json; the merged folder has none either");
   hs::log::info("merged ", adapter.num_modules(), " LoRA modules (r=", adapter.config().r,

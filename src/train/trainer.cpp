@@ -26,11 +26,13 @@
 #include "dist/communicator.h"
 #include "dist/mpi_runtime.h"
 #include "io/file.h"
+#include "io/hf_folder.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "lora/lora.h"
 #include "model/model.h"
 #include "train/adamw.h"
+#include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
 #include "train/grad_ckpt.h"
@@ -63,39 +65,6 @@ double peak_memory(const at::Device& device) {
   }
 #endif
   return peak_host_memory();
-}
-
-struct Batch {
-  model::Inputs inputs;
-  at::Tensor mask;
-};
-
-// One micro-batch from the shards: a packed row (cu_seqlens, positions restart per sample) or padded rows
-// (pads after the sample, never attended to by real tokens under causal attention, never targets).
-Batch collate(const data::ShardIndex& data, const data::MicroBatch& mb, data::Packing packing) {
-  Batch b;
-  const int64_t rows = packing == data::Packing::packed ? 1 : mb.rows;
-  const int64_t len = packing == data::Packing::packed ? mb.tokens : mb.row_len;
-  at::Tensor ids = at::zeros({rows, len}, at::kLong), mask = at::zeros({rows, len}, at::kByte);
-  at::Tensor cu = at::zeros({int64_t(mb.samples.size()) + 1}, at::kLong);
-  int64_t* ip = ids.data_ptr<int64_t>();
-  uint8_t* mp = mask.data_ptr<uint8_t>();
-  int64_t* cp = cu.data_ptr<int64_t>();
-  int64_t pos = 0;
-  for (size_t i = 0; i < mb.samples.size(); ++i) {
-    data::Sample s = data.read_sample(mb.samples[i]);
-    if (packing == data::Packing::padded) pos = int64_t(i) * len;
-    for (size_t t = 0; t < s.ids.size(); ++t) {
-      ip[pos + int64_t(t)] = s.ids[t];
-      mp[pos + int64_t(t)] = s.mask[t];
-    }
-    pos += int64_t(s.ids.size());
-    cp[i + 1] = pos;
-  }
-  b.inputs.input_ids = ids;
-  if (packing == data::Packing::packed) b.inputs.cu_seqlens = cu;
-  b.mask = mask;
-  return b;
 }
 
 std::string join_path(const std::string& a, const std::string& b) {
@@ -433,39 +402,23 @@ void Trainer::Impl::save_final() {
       specs.push_back({nt.name, dt, host.back().sizes().vec()});
     }
     io::make_dirs(dir);
-    io::ShardedWriter writer(dir, specs, size_t(5) << 30);
+    io::ShardedWriter writer(dir, specs, size_t(5) << 30, {{"format", "pt"}});
     for (size_t i = 0; i < specs.size(); ++i)
       writer.put(specs[i].name, host[i].data_ptr(), size_t(host[i].nbytes()));
     writer.finish();
-    const std::string src = cfg.get("model.path");
-    for (const char* f : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                          "special_tokens_map.json", "tokenizer.model", "chat_template.jinja"})
-      if (io::exists(join_path(src, f)))
-        io::write_file_atomic(join_path(dir, f), io::read_file(join_path(src, f)));
+    io::write_hf_side_files(cfg.get("model.path"), dir, dtype == at::kBFloat16 ? "bfloat16" : "float32");
     log::info("full model (HF folder) -> ", dir);
   }
 }
 
 EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::BatchPlan& ep) {
   model->set_training(false);
-  at::NoGradGuard no_grad;
-  double sum = 0;
-  int64_t count = 0, samples = 0;
-  const auto& mbs = ep.micro_batches();
-  for (size_t i = size_t(rank); i < mbs.size(); i += size_t(world)) {
-    Batch b = collate(data, mbs[i], packing);
-    b.inputs.input_ids = b.inputs.input_ids.to(device);
-    auto ls = model->loss(b.inputs, b.mask);
-    sum += ls.sum.item<double>();
-    count += ls.count;
-    samples += int64_t(mbs[i].samples.size());
-  }
-  at::Tensor agg = at::tensor({sum, double(count), double(samples)}, at::kDouble);
-  comm.all_reduce_sum(agg);
+  at::NoGradGuard no_grad;  // also for exact-match's decoding
+  LossTotals t = sum_over_ranks(eval_loss(*model, data, ep, device, rank, world));
   EvalResult r;
-  r.tokens = int64_t(agg[1].item<double>());
-  r.samples = int64_t(agg[2].item<double>());
-  r.loss = r.tokens > 0 ? agg[0].item<double>() / double(r.tokens) : 0;
+  r.tokens = t.tokens;
+  r.samples = t.samples;
+  r.loss = r.tokens > 0 ? t.sum / double(r.tokens) : 0;
   if (cfg.get_bool("eval.exact_match")) exact_match(data, ep, r);
   model->set_training(true);
   return r;
