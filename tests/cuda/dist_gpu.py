@@ -9,6 +9,8 @@ Data: ShareGPT ×4 + Alpaca (../shared/data/datasets/{sharegpt_500,alpaca_tiny}.
    loss within 2% relative (bf16, as the issue's GPU bound for HF parity), and the run's own parameter
    checksum (dist.check_every) proves the ranks stayed identical.
 3. Failure: with rank 1 throwing at step 3 (HSLOTH_FAIL_AT) the job ends non-zero within 30 s.
+4. Out of memory: a micro-batch far too large for the GPU ends the run with exit 1 and a message naming the
+   settings to lower (train.tokens_per_batch, train.grad_ckpt).
 usage: dist_gpu.py HSLOTH_BIN [--failure-only]   (writes $OUT/dist_gpu.json when $OUT is set; exit 77 with fewer than 2 GPUs)
 """
 import json
@@ -141,6 +143,17 @@ def main():
         results["failure"] = {"exit": r.returncode, "seconds": secs}
         check(r.returncode != 0 and secs < 30 and "injected failure at step 3" in log,
               f"-np 2 with rank 1 failing at step 3: exit {r.returncode} after {secs:.1f}s with its message")
+
+        # 4. out of GPU memory: one 311k-token micro-batch cannot fit; the error says which setting to lower
+        r, secs = run(["train", "--model.path", f"{d}/model", "--data.train", f"{d}/shards", "--run.dir",
+                       f"{d}/oom", "--train.tokens_per_batch", 400000, "--train.max_steps", 2], timeout=300)
+        log = r.stdout + r.stderr
+        results["oom"] = {"exit": r.returncode, "seconds": secs,
+                          "message": [x for x in log.splitlines() if "out of GPU memory" in x][:1]}
+        check(r.returncode == 1 and "out of GPU memory" in log and "lower train.tokens_per_batch" in log,
+              f"OOM: exit {r.returncode} after {secs:.1f}s, names train.tokens_per_batch / train.grad_ckpt")
+        if r.returncode != 1:
+            print(log[-3000:])
     finally:
         shutil.rmtree(d, ignore_errors=True)
     out = os.environ.get("OUT")
