@@ -3,7 +3,7 @@
 # every step checks first and is skipped when already done, so a re-run with nothing changed takes seconds.
 #
 #   bash launch/setup.sh              # system packages, .venv with torch (LibTorch), Release build in ./build
-#   bash launch/setup.sh --test-deps  # also the Python test oracles (transformers, tokenizers, peft, h5py, ...)
+#   bash launch/setup.sh --test-deps  # also the test oracles (transformers, tokenizers, peft, h5py, ...) and Slurm
 #
 # Environment: HS_BUILD_DIR (default build), HS_JOBS (default: nproc), HS_CMAKE_ARGS (extra configure flags,
 # e.g. "-DHS_CUDA=OFF"), TORCH_VERSION (default 2.11.0, the version on the GPU machines).
@@ -28,6 +28,8 @@ T0=$(date +%s)
 PKGS=(build-essential cmake ninja-build ccache git pkg-config python3 python3-venv python3-pip
       libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libboost-program-options-dev libgtest-dev
       nlohmann-json3-dev zlib1g-dev)
+# The Slurm test (tests/slurm) starts a private single-node Slurm: its daemons and munge.
+[ "$TEST_DEPS" = 1 ] && PKGS+=(slurm-wlm munge)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
