@@ -22,7 +22,7 @@ if [ "$LAUNCHER" = auto ]; then
   if srun --mpi=list 2>&1 | grep -qw pmix; then LAUNCHER=srun; else LAUNCHER=mpirun; fi
 fi
 case "$LAUNCHER" in
-  srun) cmd=(srun --mpi=pmix --kill-on-bad-exit=1 "$HSLOTH") ;;
+  srun) cmd=(srun --mpi=pmix "$HSLOTH") ;;  # a failing rank ends the step itself (MPI_Abort)
   mpirun) cmd=(mpirun --bind-to none -x PATH -x LD_LIBRARY_PATH "$HSLOTH") ;;
   *) echo "hsloth: HS_LAUNCHER must be auto, srun or mpirun (got '$LAUNCHER')" >&2; exit 2 ;;
 esac
@@ -46,6 +46,7 @@ if [ "$rc" -eq 75 ]; then
     [ -z "$(squeue -h -s -j "$SLURM_JOB_ID" -o %i 2>/dev/null | grep -v -e batch -e extern)" ] && break
     sleep 0.5
   done
+  sleep 3
   scontrol requeue "$SLURM_JOB_ID"
   exit 0
 fi

@@ -235,12 +235,18 @@ def main():
         while time.time() - t0 < 120 and not any(m.get("step", 0) >= 3 and "loss" in m for m in metrics(run_dir)):
             time.sleep(0.1)
         sh("scancel", "--batch", "--signal=USR1", jid, env=slurm.env)
-        # The requeued job waits for its begin time; the test does not need to wait for it.
         t0 = time.time()
         while time.time() - t0 < 120 and slurm.job(jid).get("Restarts", "0") == "0":
             time.sleep(0.2)
         j = slurm.job(jid)
         check(j.get("Restarts") == "1", f"job {jid} requeued after the signal (Restarts={j.get('Restarts')})")
+        # Slurm holds a requeued job back for a while (its begin time); let the killed batch step finish on the
+        # node (slurmd refuses to relaunch a job it is still killing), then let it start now.
+        t0 = time.time()
+        while time.time() - t0 < 60 and slurm.job(jid).get("JobState") != "PENDING":
+            time.sleep(0.2)
+        print(f"     requeued: {slurm.job(jid).get('JobState')}, begin time {slurm.job(jid).get('StartTime')}")
+        time.sleep(5)
         sh("scontrol", "update", f"JobId={jid}", "StartTime=now", env=slurm.env, check_rc=False)
         j = slurm.wait(jid, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, timeout=300)
         log = open(out).read() if os.path.exists(out) else ""
