@@ -35,6 +35,9 @@ const Schema& train_schema() {
     s.real("train.eps", 1e-8, "AdamW epsilon", 0, 1);
     s.integer("train.seed", 42, "seed for LoRA init, dropout and batch order");
     s.choice("train.packing", "packed", {"packed", "padded"}, "several samples per row (attention never crosses them) or one padded sample per row");
+    s.choice("train.grad_sum", "auto", {"auto", "fp64", "fp32"},
+             "dtype in which gradients are summed over micro-batches and ranks: fp64 makes the step's gradient "
+             "the same for any split over grad_accum and ranks (auto: fp64 up to 256M trainable parameters)");
     s.choice("train.grad_ckpt", "off", {"off", "on", "offload"}, "gradient checkpointing per decoder layer (offload: activations to host memory)");
     s.str("train.resume", "off", "off | auto (newest valid checkpoint in run.dir) | PATH to a checkpoint folder");
     s.integer("eval.every", 0, "evaluate every N steps (0: before training and at the end only)", 0);

@@ -105,6 +105,7 @@ struct Trainer::Impl {
   std::optional<data::BatchPlan> plan, eval_plan;
   std::unique_ptr<FlatParams> flat;
   std::unique_ptr<AdamW> opt;
+  at::Tensor grad_sum;  // fp64 sum of the step's gradients (train.grad_sum), or undefined
   LrSchedule sched;
   int64_t total_steps = 0, start_step = 0;
   double flops_per_token = 0, peak = 0;
@@ -221,6 +222,11 @@ void Trainer::Impl::setup() {
   AdamWConfig ac{cfg.get_real("train.beta1"), cfg.get_real("train.beta2"), cfg.get_real("train.eps"),
                  cfg.get_real("train.weight_decay")};
   opt = std::make_unique<AdamW>(flat->master(), ac);
+  // Gradient sums in fp64: fp32 sums depend on their order, which changes with grad_accum and world size;
+  // in fp64 the order matters ~1e-16, so -np 4 and -np 1 x grad_accum 4 agree to fp32 rounding.
+  const std::string gs = cfg.get("train.grad_sum");
+  if (gs == "fp64" || (gs == "auto" && flat->numel() <= (int64_t(1) << 28)))
+    grad_sum = at::zeros({flat->numel()}, at::TensorOptions().dtype(at::kDouble).device(device));
 
   setup_data(tokenizer_sha);
 
@@ -545,6 +551,7 @@ int Trainer::Impl::train_loop() {
     maybe_inject_failure(step);
     const int64_t step_trained = plan->step_trained(step);
     flat->zero_grad();
+    if (grad_sum.defined()) grad_sum.zero_();
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
     int64_t counted = 0;
     for (int64_t m : plan->step_batches(step, rank)) {
@@ -561,9 +568,19 @@ int Trainer::Impl::train_loop() {
       clear_checkpoint_calls();
       loss_sum += ls.sum.detach().to(at::kDouble);
       counted += ls.count;
+      if (grad_sum.defined()) {  // each micro-batch's fp32 gradient goes into the fp64 sum
+        flat->gather_grads();
+        grad_sum.add_(flat->grad());
+        flat->zero_grad();
+      }
     }
-    flat->gather_grads();
-    comm.all_reduce_sum(flat->grad());
+    if (grad_sum.defined()) {
+      comm.all_reduce_sum(grad_sum);
+      flat->grad().copy_(grad_sum);  // rounded to fp32 once
+    } else {
+      flat->gather_grads();
+      comm.all_reduce_sum(flat->grad());
+    }
     at::Tensor stats = at::stack({loss_sum.to(at::kCPU), at::scalar_tensor(double(counted), at::kDouble)});
     comm.all_reduce_sum(stats);
     const double loss = stats[0].item<double>() / std::max(1.0, stats[1].item<double>());
