@@ -3,8 +3,11 @@ BPE tokenizer trained on it (HF `tokenizers`), written as the files users bring:
 `hsloth prep`, and tokenizer.json + tokenizer_config.json for the model folder, whose chat template is
 Qwen2.5's ChatML (default system message included), so `hsloth prep --template chatml` renders it exactly.
 
-The task has a skill a tiny model can learn in minutes and that is measured exactly: the answer to each
-prompt is a deterministic function of it (add two numbers, reverse a word, sort three letters, ...).
+The task has a skill a tiny model can learn in minutes and that is measured exactly: each prompt hides one
+key (an animal, a country or an adjective) among 2-4 random filler words and asks for its fact (the
+animal's sound, the country's capital, the adjective's opposite: 30 facts in all). Eval prompts never
+appear in train, so exact-match on them measures the skill (find the key, recall its fact), not memorised
+prompts.
 
   python launch/demo/make_demo.py OUT_DIR [--train 4000] [--eval 200] [--seed 1234] [--model]
 
@@ -17,8 +20,22 @@ import json
 import os
 import random
 
-WORDS = ("apple river stone cloud tiger piano lemon candle forest rocket silver garden window marble "
-         "orange dragon castle planet butter mirror pencil socket violet wizard yellow zebra").split()
+# Filler words, and three small tables of facts: the prompt hides one key among fillers; the answer is the
+# key's fact.
+WORDS = ("apple river stone cloud tiger piano lemon candle forest rocket silver garden window marble orange "
+         "dragon castle planet butter mirror pencil socket violet wizard yellow zebra anchor basket cactus "
+         "donkey engine falcon guitar hammer island jacket kettle ladder magnet needle").split()
+TABLES = {
+    "Sound of the animal in": {"cow": "moo", "dog": "woof", "cat": "meow", "duck": "quack", "sheep": "baa",
+                               "lion": "roar", "owl": "hoot", "snake": "hiss", "bee": "buzz", "frog": "croak"},
+    "Capital of the country in": {"france": "paris", "japan": "tokyo", "italy": "rome", "egypt": "cairo",
+                                  "peru": "lima", "kenya": "nairobi", "spain": "madrid", "chile": "santiago",
+                                  "india": "delhi", "norway": "oslo"},
+    "Opposite of the adjective in": {"hot": "cold", "big": "small", "fast": "slow", "happy": "sad",
+                                     "light": "dark", "early": "late", "full": "empty", "hard": "soft",
+                                     "loud": "quiet", "rich": "poor"},
+}
+
 CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
           "{{ '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
           "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
@@ -26,18 +43,14 @@ CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role']
 
 
 def make_example(rng):
-    kind = rng.randrange(4)
-    if kind == 0:
-        a, b = rng.randrange(100), rng.randrange(100)
-        return f"What is {a} plus {b}?", str(a + b)
-    if kind == 1:
-        w = rng.choice(WORDS)
-        return f"Reverse the word {w}.", w[::-1]
-    if kind == 2:
-        letters = rng.sample("abcdefghijklmnopqrstuvwxyz", 3)
-        return f"Sort the letters {' '.join(letters)}.", " ".join(sorted(letters))
-    w = rng.choice(WORDS)
-    return f"How many letters are in {w}?", str(len(w))
+    """One key (an animal, a country or an adjective) hidden at a random place among 2-4 filler words, and
+    the question for its table; the answer is the key's fact. Each prompt (which fillers, in which order,
+    where the key sits) is new, so answering held-out prompts needs the skill: find the key, recall its fact."""
+    question = rng.choice(sorted(TABLES))
+    key, answer = rng.choice(sorted(TABLES[question].items()))
+    words = rng.sample(WORDS, rng.randrange(2, 5))
+    words.insert(rng.randrange(len(words) + 1), key)
+    return f"{question}: {' '.join(words)}", answer
 
 
 def write_tiny_llama(folder, vocab, seed):
