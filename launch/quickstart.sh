@@ -12,13 +12,14 @@
 # after training. Outputs: OUT_DIR/run (metrics.jsonl, TensorBoard, checkpoints, final model).
 #
 # Environment: HSLOTH (the binary; default build/hsloth), HS_SKIP_SETUP=1 (skip launch/setup.sh),
-# HS_NP (ranks; default: the number of GPUs, else 2).
+# HS_PYTHON (default .venv/bin/python), HS_NP (ranks; default: the number of GPUs, else 2).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 OUT=${1:-runs/demo}
 T0=$(date +%s)
 [ "${HS_SKIP_SETUP:-0}" = 1 ] || bash launch/setup.sh
-PY=.venv/bin/python
+PY=${HS_PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || PY=python3  # with HS_SKIP_SETUP=1 on a machine set up otherwise
 H=${HSLOTH:-${HS_BUILD_DIR:-build}/hsloth}
 "$PY" -c 'import tokenizers' 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check "tokenizers==0.23.3"
 T1=$(date +%s)
