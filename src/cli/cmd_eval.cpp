@@ -6,6 +6,7 @@
 // result is exact either way and equals the trainer's eval on the same shards.
 // Under mpirun the micro-batches are dealt round-robin to the ranks and the sums are combined in rank order.
 // The shards' tokenizer is checked against the model folder's tokenizer.json when it has one.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -42,7 +43,9 @@ hs::config::Schema schema() {
   s.path("data", "", "shard folder (manifest.json) or one shard file", true);
   s.flag("json", "print one JSON object {loss, ppl, tokens, samples} on stdout");
   s.integer("tokens-per-batch", 4096,
-            "tokens per forward pass (a packed row, or padded rows x longest sample)", 1, 1 << 30);
+            "tokens per forward pass (a packed row, or padded rows x longest sample; a longer sample gets a "
+            "pass of its own)",
+            1, 1 << 30);
   s.choice("packing", "packed", {"packed", "padded"}, "several samples per row, or one padded sample per row");
   s.integer("max-samples", 0, "evaluate only the first N samples (0 = all)", 0, 9.2e18);
   s.str("device", "auto", "auto, cpu, cuda or cuda:N");
@@ -81,12 +84,15 @@ int run(const hs::config::Config& cfg) {
   if (cfg.get_int("max-samples") > 0) n = std::min<int64_t>(n, cfg.get_int("max-samples"));
   const int rank = Mpi::rank(), world = Mpi::world();
   std::vector<int64_t> ids(static_cast<size_t>(n));
+  int64_t longest = 0;
   for (int64_t i = 0; i < n; ++i) {
     hc.check_sequence_length(index.length(i), hs::str(cfg.get("data"), ": sample ", i));
+    longest = std::max<int64_t>(longest, index.length(i));
     ids[size_t(i)] = i;
   }
   hs::data::PlanOptions po;
-  po.tokens_per_batch = cfg.get_int("tokens-per-batch");
+  // A sample longer than the budget is evaluated in a batch of its own size.
+  po.tokens_per_batch = std::max(cfg.get_int("tokens-per-batch"), longest);
   po.packing = hs::data::parse_packing(cfg.get("packing"));
   po.shuffle = false;
   hs::data::BatchPlan plan = hs::data::BatchPlan::build(index.lengths(), index.trained(), ids, po);
