@@ -164,6 +164,11 @@ def test_eval(tmp, base, adir, merged, pm):
     check("perplexity == exp(loss)", res["ppl"], math.exp(ref_loss))
     r = hsloth("eval", "--model", merged, "--data", shards, "--json", "--max-samples", n)
     check("eval loss (merged folder) == transformers + PEFT", json.loads(r.stdout)["loss"], ref_loss)
+    # padded rows, and a budget below every sample's length (each then gets a pass of its own)
+    r = hsloth("eval", "--model", merged, "--data", shards, "--json", "--max-samples", n, "--packing", "padded",
+               "--tokens-per-batch", 16)
+    check("eval loss, padded, budget below every sample == transformers + PEFT", json.loads(r.stdout)["loss"],
+          ref_loss)
     mpi = shutil.which("mpiexec")
     if mpi:
         env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
