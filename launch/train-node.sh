@@ -2,27 +2,41 @@
 # One node: one hsloth rank per GPU through mpirun (NCCL all-reduce between them); on a machine without
 # GPUs, HS_NP ranks (default 2) train on the CPU over MPI.
 #
-#   bash launch/train-node.sh --config run.ini [--section.key value ...]
+#   bash launch/train-node.sh --config run.ini [--section.key value ...]     # all args go to `hsloth train`
+#   HS_NP=4 bash launch/train-node.sh --config run.ini                       # 4 ranks
 #
-# Environment: HS_NP (ranks; default = GPUs seen by nvidia-smi, or the entries of CUDA_VISIBLE_DEVICES),
-# HSLOTH (binary; default build/hsloth), HS_MPIRUN_ARGS (extra mpirun arguments).
+# Relative paths (the config and the paths in it) are relative to where you run this, as with hsloth itself.
+# Environment: HS_NP (ranks; default = the GPUs in CUDA_VISIBLE_DEVICES if set, else those nvidia-smi lists,
+# else 2 on the CPU), HSLOTH (binary; default build/hsloth of this checkout, else hsloth on PATH),
+# HS_MPIRUN_ARGS (extra mpirun arguments). As root (containers), Open MPI's root check is switched off.
 #
-# Binding: --bind-to none lets each rank's data-loading and LibTorch threads use the cores of its socket;
-# ranks pick their GPU from their node-local rank (CUDA_VISIBLE_DEVICES restricts which GPUs are used).
-# NCCL environment worth knowing (exported to every rank with -x by this script when set):
-#   NCCL_DEBUG=WARN|INFO      why NCCL chose a transport, and errors in words
-#   NCCL_P2P_LEVEL=NVL        insist on NVLink between GPUs of the node (fail instead of falling back to PCIe)
-#   NCCL_SOCKET_IFNAME=eth0   the interface for bootstrap/socket traffic (multi-node)
-#   NCCL_IB_HCA=mlx5          the InfiniBand adapters to use (multi-node)
+# Binding: --bind-to none lets each rank's data-loading and LibTorch threads use any core (hsloth divides the
+# cores among the ranks of a node when it trains on the CPU). On a two-socket 8-GPU node, keeping each rank on
+# its GPU's socket can help: HS_MPIRUN_ARGS="--map-by ppr:4:socket --bind-to socket" (check `nvidia-smi topo
+# -m` for which GPUs hang off which socket). Ranks pick their GPU from their node-local rank; to use only
+# some GPUs, set CUDA_VISIBLE_DEVICES=0,1 (then 2 ranks).
+#
+# NCCL environment worth knowing (passed to every rank):
+#   NCCL_DEBUG=WARN|INFO      errors in words; INFO also shows the transport NCCL chose (P2P/NVL, SHM, NET)
+#   NCCL_P2P_LEVEL=NVL        use GPU peer-to-peer only over NVLink (PCIe P2P can be slow or broken on some boards)
+#   NCCL_P2P_DISABLE=1        no peer-to-peer at all (through host memory): a workaround for hangs in P2P
+#   NCCL_SOCKET_IFNAME=eth0   the interface for bootstrap/socket traffic (matters with many interfaces)
+#   NCCL_IB_HCA=mlx5          the InfiniBand adapters to use (multi-node; see launch/train-multinode.sh)
 #   HSLOTH_NCCL_TIMEOUT=600   seconds a collective may take before the rank reports a lost peer and the job ends
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-H=${HSLOTH:-build/hsloth}
-[ -x "$H" ] || { echo "train-node.sh: $H not found: run bash launch/setup.sh (or set HSLOTH=...)" >&2; exit 1; }
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -z "${HSLOTH:-}" ]; then
+  if [ -x "$ROOT/build/hsloth" ]; then HSLOTH=$ROOT/build/hsloth; else HSLOTH=$(command -v hsloth || true); fi
+fi
+if [ -z "$HSLOTH" ] || [ ! -x "$HSLOTH" ]; then
+  echo "train-node.sh: hsloth not found (${HSLOTH:-no $ROOT/build/hsloth}): run bash launch/setup.sh, or set HSLOTH=..." >&2
+  exit 1
+fi
 if [ -n "${HS_NP:-}" ]; then
   NP=$HS_NP
-elif [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
-  NP=$(echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .)
+elif [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then  # set: exactly these GPUs (empty: none, so the CPU)
+  NP=$(echo "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c '[0-9A-Za-z]' || true)
+  [ "$NP" -gt 0 ] || NP=2
 else
   NP=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   [ "${NP:-0}" -gt 0 ] || NP=2
@@ -30,9 +44,10 @@ fi
 [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 ARGS=(-np "$NP" --bind-to none)
 [ "$(nproc)" -lt "$NP" ] && ARGS+=(--oversubscribe)
-for v in NCCL_DEBUG NCCL_P2P_LEVEL NCCL_SOCKET_IFNAME NCCL_IB_HCA HSLOTH_NCCL_TIMEOUT CUDA_VISIBLE_DEVICES LD_LIBRARY_PATH; do
-  [ -n "${!v:-}" ] && ARGS+=(-x "$v")
+for v in NCCL_DEBUG NCCL_P2P_LEVEL NCCL_P2P_DISABLE NCCL_SOCKET_IFNAME NCCL_IB_HCA HSLOTH_NCCL_TIMEOUT CUDA_VISIBLE_DEVICES; do
+  [ -n "${!v+set}" ] && ARGS+=(-x "$v")
 done
-# shellcheck disable=SC2086
+echo "train-node.sh: $NP rank(s) on $(hostname -s)"
 set -x
-exec mpirun "${ARGS[@]}" ${HS_MPIRUN_ARGS:-} "$H" train "$@"
+# shellcheck disable=SC2086
+exec mpirun "${ARGS[@]}" ${HS_MPIRUN_ARGS:-} "$HSLOTH" train "$@"
