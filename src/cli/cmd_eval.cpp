@@ -97,8 +97,7 @@ int run(const hs::config::Config& cfg) {
   po.shuffle = false;
   hs::data::BatchPlan plan = hs::data::BatchPlan::build(index.lengths(), index.trained(), ids, po);
 
-  const int64_t mine = (int64_t(plan.micro_batches().size()) - rank + world - 1) / world;
-  hs::Progress progress("eval", mine, "batches");
+  hs::Progress progress("eval", hs::train::rank_share(plan, rank, world), "batches");
   model.set_training(false);
   hs::train::LossTotals totals = hs::train::sum_over_ranks(hs::train::eval_loss(
       model, index, plan, device, rank, world, [&](int64_t done, int64_t) { progress.update(done); }));

@@ -22,7 +22,6 @@
 #endif
 
 #include "core/error.h"
-#include "core/log.h"
 #include "dist/mpi_runtime.h"
 
 namespace hs::dist {

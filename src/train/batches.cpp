@@ -36,13 +36,17 @@ Batch collate(const data::ShardIndex& data, const data::MicroBatch& mb, data::Pa
   return b;
 }
 
+int64_t rank_share(const data::BatchPlan& plan, int rank, int world) {
+  return (int64_t(plan.micro_batches().size()) - rank + world - 1) / world;
+}
+
 LossTotals eval_loss(model::Model& model, const data::ShardIndex& data, const data::BatchPlan& plan,
                      const at::Device& device, int rank, int world,
                      const std::function<void(int64_t, int64_t)>& on_batch) {
   at::NoGradGuard no_grad;
   LossTotals t;
   const auto& mbs = plan.micro_batches();
-  const int64_t mine = (int64_t(mbs.size()) - rank + world - 1) / world;
+  const int64_t mine = rank_share(plan, rank, world);
   int64_t done = 0;
   for (size_t i = size_t(rank); i < mbs.size(); i += size_t(world)) {
     Batch b = collate(data, mbs[i], plan.options().packing);

@@ -28,6 +28,8 @@ struct LossTotals {
   double sum = 0;  // summed token cross-entropy
   int64_t tokens = 0, samples = 0;
 };
+// How many of `plan`'s micro-batches `rank` runs in eval_loss (every world-th, starting at rank).
+int64_t rank_share(const data::BatchPlan& plan, int rank, int world);
 // `on_batch(done, total)` reports progress (micro-batches of this rank); may be empty.
 LossTotals eval_loss(model::Model& model, const data::ShardIndex& data, const data::BatchPlan& plan,
                      const at::Device& device, int rank, int world,

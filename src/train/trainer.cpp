@@ -15,7 +15,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
-#include <torch/cuda.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
