@@ -18,9 +18,11 @@ Trained from scratch with configs/demo.ini it goes from 0% to 100% exact-match o
 about 100 steps (2 layers suffice for this task and take half the time per step of 4).
 """
 import argparse
+import array
 import json
 import os
 import random
+import sys
 
 # Filler words, and three small tables of facts: the prompt hides one key among fillers; the answer is the
 # key's fact.
@@ -80,7 +82,9 @@ def write_tiny_llama(folder, vocab, seed):
     for name in sorted(tensors):
         shape = tensors[name]
         t = torch.ones(shape) if name.endswith("norm.weight") else torch.randn(shape, generator=g) * 0.02
-        b = t.contiguous().numpy().tobytes()
+        # No numpy: setup.sh installs only torch, and torch's wheel does not depend on numpy.
+        assert sys.byteorder == "little", "safetensors is little-endian"
+        b = array.array("f", t.flatten().tolist()).tobytes()
         header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)

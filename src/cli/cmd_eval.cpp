@@ -38,16 +38,19 @@ hs::config::Schema schema() {
       "Loss (token-mean cross-entropy over the trained tokens), perplexity and token count\n"
       "of a model, optionally with a LoRA adapter, on a shard folder made by `hsloth prep`.\n"
       "Runs under mpirun too (samples split over ranks).");
-  s.path("model", "", "model folder (config.json + safetensors)", true);
-  s.path("adapter", "", "LoRA adapter folder (PEFT format)");
-  s.path("data", "", "shard folder (manifest.json) or one shard file", true);
+  s.input_path("model", "", "model folder (config.json + safetensors)", true);
+  s.input_path("adapter", "", "LoRA adapter folder (PEFT format)");
+  s.input_path("data", "", "shard folder (manifest.json) or one shard file", true);
   s.flag("json", "print one JSON object {loss, ppl, tokens, samples} on stdout");
   s.integer("tokens-per-batch", 4096,
             "tokens per forward pass (a packed row, or padded rows x longest sample; a longer sample gets a "
             "pass of its own)",
             1, 1 << 30);
   s.choice("packing", "packed", {"packed", "padded"}, "several samples per row, or one padded sample per row");
-  s.integer("max-samples", 0, "evaluate only the first N samples (0 = all)", 0, 9.2e18);
+  s.integer("max-samples", 0,
+            "evaluate N samples spread evenly over the lengths (sample floor(i * total / N) of the length-sorted "
+            "shards, i < N), not the N shortest (0 = all)",
+            0, 9.2e18);
   s.str("device", "auto", "auto, cpu, cuda or cuda:N");
   s.str("dtype", "auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16");
   s.config_file(false);
@@ -80,15 +83,18 @@ int run(const hs::config::Config& cfg) {
         .at(cfg.get("data"))
         .hint("evaluate with the model the shards were made for");
 
-  int64_t n = index.num_samples();
+  // The shards are sorted by length, so the first N would be the N shortest: take N spread evenly instead.
+  const int64_t total = index.num_samples();
+  int64_t n = total;
   if (cfg.get_int("max-samples") > 0) n = std::min<int64_t>(n, cfg.get_int("max-samples"));
   const int rank = Mpi::rank(), world = Mpi::world();
   std::vector<int64_t> ids(static_cast<size_t>(n));
   int64_t longest = 0;
   for (int64_t i = 0; i < n; ++i) {
-    hc.check_sequence_length(index.length(i), hs::str(cfg.get("data"), ": sample ", i));
-    longest = std::max<int64_t>(longest, index.length(i));
-    ids[size_t(i)] = i;
+    const int64_t id = n == total ? i : int64_t((__int128)i * total / n);
+    hc.check_sequence_length(index.length(id), hs::str(cfg.get("data"), ": sample ", id));
+    longest = std::max<int64_t>(longest, index.length(id));
+    ids[size_t(i)] = id;
   }
   hs::data::PlanOptions po;
   // A sample longer than the budget is evaluated in a batch of its own size.

@@ -37,8 +37,8 @@ hs::config::Schema schema() {
                        "[--temperature T --top-p P | --greedy] [--seed S]",
                        "Generate text from a model (plus a LoRA adapter) with a KV cache, streaming tokens\n"
                        "as they are produced. --chat applies the tokenizer's chat template.");
-  s.path("model", "", "model folder (config.json, safetensors, tokenizer.json)", true);
-  s.path("adapter", "", "LoRA adapter folder (PEFT format), merged in memory");
+  s.input_path("model", "", "model folder (config.json, safetensors, tokenizer.json)", true);
+  s.input_path("adapter", "", "LoRA adapter folder (PEFT format), merged in memory");
   s.str("prompt", "", "the prompt text (or the user message with --chat)", true);
   s.flag("chat", "render the prompt as a user turn with the chat template (add_generation_prompt)");
   s.str("system", "", "with --chat: a system message");
@@ -163,7 +163,9 @@ int run(const hs::config::Config& cfg) {
   std::vector<int64_t> ids64(prompt.begin(), prompt.end());
   hs::model::Inputs in;
   in.input_ids = at::tensor(ids64, at::kLong).view({1, -1});
-  at::Tensor logits = model.forward(in, &cache).select(1, -1).squeeze(0);
+  // Only the last position's logits are needed: lm_head runs on one row, not on every prompt position.
+  auto next_logits = [&] { return model.lm_head(model.hidden_states(in, &cache).select(1, -1)).squeeze(0); };
+  at::Tensor logits = next_logits();
   const double prefill_s = timer.seconds();
 
   const bool print_ids = cfg.get_bool("ids");
@@ -190,7 +192,7 @@ int run(const hs::config::Config& cfg) {
       break;
     }
     in.input_ids = at::full({1, 1}, next, at::kLong);
-    logits = model.forward(in, &cache).select(1, -1).squeeze(0);
+    logits = next_logits();
   }
   if (!print_ids) stream(true);
   if (print_ids) {

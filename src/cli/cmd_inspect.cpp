@@ -22,7 +22,7 @@ namespace {
 hs::config::Schema schema() {
   hs::config::Schema s("inspect", "DIR [--tokens-per-batch N] [--world N [--grad-accum G]] [--verify] [--json]",
                        "Statistics of a shard folder written by hsloth prep (or of one shard file).");
-  s.path("dir", "", "shard folder (or a single .h5 shard)", true);
+  s.input_path("dir", "", "shard folder (or a single .h5 shard)", true);
   s.positional("dir");
   s.integer("tokens-per-batch", 4096, "token budget per batch for the padding/packing estimate", 1, 1e12);
   s.integer("world", 1, "ranks of a planned run: report the per-step token imbalance across them", 1, 1 << 20);

@@ -31,10 +31,10 @@ hs::config::Schema schema() {
                        "Merge a LoRA adapter (PEFT format) into its base model and write a Hugging Face\n"
                        "folder (safetensors shards + index, config and tokenizer files) that transformers,\n"
                        "vLLM and `hsloth generate` load without PEFT.");
-  s.path("model", "", "base model folder (config.json + safetensors)", true);
-  s.path("adapter", "", "adapter folder (adapter_config.json + adapter_model.safetensors)", true);
+  s.input_path("model", "", "base model folder (config.json + safetensors)", true);
+  s.input_path("adapter", "", "adapter folder (adapter_config.json + adapter_model.safetensors)", true);
   s.path("out", "", "output folder (created; must be empty unless --overwrite)", true);
-  s.choice("dtype", "auto", {"auto", "float32", "bfloat16", "float16"},
+  s.choice("dtype", "auto", {"auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"},
            "dtype of the written weights (auto: as stored in the base model)");
   s.str("max-shard-size", "5GB", "largest shard file, e.g. 5GB, 500MB, 2GiB");
   s.flag("overwrite", "write into a non-empty output folder");

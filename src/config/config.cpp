@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -167,6 +168,14 @@ std::string closest(const std::string& word, const std::vector<std::string>& can
   return best_d <= limit ? best : std::string();
 }
 
+std::string absolute_path(const std::string& value, const std::string& base) {
+  if (value.empty() || value == "-") return value;
+  namespace fs = std::filesystem;
+  fs::path p(value);
+  if (p.is_relative()) p = fs::absolute(base.empty() ? fs::path(".") : fs::path(base)) / p;
+  return p.lexically_normal().string();
+}
+
 std::string validate(const Key& key, const std::string& raw, const std::string& origin) {
   std::string v = trim(raw);
   auto fail = [&](const std::string& what, const std::string& hint) -> Error {
@@ -244,6 +253,14 @@ Schema& Schema::path(std::string name, std::string def, std::string help, bool r
               .default_value = std::move(def),
               .help = std::move(help),
               .required = required});
+}
+Schema& Schema::input_path(std::string name, std::string def, std::string help, bool required) {
+  return add({.name = std::move(name),
+              .type = Type::path,
+              .default_value = std::move(def),
+              .help = std::move(help),
+              .required = required,
+              .must_exist = true});
 }
 Schema& Schema::integer(std::string name, int64_t def, std::string help, double min, double max) {
   return add({.name = std::move(name),
@@ -481,7 +498,25 @@ std::string value_of(const po::variable_value& v) {
 
 void fill_defaults(const Schema& schema, std::map<std::string, Config::Entry>& values) {
   for (const auto& k : schema.keys())
-    if (!values.count(k.name)) values[k.name] = Config::Entry{k.default_value, "default", false};
+    if (!values.count(k.name))
+      values[k.name] = Config::Entry{k.type == Type::path ? absolute_path(k.default_value) : k.default_value,
+                                     "default", false};
+}
+
+// Input paths that name nothing: an error naming the key, where it was set and what it resolved to.
+void check_paths_exist(const Schema& schema, const std::map<std::string, Config::Entry>& values) {
+  for (const auto& k : schema.keys()) {
+    auto it = values.find(k.name);
+    if (!k.must_exist || it == values.end() || it->second.value.empty() || it->second.value == "-") continue;
+    std::error_code ec;
+    if (std::filesystem::exists(it->second.value, ec)) continue;
+    const bool from_file = it->second.origin != "command line" && it->second.origin != "default";
+    throw Error("'" + k.name + "' names nothing: " + it->second.value + " does not exist")
+        .at(it->second.origin)
+        .hint(from_file ? "a relative path in a config file is relative to the file's folder; fix the line "
+                          "or give an absolute path"
+                        : "a relative path on the command line is relative to the working directory");
+  }
 }
 
 void check_required(const Schema& schema, const std::map<std::string, Config::Entry>& values) {
@@ -546,6 +581,7 @@ void apply_ini(const Schema& schema, const std::string& raw_text, const std::str
     seen[opt.string_key] = raw;
     if (values.count(opt.string_key) && values[opt.string_key].origin == "command line") continue;
     std::string v = validate(*k, raw, origin);
+    if (k->type == Type::path) v = absolute_path(v, std::filesystem::path(file).parent_path().string());
     if (k->type == Type::list && values.count(opt.string_key) && values[opt.string_key].given)
       v = values[opt.string_key].value + " " + v;
     values[opt.string_key] = Config::Entry{v, origin, true};
@@ -612,6 +648,7 @@ Config parse(const Schema& schema, const std::vector<std::string>& args) {
     const Key* k = schema.find(opt.string_key);
     std::string raw = opt.value.empty() ? "true" : join(opt.value, " ");
     std::string v = validate(*k, raw, "command line (--" + k->name + ")");
+    if (k->type == Type::path) v = absolute_path(v);
     auto& e = cfg.values_[k->name];
     if (k->type == Type::list && e.given) v = e.value + " " + v;
     e = Config::Entry{v, "command line", true};
@@ -629,11 +666,14 @@ Config parse(const Schema& schema, const std::vector<std::string>& args) {
     const Key* k = schema.find(schema.positionals()[i]);
     if (cfg.values_.count(k->name))
       throw Error("'" + k->name + "' given twice (as argument and as --" + k->name + ")").at("command line");
-    cfg.values_[k->name] = Config::Entry{validate(*k, positionals[i], "command line"), "command line", true};
+    std::string v = validate(*k, positionals[i], "command line");
+    if (k->type == Type::path) v = absolute_path(v);
+    cfg.values_[k->name] = Config::Entry{v, "command line", true};
   }
   if (!config_file.empty()) apply_ini(schema, read_config_file(config_file), config_file, cfg.values_);
   fill_defaults(schema, cfg.values_);
   check_required(schema, cfg.values_);
+  check_paths_exist(schema, cfg.values_);
   return cfg;
 }
 

@@ -3,6 +3,10 @@
 // `--config FILE` (INI), then command-line flags (`--lora.r 32` or `--lora.r=32`), which override the file.
 // Unknown keys and bad values are hs::Error naming the key (and the INI file:line) and suggesting the
 // closest valid key or choice. Config::to_ini() is what a run folder saves as config.resolved.ini.
+// Paths (Type::path) are stored absolute: a relative path on the command line is relative to the working
+// directory, one in an INI file to that file's folder (so a config works from any directory, and the resolved
+// config and the adapters it produces name paths that work from anywhere). A path key marked must_exist that
+// names nothing is an error at parse time naming where it was set (FILE:LINE or the command line).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +26,7 @@ struct Key {
   std::string help;
   std::vector<std::string> choices;  // Type::choice (also validates each item of a Type::list if set)
   bool required = false;
+  bool must_exist = false;  // Type::path: when set, it must name an existing file or folder
   double min = -1e300, max = 1e300;  // integer/real bounds, inclusive
 };
 
@@ -33,6 +38,8 @@ class Schema {
   // Shorthands; they return *this so that a schema reads as a table.
   Schema& str(std::string name, std::string def, std::string help, bool required = false);
   Schema& path(std::string name, std::string def, std::string help, bool required = false);
+  // A path that must exist when given (an input: model folder, shards, adapter).
+  Schema& input_path(std::string name, std::string def, std::string help, bool required = false);
   Schema& integer(std::string name, int64_t def, std::string help, double min = -1e300, double max = 1e300);
   Schema& real(std::string name, double def, std::string help, double min = -1e300, double max = 1e300);
   Schema& flag(std::string name, std::string help);  // boolean, default false, `--name` sets it
@@ -96,6 +103,10 @@ Config parse_ini_text(const Schema& schema, const std::string& text, const std::
 
 // The closest candidate by edit distance, or "" if none is close enough to be a useful suggestion.
 std::string closest(const std::string& word, const std::vector<std::string>& candidates);
+
+// A path value made absolute: relative to `base` (a folder) or, when base is empty, to the working
+// directory; "" and "-" (standard input) are kept as they are.
+std::string absolute_path(const std::string& value, const std::string& base = {});
 
 // Typed value checks shared by parse() and Config::set(): throws hs::Error naming key and origin.
 std::string validate(const Key& key, const std::string& value, const std::string& origin);

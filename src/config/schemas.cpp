@@ -9,10 +9,11 @@ const Schema& train_schema() {
              "Launch with `mpirun -np N hsloth train ...` for N ranks (one GPU each); the global batch is\n"
              "train.tokens_per_batch x train.grad_accum x N tokens.");
     s.choice("finetune", "lora", {"lora", "qlora", "full"}, "what to train: LoRA adapters, LoRA on a 4-bit NF4 base, or all weights");
-    s.path("model.path", "", "HF model folder (config.json + *.safetensors + tokenizer.json)", true);
-    s.choice("model.dtype", "auto", {"auto", "bf16", "fp32"}, "compute dtype: auto = bf16 on GPU, fp32 on CPU");
-    s.path("data.train", "", "shard folder made by `hsloth prep`", true);
-    s.path("data.eval", "", "shard folder for evaluation (empty: hold out data.eval_fraction of train)");
+    s.input_path("model.path", "", "HF model folder (config.json + *.safetensors + tokenizer.json)", true);
+    s.choice("model.dtype", "auto", {"auto", "bf16", "bfloat16", "fp32", "float32"},
+             "compute dtype: auto = bf16 on GPU, fp32 on CPU");
+    s.input_path("data.train", "", "shard folder made by `hsloth prep`", true);
+    s.input_path("data.eval", "", "shard folder for evaluation (empty: hold out data.eval_fraction of train)");
     s.real("data.eval_fraction", 0.0, "fraction of train samples held out for eval when data.eval is empty", 0, 0.5);
     s.path("run.dir", "runs/run", "output folder: config.resolved.ini, metrics.jsonl, checkpoints/, final/");
     s.integer("lora.r", 16, "LoRA rank", 1, 4096);

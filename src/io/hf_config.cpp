@@ -129,6 +129,13 @@ void read_rope(const Reader& r, HfConfig& c) {
 }  // namespace
 
 void HfConfig::check_sequence_length(int64_t length, const std::string& where) const {
+  if (max_position_embeddings > 0 && length > max_position_embeddings)
+    throw Error(str("sequence of ", length, " tokens exceeds the model's max_position_embeddings (",
+                    max_position_embeddings, ")"))
+        .at(where)
+        .hint(str("the model was not trained on positions past ", max_position_embeddings,
+                  "; use at most that many tokens (e.g. `hsloth prep --max-len ", max_position_embeddings,
+                  "`, a shorter prompt or a smaller --max-new)"));
   if (sliding_window > 0 && length > sliding_window)
     throw Error(str("sequence of ", length, " tokens exceeds the model's sliding window (", sliding_window,
                     "); sliding-window attention is not implemented"))

@@ -45,7 +45,8 @@ struct HfConfig {
 
   int64_t q_dim() const { return num_attention_heads * head_dim; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }
-  // Throws hs::Error when a sequence of `length` tokens is one the model cannot run exactly (sliding window).
+  // Throws hs::Error when a sequence of `length` tokens is one the model cannot run as trained: past
+  // max_position_embeddings, or past a sliding window (not implemented).
   void check_sequence_length(int64_t length, const std::string& where) const;
 };
 

@@ -170,6 +170,24 @@ LoraConfig Adapter::read_config(const std::string& dir, int num_layers) {
     if (!m.targets.is_string() && !m.targets.is_array())
       throw bad("target_modules", "expected a list or a string");
     m.exclude = j.contains("exclude_modules") ? j["exclude_modules"] : json();
+    // A string is a regular expression (PEFT: re.fullmatch); a bad one is the file's error, not ours.
+    for (const char* key : {"target_modules", "exclude_modules"}) {
+      const json& spec = key[0] == 't' ? m.targets : m.exclude;
+      if (!spec.is_string() || spec == "all-linear") continue;
+      try {
+        std::regex check(spec.get<std::string>());
+      } catch (const std::regex_error& e) {
+        throw bad(key, str("'", spec.get<std::string>(), "' is not a valid regular expression (", e.what(), ")"))
+            .hint("a string is matched as a regular expression against module names, e.g. "
+                  "\".*\\.(q_proj|v_proj)\"; or give a list: [\"q_proj\", \"v_proj\"]");
+      }
+    }
+    if (m.exclude.is_array())
+      for (const json& t : m.exclude)
+        if (!t.is_string()) throw bad("exclude_modules", "expected a list of strings");
+    if (m.targets.is_array())
+      for (const json& t : m.targets)
+        if (!t.is_string()) throw bad("target_modules", "expected a list of strings");
     if (j.contains("layers_to_transform") && !j["layers_to_transform"].is_null()) {
       const json& l = j["layers_to_transform"];
       if (l.is_number_integer())

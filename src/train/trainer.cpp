@@ -30,6 +30,7 @@
 #include "io/sha256.h"
 #include "lora/lora.h"
 #include "model/model.h"
+#include "model/runtime.h"
 #include "train/adamw.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
@@ -160,9 +161,7 @@ void Trainer::Impl::setup() {
     at::set_num_threads(threads);
   }
   std::string dt = cfg.get("model.dtype");
-  dtype = dt == "bf16"   ? at::kBFloat16
-          : dt == "fp32" ? at::kFloat
-                         : (device.is_cuda() ? at::kBFloat16 : at::kFloat);
+  dtype = model::resolve_dtype(dt, device);  // the same words as eval, generate and merge
 
   const std::string model_path = cfg.get("model.path");
   if (!io::is_directory(model_path))

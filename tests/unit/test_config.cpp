@@ -1,5 +1,6 @@
 // The config contract: INI sections map to dotted keys, flags override the file, unknown keys and bad
 // values are errors naming the key, the file:line and the closest valid key or choice.
+#include <filesystem>
 #include <fstream>
 
 #include "config/config.h"
@@ -116,19 +117,73 @@ TEST(Config, MissingRequiredAndMalformedIni) {
 TEST(Config, PositionalsAndExtras) {
   Schema s = small_schema();
   Config c = hs::config::parse(s, {"shards/", "--model.path", "/m"});
-  EXPECT_EQ(c.get("dir"), "shards/");
+  // A relative path on the command line is relative to the working directory, and stored absolute.
+  EXPECT_EQ(c.get("dir"), std::filesystem::current_path().string() + "/shards/");
   std::string msg = message_of([&] { hs::config::parse(s, {"a", "b", "--model.path", "/m"}); });
   EXPECT_NE(msg.find("unexpected argument 'b'"), std::string::npos) << msg;
 }
 
+// A scratch folder holding model/ and shards/ (train's input paths must exist).
+struct InputDirs {
+  std::filesystem::path root;
+  InputDirs() {
+    root = std::filesystem::path(hs::test::temp_dir("config"));
+    std::filesystem::create_directories(root / "model");
+    std::filesystem::create_directories(root / "shards");
+    std::filesystem::create_directories(root / "sub");
+  }
+};
+
 TEST(Config, ResolvedIniRoundTrips) {
   const Schema& s = hs::config::train_schema();
-  Config c = hs::config::parse(s, {"--model.path", "/models/x", "--data.train", "shards", "--lora.r", "8",
-                                   "--lora.targets", "q_proj,v_proj"});
+  InputDirs d;
+  Config c = hs::config::parse(s, {"--model.path", (d.root / "model").string(), "--data.train",
+                                   (d.root / "shards").string(), "--lora.r", "8", "--lora.targets",
+                                   "q_proj,v_proj"});
   std::string ini = c.to_ini();
   EXPECT_NE(ini.find("[lora]\nr = 8\n"), std::string::npos) << ini;
-  Config again = hs::config::parse_ini_text(s, ini, "config.resolved.ini");
+  // Read back from another folder: the resolved config's paths are absolute, so they mean the same.
+  Config again = hs::config::parse_ini_text(s, ini, (d.root / "sub" / "config.resolved.ini").string());
   for (const auto& k : s.keys()) EXPECT_EQ(again.get(k.name), c.get(k.name)) << k.name;
+}
+
+TEST(Config, RelativePathsInAnIniAreRelativeToTheFile) {
+  const Schema& s = hs::config::train_schema();
+  InputDirs d;
+  const std::string ini = (d.root / "sub" / "run.ini").string();
+  {
+    std::ofstream f(ini);
+    f << "[model]\npath = ../model\n[data]\ntrain = ../shards/\n[run]\ndir = out\n";
+  }
+  // parse() from the test's working directory, which is not the INI's folder.
+  ASSERT_NE(std::filesystem::current_path(), d.root / "sub");
+  Config c = hs::config::parse(s, {"--config", ini});
+  EXPECT_EQ(c.get("model.path"), (d.root / "model").string());
+  EXPECT_EQ(c.get("data.train"), (d.root / "shards").string() + "/");
+  EXPECT_EQ(c.get("run.dir"), (d.root / "sub" / "out").string());
+  // The command line still overrides, relative to the working directory.
+  Config o = hs::config::parse(s, {"--config", ini, "--run.dir", "elsewhere"});
+  EXPECT_EQ(o.get("run.dir"), (std::filesystem::current_path() / "elsewhere").string());
+}
+
+TEST(Config, MissingInputPathNamesTheConfigLine) {
+  const Schema& s = hs::config::train_schema();
+  InputDirs d;
+  const std::string ini = (d.root / "sub" / "run.ini").string();
+  {
+    std::ofstream f(ini);
+    f << "# run\n[model]\npath = ../model\n[data]\ntrain = shards\n";
+  }
+  std::string msg = message_of([&] { hs::config::parse(s, {"--config", ini}); });
+  EXPECT_NE(msg.find(ini + ":5"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'data.train' names nothing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find((d.root / "sub" / "shards").string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("relative to the file's folder"), std::string::npos) << msg;
+  msg = message_of([&] {
+    hs::config::parse(s, {"--model.path", "no-such-model", "--data.train", (d.root / "shards").string()});
+  });
+  EXPECT_NE(msg.find("command line"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'model.path' names nothing"), std::string::npos) << msg;
 }
 
 TEST(Config, TrainSchemaHasTheDesignContractKeys) {
