@@ -2,8 +2,6 @@
 // wrong checkpoint fails with the tensor's name, not deep inside a matmul.
 #include "model/model.h"
 
-#include <ATen/core/grad_mode.h>
-
 #include <algorithm>
 #include <set>
 
@@ -215,20 +213,7 @@ ops::LossSum Model::loss_from_hidden(const at::Tensor& hidden, const at::Tensor&
   if (positions.defined()) mask = at::logical_and(mask, positions.to(dev).slice(1, 1) > 0);
   at::Tensor h = hidden.slice(1, 0, -1).index({mask});                          // [N, hidden]
   at::Tensor targets = input_ids.to(dev, at::kLong).slice(1, 1).index({mask});  // [N]
-  // Without autograd (eval) the logits are made a chunk of rows at a time, so memory stays bounded by the
-  // chunk (rows x vocab) however long the sample; the chunk sums are added in float64.
-  constexpr int64_t kEvalChunk = 4096;
-  const int64_t n = targets.size(0);
-  if (at::GradMode::is_enabled() || n <= kEvalChunk) return ops::cross_entropy_sum(lm_head(h), targets);
-  double sum = 0;
-  for (int64_t b = 0; b < n; b += kEvalChunk) {
-    const int64_t e = std::min(n, b + kEvalChunk);
-    sum += ops::cross_entropy_sum(lm_head(h.slice(0, b, e)), targets.slice(0, b, e)).sum.item<double>();
-  }
-  ops::LossSum out;
-  out.sum = at::scalar_tensor(sum, at::TensorOptions().dtype(at::kFloat).device(dev));
-  out.count = n;
-  return out;
+  return ops::linear_cross_entropy(h, lm_head_, targets);
 }
 
 ops::LossSum Model::loss(const Inputs& inputs, const at::Tensor& loss_mask) const {

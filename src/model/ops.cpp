@@ -2,6 +2,9 @@
 // float32 results agree to rounding; see ops.h.
 #include "model/ops.h"
 
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -10,6 +13,10 @@
 namespace hs::model::ops {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  return rms_norm_has_kernel(x, weight) ? rms_norm_kernel(x, weight, eps) : rms_norm_reference(x, weight, eps);
+}
+
+at::Tensor rms_norm_reference(const at::Tensor& x, const at::Tensor& weight, double eps) {
   auto input_dtype = x.scalar_type();
   at::Tensor h = x.to(at::kFloat);
   at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
@@ -187,6 +194,24 @@ LossSum cross_entropy_sum(const at::Tensor& logits, const at::Tensor& targets) {
   }
   at::Tensor lsm = at::log_softmax(logits.to(at::kFloat), -1);
   out.sum = at::nll_loss(lsm, targets.to(at::kLong), {}, at::Reduction::Sum);
+  return out;
+}
+
+LossSum linear_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets) {
+  HS_CHECK(hidden.dim() == 2 && weight.dim() == 2 && targets.dim() == 1 && hidden.size(0) == targets.size(0) &&
+           hidden.size(1) == weight.size(1));
+  constexpr int64_t kEvalChunk = 4096;
+  const int64_t n = targets.size(0);
+  if (at::GradMode::is_enabled() || n <= kEvalChunk) return cross_entropy_sum(ops::linear(hidden, weight, at::Tensor()), targets);
+  double sum = 0;
+  for (int64_t b = 0; b < n; b += kEvalChunk) {
+    const int64_t e = std::min(n, b + kEvalChunk);
+    at::Tensor logits = ops::linear(hidden.slice(0, b, e), weight, at::Tensor());
+    sum += cross_entropy_sum(logits, targets.slice(0, b, e)).sum.item<double>();
+  }
+  LossSum out;
+  out.sum = at::scalar_tensor(sum, at::TensorOptions().dtype(at::kFloat).device(hidden.device()));
+  out.count = n;
   return out;
 }
 

@@ -17,8 +17,16 @@
 
 namespace hs::model::ops {
 
-// HF LlamaRMSNorm: float32 x * rsqrt(mean(x^2) + eps), cast back to x's dtype, times weight.
+// Whether ops with a project CUDA kernel use it: true in CUDA builds unless HS_KERNELS=0 is set (then every
+// op runs its ATen reference, for A/B comparisons). The kernels and their dispatch live in ops_cuda.cpp.
+bool kernels_enabled();
+
+// HF LlamaRMSNorm: float32 x * rsqrt(mean(x^2) + eps), cast back to x's dtype, times weight. On CUDA in
+// float32/bfloat16 this runs kernels/rms_norm (forward and backward, autograd-aware); elsewhere the reference.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+at::Tensor rms_norm_reference(const at::Tensor& x, const at::Tensor& weight, double eps);
+bool rms_norm_has_kernel(const at::Tensor& x, const at::Tensor& weight);
+at::Tensor rms_norm_kernel(const at::Tensor& x, const at::Tensor& weight, double eps);  // CUDA builds only
 
 // Inverse frequencies [head_dim/2] in float32 for the config's rope type (default, linear, llama3),
 // computed exactly as transformers does.
@@ -80,5 +88,12 @@ struct LossSum {
   int64_t count = 0;
 };
 LossSum cross_entropy_sum(const at::Tensor& logits, const at::Tensor& targets);
+
+// The loss boundary of the model: the language-model head and the cross-entropy together, hidden [N, H]
+// (final-norm states of the targeted positions), weight [V, H] (lm_head), targets [N]. Equal to
+// cross_entropy_sum(linear(hidden, weight), targets), which is the reference; a fused kernel replaces both
+// here without materialising [N, V] logits. Without autograd (eval) the logits are made a chunk of rows at a
+// time (float64 sum of the chunk sums), so memory is bounded however long the sample.
+LossSum linear_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets);
 
 }  // namespace hs::model::ops

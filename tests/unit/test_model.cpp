@@ -188,6 +188,37 @@ TEST(ModelOps, CrossEntropySumMatchesFloat64) {
   EXPECT_EQ(empty.sum.item<double>(), 0.0);
 }
 
+// The loss boundary: head + cross-entropy against a float64 log-sum-exp of x W^T, with autograd (one pass)
+// and without (eval: chunks of 4096 rows), so the chunked sum is checked on more rows than one chunk.
+TEST(ModelOps, LinearCrossEntropyMatchesFloat64InBothModes) {
+  const int64_t n = 9000, h = 16, v = 50;
+  at::Tensor x = at::randn({n, h}, at::kDouble), w = at::randn({v, h}, at::kDouble) * 0.5;
+  at::Tensor t = at::randint(0, v, {n}, at::kLong);
+  at::Tensor z = at::matmul(x, w.t());
+  const double ref = (at::logsumexp(z, 1) - z.gather(1, t.unsqueeze(1)).squeeze(1)).sum().item<double>();
+  {
+    at::NoGradGuard no_grad;
+    ops::LossSum l = ops::linear_cross_entropy(x.to(at::kFloat), w.to(at::kFloat), t);
+    EXPECT_EQ(l.count, n);
+    EXPECT_NEAR(l.sum.item<double>() / ref, 1.0, 1e-6);
+  }
+  at::Tensor wf = w.to(at::kFloat).requires_grad_(true);
+  ops::LossSum g = ops::linear_cross_entropy(x.to(at::kFloat), wf, t);
+  EXPECT_NEAR(g.sum.item<double>() / ref, 1.0, 1e-6);
+  g.sum.backward();
+  // d/dW sum_i CE_i = (softmax(z) - onehot(t))^T x
+  at::Tensor p = at::softmax(z, 1);
+  p.scatter_add_(1, t.unsqueeze(1), -at::ones({n, 1}, at::kDouble));
+  at::Tensor dw = at::matmul(p.t(), x);
+  EXPECT_LT((wf.grad().to(at::kDouble) - dw).norm().item<double>() / dw.norm().item<double>(), 1e-5);
+}
+
+TEST(ModelOps, RmsNormOnCpuIsTheReference) {
+  at::Tensor x = at::randn({3, 5, 8}), w = at::rand({8}) + 0.5;
+  EXPECT_FALSE(ops::rms_norm_has_kernel(x, w));
+  EXPECT_TRUE(at::equal(ops::rms_norm(x, w, 1e-6), ops::rms_norm_reference(x, w, 1e-6)));
+}
+
 TEST(Registry, NamesRoundTrip) {
   EXPECT_EQ(names::weight(3, Proj::q), "model.layers.3.self_attn.q_proj.weight");
   EXPECT_EQ(names::bias(0, Proj::down), "model.layers.0.mlp.down_proj.bias");
