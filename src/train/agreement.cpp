@@ -15,6 +15,7 @@
 #include "data/batch_plan.h"
 #include "data/manifest.h"
 #include "data/shard_index.h"
+#include "dist/mpi_runtime.h"
 #include "io/file.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
@@ -116,6 +117,7 @@ std::vector<dist::Fact> plan_facts(const data::BatchPlan& plan, int64_t total_st
 }
 
 void check_startup_agreement(const config::Config& cfg, const std::string& device_kind) {
+  if (!dist::Mpi::active() || dist::Mpi::world() == 1) return;  // nothing to compare with
   dist::check_ranks_agree(startup_facts(cfg, device_kind), "at start-up");
 }
 

@@ -335,7 +335,8 @@ void Trainer::Impl::setup() {
   resume();
   // The world-dependent plan and the starting point must be the same on every rank (a different step count
   // would leave one rank waiting in an all-reduce forever).
-  dist::check_ranks_agree(plan_facts(*plan, total_steps, start_step, flat->master()), "after planning and resuming");
+  if (world > 1)
+    dist::check_ranks_agree(plan_facts(*plan, total_steps, start_step, flat->master()), "after planning and resuming");
   if (rank == 0) {
     trim_metrics();
     metrics.open(join_path(run_dir, "metrics.jsonl"), std::ios::app);
