@@ -1,7 +1,7 @@
 // `hsloth train`: the config contract of DESIGN.md (src/config/schemas.cpp) handed to the Trainer, with the
 // communicator for this world size and the stop handlers (SIGTERM/SIGUSR1/first Ctrl-C: stop at the next step
-// boundary, checkpoint, exit 75; a second Ctrl-C aborts). `mpirun -np N hsloth train ...` runs N ranks; before
-// the communicator is made, the ranks check that they agree on config, model, tokenizer and shards.
+// boundary, checkpoint, exit 75; a second Ctrl-C aborts). `mpirun -np N hsloth train ...` runs N ranks;
+// before the communicator is made, the ranks check that they agree on config, model, tokenizer and shards.
 #include "cli/command.h"
 #include "config/schemas.h"
 #include "dist/communicator.h"

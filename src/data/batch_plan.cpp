@@ -103,8 +103,8 @@ BatchPlan BatchPlan::build(const std::vector<int32_t>& lengths, const std::vecto
     plan.num_trained_ += trained[size_t(id)];
   }
   if (too_long > 0)
-    throw Error(hs::str(too_long, " sample(s) are longer than train.tokens_per_batch = ", cap, " (longest: sample ",
-                        longest, " has ", lengths[size_t(longest)], " tokens)"))
+    throw Error(hs::str(too_long, " sample(s) are longer than train.tokens_per_batch = ", cap,
+                        " (longest: sample ", longest, " has ", lengths[size_t(longest)], " tokens)"))
         .hint(hs::str("raise train.tokens_per_batch to at least ", lengths[size_t(longest)],
                       ", or re-run hsloth prep with --max-len ", cap, " (--too-long drop|truncate)"));
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {

@@ -111,8 +111,8 @@ std::string rank_list(const std::vector<int>& ranks) {
 
 }  // namespace
 
-std::string describe_disagreement(const std::vector<Fact>& rank0, const std::vector<Fact>& other, int other_rank,
-                                  const std::vector<int>& ranks_differing) {
+std::string describe_disagreement(const std::vector<Fact>& rank0, const std::vector<Fact>& other,
+                                  int other_rank, const std::vector<int>& ranks_differing) {
   std::map<std::string, const Fact*> a, b;
   std::vector<std::string> keys;  // rank 0's order, then keys only the other rank has
   for (const auto& f : rank0) {
@@ -136,8 +136,8 @@ std::string describe_disagreement(const std::vector<Fact>& rank0, const std::vec
   for (size_t i = 0; i < lines.size() && i < limit; ++i) out += (i ? "\n  " : "") + lines[i];
   if (lines.size() > limit) out += hs::str("\n  ... and ", lines.size() - limit, " more");
   if (ranks_differing.size() > 1)
-    out += hs::str("\n  (ranks ", rank_list(ranks_differing), " differ from rank 0 here; shown: rank ", other_rank,
-                   ")");
+    out += hs::str("\n  (ranks ", rank_list(ranks_differing), " differ from rank 0 here; shown: rank ",
+                   other_rank, ")");
   return out;
 }
 
@@ -190,9 +190,10 @@ void check_ranks_agree(const std::vector<Fact>& facts, const std::string& what) 
   std::string body = parts.front().substr(parts.front().find(": rank "));  // ": rank 0 has ..."
   for (size_t i = 1; i < parts.size(); ++i) body += "\n  " + parts[i];
   throw Error(head + body)
-      .hint("every rank must run with the same settings, model and data: give every part of the mpirun command "
-            "line (and every node's config file) the same options, and give each node an identical copy of the "
-            "model and shard folders");
+      .hint(
+          "every rank must run with the same settings, model and data: give every part of the mpirun command "
+          "line (and every node's config file) the same options, and give each node an identical copy of the "
+          "model and shard folders");
 }
 
 }  // namespace hs::dist

@@ -23,7 +23,9 @@
 namespace hs::train {
 namespace {
 
-std::string join(const std::string& a, const std::string& b) { return (std::filesystem::path(a) / b).string(); }
+std::string join(const std::string& a, const std::string& b) {
+  return (std::filesystem::path(a) / b).string();
+}
 
 // config.json key by key ("rope_scaling.factor"); arrays as JSON text.
 void flatten(const nlohmann::json& j, const std::string& prefix, const std::string& file,
@@ -35,14 +37,17 @@ void flatten(const nlohmann::json& j, const std::string& prefix, const std::stri
     }
     return;
   }
-  out.push_back({"model", "the model's config.json " + prefix, j.is_string() ? j.get<std::string>() : j.dump(), file});
+  out.push_back(
+      {"model", "the model's config.json " + prefix, j.is_string() ? j.get<std::string>() : j.dump(), file});
 }
 
 void shard_facts(const std::string& key, const std::string& path, std::vector<dist::Fact>& out) {
   if (io::is_directory(path)) {
     const data::Manifest m = data::Manifest::read(path);
-    out.push_back({"data", key + " totals", hs::str(m.samples, " samples, ", m.tokens, " tokens, ", m.trained,
-                                                    " trained, ", m.shards.size(), " shards"), ""});
+    out.push_back({"data", key + " totals",
+                   hs::str(m.samples, " samples, ", m.tokens, " tokens, ", m.trained, " trained, ",
+                           m.shards.size(), " shards"),
+                   ""});
     out.push_back({"data", key + " tokenizer", m.meta.tokenizer_sha256, ""});
     for (const auto& s : m.shards)
       out.push_back({"data", key + " " + s.file,
@@ -84,12 +89,13 @@ std::vector<dist::Fact> startup_facts(const config::Config& cfg, const std::stri
         const auto& t = ck.get(name);
         std::string shape;
         for (int64_t d : t.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
-        f.push_back({"model", "the model's weight " + name, hs::str(io::dtype_name(t.dtype), " [", shape, "]"), ""});
+        f.push_back(
+            {"model", "the model's weight " + name, hs::str(io::dtype_name(t.dtype), " [", shape, "]"), ""});
       }
     }
     const std::string tok = join(model, "tokenizer.json");
-    f.push_back({"tokenizer", "the model's tokenizer.json (sha256)", io::exists(tok) ? io::sha256_file(tok) : "none",
-                 "in " + tok});
+    f.push_back({"tokenizer", "the model's tokenizer.json (sha256)",
+                 io::exists(tok) ? io::sha256_file(tok) : "none", "in " + tok});
   }
   shard_facts("data.train", cfg.get("data.train"), f);
   if (cfg.has("data.eval")) shard_facts("data.eval", cfg.get("data.eval"), f);
@@ -107,8 +113,10 @@ std::vector<dist::Fact> plan_facts(const data::BatchPlan& plan, int64_t total_st
   f.push_back({"plan", "optimizer steps", std::to_string(total_steps), ""});
   f.push_back({"plan", "steps per epoch", std::to_string(plan.steps_per_epoch()), ""});
   f.push_back({"plan", "micro-batches", hs::str(plan.micro_batches().size(), " (sha256 ", h.hex(), ")"), ""});
-  f.push_back({"resume", "first step", std::to_string(start_step + 1), start_step > 0 ? "resumed" : "fresh start"});
-  // Bit patterns of the fp32 master summed as integers (order-independent, exact), as check_params_equal does.
+  f.push_back(
+      {"resume", "first step", std::to_string(start_step + 1), start_step > 0 ? "resumed" : "fresh start"});
+  // Bit patterns of the fp32 master summed as integers (order-independent, exact), as check_params_equal
+  // does.
   at::Tensor bits = master.view(at::kInt);
   at::Tensor sums = at::stack({bits.sum(at::kLong), bits.slice(0, 0, bits.numel(), 2).sum(at::kLong)}).cpu();
   f.push_back({"resume", "parameters (checksum)",

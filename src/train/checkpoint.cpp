@@ -195,9 +195,8 @@ CheckpointScan scan_checkpoints(const std::string& run_dir) {
     } catch (const Error& e) {
       log::warn("skipping damaged checkpoint: ", e.what());
       const std::string file = fs::path(e.where()).filename().string();
-      scan.damaged.emplace_back(it->second, e.where().empty() || e.where() == it->second
-                                                ? e.message()
-                                                : file + ": " + e.message());
+      scan.damaged.emplace_back(
+          it->second, e.where().empty() || e.where() == it->second ? e.message() : file + ": " + e.message());
     }
   }
   return scan;

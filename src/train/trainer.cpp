@@ -56,8 +56,8 @@ int g_print_rank = 0;            // the signal handler writes only on rank 0
 
 void say(const char* a, int64_t n, const char* b);
 
-// SIGTERM/SIGUSR1 (Slurm's preemption notice, or mpirun passing on a Ctrl-C as SIGTERM): stop at the next step
-// boundary, checkpoint, exit 75.
+// SIGTERM/SIGUSR1 (Slurm's preemption notice, or mpirun passing on a Ctrl-C as SIGTERM): stop at the next
+// step boundary, checkpoint, exit 75.
 void on_signal(int) {
   if (g_stop.exchange(true)) return;
   const int64_t step = g_step.load();
@@ -336,7 +336,8 @@ void Trainer::Impl::setup() {
   // The world-dependent plan and the starting point must be the same on every rank (a different step count
   // would leave one rank waiting in an all-reduce forever).
   if (world > 1)
-    dist::check_ranks_agree(plan_facts(*plan, total_steps, start_step, flat->master()), "after planning and resuming");
+    dist::check_ranks_agree(plan_facts(*plan, total_steps, start_step, flat->master()),
+                            "after planning and resuming");
   if (rank == 0) {
     trim_metrics();
     metrics.open(join_path(run_dir, "metrics.jsonl"), std::ios::app);
@@ -384,13 +385,15 @@ void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
         if (longest < 0 || d.length(id) > d.length(longest)) longest = id;
       }
     if (max_pos > 0 && count > 0)
-      throw Error(hs::str(count, " sample(s) in ", key, " are longer than the model's max_position_embeddings = ",
-                          max_pos, " (longest: sample ", longest, " has ", d.length(longest), " tokens)"))
+      throw Error(hs::str(count, " sample(s) in ", key,
+                          " are longer than the model's max_position_embeddings = ", max_pos,
+                          " (longest: sample ", longest, " has ", d.length(longest), " tokens)"))
           .at(d.path())
           .hint(hs::str("re-run hsloth prep with --max-len ", max_pos, " (--too-long drop|truncate)"));
   };
   check_positions(*train_data, train_ids, "data.train");
-  if (!eval_ids.empty()) check_positions(eval_data ? *eval_data : *train_data, eval_ids, eval_data ? "data.eval" : "data.train");
+  if (!eval_ids.empty())
+    check_positions(eval_data ? *eval_data : *train_data, eval_ids, eval_data ? "data.eval" : "data.train");
   plan.emplace(data::BatchPlan::build(train_data->lengths(), train_data->trained(), train_ids, po));
   if (!eval_ids.empty()) {
     const data::ShardIndex& ed = eval_data ? *eval_data : *train_data;
@@ -406,11 +409,13 @@ void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
                     : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_real("train.epochs") * double(spe))));
   const int64_t warmup = cfg.get_int("train.warmup_steps");
   if (warmup > total_steps) {
-    const std::string steps = cfg.get_int("train.max_steps") > 0
-                                  ? hs::str("train.max_steps = ", total_steps)
-                                  : hs::str(total_steps, " steps (train.epochs = ", cfg.get("train.epochs"), ")");
-    const std::string fix = hs::str("set --train.warmup_steps to at most ", total_steps, " (e.g. ",
-                                    std::max<int64_t>(1, total_steps / 10), ", about 10% of the run), or run longer");
+    const std::string steps =
+        cfg.get_int("train.max_steps") > 0
+            ? hs::str("train.max_steps = ", total_steps)
+            : hs::str(total_steps, " steps (train.epochs = ", cfg.get("train.epochs"), ")");
+    const std::string fix =
+        hs::str("set --train.warmup_steps to at most ", total_steps, " (e.g. ",
+                std::max<int64_t>(1, total_steps / 10), ", about 10% of the run), or run longer");
     if (cfg.given("train.warmup_steps"))
       throw Error(hs::str("train.warmup_steps = ", warmup, " is more than the run's ", steps,
                           ": the learning rate would never reach train.lr"))
@@ -419,7 +424,8 @@ void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
     log::warn("train.warmup_steps = ", warmup, " (default) is more than the run's ", steps,
               ": the learning rate never reaches train.lr; ", fix);
   }
-  sched = LrSchedule{parse_schedule(cfg.get("train.schedule")), cfg.get_real("train.lr"), warmup, total_steps};
+  sched =
+      LrSchedule{parse_schedule(cfg.get("train.schedule")), cfg.get_real("train.lr"), warmup, total_steps};
   double waste = 0;
   int64_t padded = 0, real = 0;
   for (const auto& mb : plan->micro_batches()) {
@@ -450,13 +456,16 @@ void Trainer::Impl::resume() {
         throw Error(hs::str("resume = auto found no valid checkpoint: ", scan.damaged.size(),
                             " checkpoint(s), all damaged:", list))
             .at(ckdir)
-            .hint("restore a checkpoint from a backup and resume again, or start over with --train.resume off "
-                  "and a new --run.dir (the checkpoints and final/ were left as they are)");
+            .hint(
+                "restore a checkpoint from a backup and resume again, or start over with --train.resume off "
+                "and a new --run.dir (the checkpoints and final/ were left as they are)");
       }
       if (io::exists(join_path(run_dir, "final")))
-        throw Error("resume = auto found no checkpoint, but run.dir holds the outputs of a finished run (final/)")
+        throw Error(
+            "resume = auto found no checkpoint, but run.dir holds the outputs of a finished run (final/)")
             .at(run_dir)
-            .hint("it would be overwritten by a fresh start: choose a new --run.dir (with --train.resume off)");
+            .hint(
+                "it would be overwritten by a fresh start: choose a new --run.dir (with --train.resume off)");
       log::info("resume = auto: no checkpoint in ", ckdir, ", starting fresh");
       return;
     }
@@ -516,7 +525,8 @@ void Trainer::Impl::trim_metrics() {
   }
   if (dropped > 0) {
     io::write_file_atomic(path, kept);
-    log::info("metrics.jsonl: dropped ", dropped, " record(s) after step ", start_step, " (they are logged again)");
+    log::info("metrics.jsonl: dropped ", dropped, " record(s) after step ", start_step,
+              " (they are logged again)");
   }
 }
 
@@ -538,7 +548,8 @@ std::string Trainer::Impl::save_after_error(int64_t step) {
   try {
     save_checkpoint_now(step);
   } catch (const Error& e) {
-    return hs::str("saving step ", step, " failed too: ", e.message(), e.where().empty() ? "" : " (" + e.where() + ")");
+    return hs::str("saving step ", step, " failed too: ", e.message(),
+                   e.where().empty() ? "" : " (" + e.where() + ")");
   }
   return hs::str("saved step ", step, " to ", where);
 }
@@ -559,7 +570,8 @@ void Trainer::Impl::end_step_with_error(int64_t step, const std::string& local_e
   Error out(hs::str(e.message(), " (in step ", step + 1, world > 1 ? hs::str(", on rank ", bad) : "", ")\n  ",
                     saved));
   if (!e.where().empty()) out.at(e.where());
-  out.hint((e.hint_text().empty() ? "fix the cause" : e.hint_text()) + "; then resume with --train.resume auto");
+  out.hint((e.hint_text().empty() ? "fix the cause" : e.hint_text()) +
+           "; then resume with --train.resume auto");
   stop_all(std::move(out));
 }
 
@@ -726,8 +738,8 @@ bool Trainer::Impl::injected(int64_t step, const char* kind) const {
 
 void Trainer::Impl::maybe_inject_failure(int64_t step) const {
   if (injected(step, ""))
-    throw Error(hs::str("injected failure at step ", step + 1, " (HSLOTH_FAIL_AT=", std::getenv("HSLOTH_FAIL_AT"),
-                        ")"));
+    throw Error(hs::str("injected failure at step ", step + 1,
+                        " (HSLOTH_FAIL_AT=", std::getenv("HSLOTH_FAIL_AT"), ")"));
 }
 
 int Trainer::Impl::train_loop() {
@@ -812,9 +824,10 @@ int Trainer::Impl::train_loop() {
     } catch (const Error& e) {
       local_error = pack_error(e);
     } catch (const c10::OutOfMemoryError& e) {
-      local_error = pack_error(Error(std::string("out of GPU memory: ") + e.what_without_backtrace())
-                                   .hint("lower train.tokens_per_batch (raise train.grad_accum to keep the global "
-                                         "batch), or set train.grad_ckpt = on"));
+      local_error =
+          pack_error(Error(std::string("out of GPU memory: ") + e.what_without_backtrace())
+                         .hint("lower train.tokens_per_batch (raise train.grad_accum to keep the global "
+                               "batch), or set train.grad_ckpt = on"));
     }
     if (world > 1 || !local_error.empty()) end_step_with_error(step, local_error);
     if (grad_sum.defined()) {
@@ -831,10 +844,11 @@ int Trainer::Impl::train_loop() {
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
       // Every rank sees the same reduced numbers: all save (collectively) and stop together.
       const std::string saved = save_after_error(step);
-      stop_all(Error(hs::str("non-finite ", std::isfinite(loss) ? "gradient norm" : "loss", " at step ", step + 1,
-                             " (loss ", loss, ", grad-norm ", gnorm, "); the update was not applied\n  ", saved))
-                   .hint("lower train.lr or raise train.warmup_steps, then resume with --train.resume auto (or "
-                         "start over with --train.resume off and a new --run.dir)"));
+      stop_all(
+          Error(hs::str("non-finite ", std::isfinite(loss) ? "gradient norm" : "loss", " at step ", step + 1,
+                        " (loss ", loss, ", grad-norm ", gnorm, "); the update was not applied\n  ", saved))
+              .hint("lower train.lr or raise train.warmup_steps, then resume with --train.resume auto (or "
+                    "start over with --train.resume off and a new --run.dir)"));
     }
     if (max_norm > 0) {
       const double coef = std::min(1.0, max_norm / (gnorm + 1e-6));  // torch.nn.utils.clip_grad_norm_

@@ -14,7 +14,8 @@ using hs::dist::Fact;
 
 TEST(RankAgree, EqualFactsPassWhateverTheNotes) {
   const std::string note = "rank " + std::to_string(hs::dist::Mpi::rank());
-  std::vector<Fact> facts{{"config", "lora.r", "16", note}, {"model", "config.json num_hidden_layers", "2", note}};
+  std::vector<Fact> facts{{"config", "lora.r", "16", note},
+                          {"model", "config.json num_hidden_layers", "2", note}};
   EXPECT_NO_THROW(hs::dist::check_ranks_agree(facts, "in a test"));
   EXPECT_NO_THROW(hs::dist::check_ranks_agree({}, "with no facts"));
 }
