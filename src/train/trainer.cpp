@@ -180,8 +180,8 @@ struct Trainer::Impl {
   void setup_data(const std::string& tokenizer_sha);
   void resume();
   int train_loop();
-  EvalResult evaluate(const data::ShardIndex& data, const data::BatchPlan& plan);
-  void exact_match(const data::ShardIndex& data, const data::BatchPlan& plan, EvalResult& r);
+  EvalResult evaluate(const data::ShardIndex& data, const data::BatchPlan& plan, int64_t done);
+  void exact_match(const data::ShardIndex& data, const data::BatchPlan& plan, EvalResult& r, int64_t done);
   void save_checkpoint_now(int64_t step);
   void save_final();
   void log_metrics(const nlohmann::ordered_json& j);
@@ -189,7 +189,7 @@ struct Trainer::Impl {
   void maybe_inject_failure(int64_t step) const;
   bool injected(int64_t step, const char* kind) const;
   void trim_metrics();
-  void end_step_with_error(int64_t step, const std::string& local_error);
+  void end_with_error(int64_t done, const std::string& local_error, bool in_eval);
   std::string save_after_error(int64_t step);
   [[noreturn]] void stop_all(Error e) const;
 };
@@ -554,8 +554,10 @@ std::string Trainer::Impl::save_after_error(int64_t step) {
   return hs::str("saved step ", step, " to ", where);
 }
 
-// A step whose compute failed on some rank (collective: every rank calls it every step in multi-rank runs).
-void Trainer::Impl::end_step_with_error(int64_t step, const std::string& local_error) {
+// Agrees on an error of some rank in the step after `done` steps (or in the eval after them) and ends the
+// run, the last completed step saved; returns when no rank failed. Collective: in multi-rank runs every rank
+// calls it every step and eval, before the collectives that a failed rank would miss.
+void Trainer::Impl::end_with_error(int64_t done, const std::string& local_error, bool in_eval) {
   at::Tensor failed = at::tensor({local_error.empty() ? 0.0 : 1.0}, at::kDouble);
   comm.all_reduce_sum(failed);
   if (failed.item<double>() == 0) return;
@@ -565,10 +567,10 @@ void Trainer::Impl::end_step_with_error(int64_t step, const std::string& local_e
   for (size_t r = 0; r < errors.size() && bad < 0; ++r)
     if (!errors[r].empty()) bad = int(r);
   if (rank == 0) e = unpack_error(errors[size_t(bad)]);
-  const std::string saved = save_after_error(step);  // the state is that of step `step`: nothing was applied
+  const std::string saved = save_after_error(done);  // the state is that of step `done`: nothing was applied
   if (rank != 0) stop_all(e);
-  Error out(hs::str(e.message(), " (in step ", step + 1, world > 1 ? hs::str(", on rank ", bad) : "", ")\n  ",
-                    saved));
+  Error out(hs::str(e.message(), in_eval ? " (in the eval after step " : " (in step ",
+                    in_eval ? done : done + 1, world > 1 ? hs::str(", on rank ", bad) : "", ")\n  ", saved));
   if (!e.where().empty()) out.at(e.where());
   out.hint((e.hint_text().empty() ? "fix the cause" : e.hint_text()) +
            "; then resume with --train.resume auto");
@@ -635,52 +637,70 @@ void Trainer::Impl::save_final() {
   }
 }
 
-EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::BatchPlan& ep) {
+EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::BatchPlan& ep, int64_t done) {
   model->set_training(false);
   at::NoGradGuard no_grad;  // also for exact-match's decoding
-  LossTotals t = sum_over_ranks(eval_loss(*model, data, ep, device, rank, world));
+  // An eval sample that cannot be read ends the run as one of a training step does: last step saved.
+  LossTotals mine;
+  std::string local_error;
+  try {
+    if (injected(done - 1, "eval"))
+      throw Error("injected data error: an eval sample cannot be read").hint("HSLOTH_FAIL_AT is set");
+    mine = eval_loss(*model, data, ep, device, rank, world);
+  } catch (const Error& e) {
+    local_error = pack_error(e);
+  }
+  if (world > 1 || !local_error.empty()) end_with_error(done, local_error, /*in_eval=*/true);
+  LossTotals t = sum_over_ranks(mine);
   EvalResult r;
   r.tokens = t.tokens;
   r.samples = t.samples;
   r.loss = r.tokens > 0 ? t.sum / double(r.tokens) : 0;
-  if (cfg.get_bool("eval.exact_match")) exact_match(data, ep, r);
+  if (cfg.get_bool("eval.exact_match")) exact_match(data, ep, r, done);
   model->set_training(true);
   return r;
 }
 
 // Greedy-decodes the last trained span of each eval sample from the tokens before it and counts exact
 // matches: the skill of a response-masked task, measured without a tokenizer.
-void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchPlan& ep, EvalResult& r) {
+void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchPlan& ep, EvalResult& r,
+                                int64_t done) {
   std::vector<int64_t> ids;
   for (const auto& mb : ep.micro_batches()) ids.insert(ids.end(), mb.samples.begin(), mb.samples.end());
   std::sort(ids.begin(), ids.end());
   const int64_t limit = cfg.get_int("eval.max_samples");
   if (limit > 0 && int64_t(ids.size()) > limit) ids.resize(size_t(limit));
   int64_t exact = 0, total = 0;
-  for (size_t i = size_t(rank); i < ids.size(); i += size_t(world)) {
-    data::Sample s = data.read_sample(ids[i]);
-    int64_t end = int64_t(s.mask.size());
-    while (end > 0 && !s.mask[size_t(end - 1)]) --end;
-    int64_t begin = end;
-    while (begin > 1 && s.mask[size_t(begin - 1)]) --begin;
-    if (end == 0 || begin >= end) continue;
-    ++total;
-    std::vector<int64_t> prefix(s.ids.begin(), s.ids.begin() + begin);
-    auto cache = model->make_cache(1, end);
-    model::Inputs in;
-    in.input_ids = at::tensor(prefix, at::kLong).view({1, -1}).to(device);
-    bool ok = true;
-    for (int64_t t = begin; t < end; ++t) {
-      at::Tensor logits = model->forward(in, &cache);
-      int64_t next = logits[0][-1].argmax().item<int64_t>();
-      if (next != s.ids[size_t(t)]) {
-        ok = false;
-        break;
+  std::string local_error;
+  try {
+    for (size_t i = size_t(rank); i < ids.size(); i += size_t(world)) {
+      data::Sample s = data.read_sample(ids[i]);
+      int64_t end = int64_t(s.mask.size());
+      while (end > 0 && !s.mask[size_t(end - 1)]) --end;
+      int64_t begin = end;
+      while (begin > 1 && s.mask[size_t(begin - 1)]) --begin;
+      if (end == 0 || begin >= end) continue;
+      ++total;
+      std::vector<int64_t> prefix(s.ids.begin(), s.ids.begin() + begin);
+      auto cache = model->make_cache(1, end);
+      model::Inputs in;
+      in.input_ids = at::tensor(prefix, at::kLong).view({1, -1}).to(device);
+      bool ok = true;
+      for (int64_t t = begin; t < end; ++t) {
+        at::Tensor logits = model->forward(in, &cache);
+        int64_t next = logits[0][-1].argmax().item<int64_t>();
+        if (next != s.ids[size_t(t)]) {
+          ok = false;
+          break;
+        }
+        in.input_ids = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
       }
-      in.input_ids = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
+      exact += ok ? 1 : 0;
     }
-    exact += ok ? 1 : 0;
+  } catch (const Error& e) {
+    local_error = pack_error(e);
   }
+  if (world > 1 || !local_error.empty()) end_with_error(done, local_error, /*in_eval=*/true);
   at::Tensor agg = at::tensor({double(exact), double(total)}, at::kDouble);
   comm.all_reduce_sum(agg);
   r.exact = int64_t(agg[0].item<double>());
@@ -712,8 +732,8 @@ void Trainer::Impl::check_params_equal(int64_t step) {
 
 // HSLOTH_FAIL_AT=RANK:STEP makes that rank throw at the start of that (1-based) step, as a crash would: a way
 // to check that a job whose rank fails ends promptly on your cluster (tests use it under mpirun).
-// RANK:STEP:data throws inside the step as an unreadable sample does, RANK:STEP:nan makes that rank's loss
-// NaN: both take the path that saves the last completed step.
+// RANK:STEP:data throws inside the step as an unreadable sample does, RANK:STEP:eval in the eval after step
+// STEP, RANK:STEP:nan makes that rank's loss NaN: they take the path that saves the last completed step.
 bool Trainer::Impl::injected(int64_t step, const char* kind) const {
   const char* v = std::getenv("HSLOTH_FAIL_AT");
   if (!v || !*v) return false;
@@ -730,8 +750,8 @@ bool Trainer::Impl::injected(int64_t step, const char* kind) const {
   } catch (const std::exception&) {
     k = -2;
   }
-  if (a == std::string::npos || k == -2 || (what != "" && what != "data" && what != "nan"))
-    throw Error(hs::str("HSLOTH_FAIL_AT='", spec, "' is not RANK:STEP or RANK:STEP:data|nan"))
+  if (a == std::string::npos || k == -2 || (what != "" && what != "data" && what != "nan" && what != "eval"))
+    throw Error(hs::str("HSLOTH_FAIL_AT='", spec, "' is not RANK:STEP or RANK:STEP:data|nan|eval"))
         .hint("e.g. HSLOTH_FAIL_AT=1:3");
   return r == rank && k == step + 1 && what == kind;
 }
@@ -750,7 +770,7 @@ int Trainer::Impl::train_loop() {
     if (!eval_plan) return;
     const data::ShardIndex& ed = eval_data ? *eval_data : *train_data;
     Timer t;
-    EvalResult r = evaluate(ed, *eval_plan);
+    EvalResult r = evaluate(ed, *eval_plan, step);
     std::string em = r.exact_total > 0
                          ? hs::str(" | exact-match ", r.exact, "/", r.exact_total, " (",
                                    std::round(1000.0 * double(r.exact) / double(r.exact_total)) / 10, "%)")
@@ -793,7 +813,7 @@ int Trainer::Impl::train_loop() {
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
     int64_t counted = 0;
     // Errors here leave the parameters and optimizer as step `step` left them: they are agreed on by all
-    // ranks before the all-reduce, and the last completed step is saved (end_step_with_error).
+    // ranks before the all-reduce, and the last completed step is saved (end_with_error).
     std::string local_error;
     try {
       if (injected(step, "data"))
@@ -829,7 +849,7 @@ int Trainer::Impl::train_loop() {
                          .hint("lower train.tokens_per_batch (raise train.grad_accum to keep the global "
                                "batch), or set train.grad_ckpt = on"));
     }
-    if (world > 1 || !local_error.empty()) end_step_with_error(step, local_error);
+    if (world > 1 || !local_error.empty()) end_with_error(step, local_error, /*in_eval=*/false);
     if (grad_sum.defined()) {
       comm.all_reduce_sum(grad_sum);
       flat->grad().copy_(grad_sum);  // rounded to fp32 once

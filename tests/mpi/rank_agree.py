@@ -8,7 +8,8 @@
 2. No false alarm: ranks that see the same model at different paths (a node-local copy) train normally.
 3. Ctrl-C under mpirun (SIGINT to mpirun, which forwards it to the ranks): the job checkpoints and ends
    non-zero with a complete checkpoint on disk.
-4. A data error on rank 1 after step 1 saves the last completed step; rank 0 reports rank 1's error.
+4. A data error on rank 1 after step 1 (in a step, or in the periodic eval) saves the last completed step;
+   rank 0 reports rank 1's error.
 
 usage: rank_agree.py MPIEXEC        (exit 77 = skipped: oracle packages missing)
 """
@@ -148,6 +149,11 @@ def main():
               and f"saved step 3 to {d}/data/checkpoints/step-3" in log
               and os.path.exists(f"{d}/data/checkpoints/step-3/COMPLETE"),
               f"-n 2, data error on rank 1 at step 4: exit {rc} in {secs:.1f}s, step 3 saved")
+        rc, log, secs = run([MPIEXEC, "-n", "2", *args(d, "evalerr", **{"data.eval_fraction": 0.25, "eval.every": 4})],
+                            env={"HSLOTH_FAIL_AT": "1:4:eval"})
+        check(rc not in (0, None) and "(in the eval after step 4, on rank 1)" in log
+              and os.path.exists(f"{d}/evalerr/checkpoints/step-4/COMPLETE"),
+              f"-n 2, unreadable eval sample on rank 1 after step 4: exit {rc} in {secs:.1f}s, step 4 saved")
     finally:
         if not failures:
             shutil.rmtree(d, ignore_errors=True)

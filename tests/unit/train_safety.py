@@ -5,7 +5,7 @@
    checkpoint ends with the adapter of the uninterrupted run (bit-identical). A second SIGINT aborts at once.
 2. An error after step 1 that leaves the state consistent saves the last completed step and says where: an
    unreadable sample (HSLOTH_FAIL_AT=0:5:data: saved step 4; resuming ends bit-identical to the uninterrupted
-   run) and a NaN loss (HSLOTH_FAIL_AT=0:4:nan: saved step 3), and a real divergence (train.lr 10).
+   run), one in the periodic eval (0:4:eval: saved step 4) and a NaN loss (HSLOTH_FAIL_AT=0:4:nan: saved step 3), and a real divergence (train.lr 10).
 3. Nothing overwritten: resume = auto with every checkpoint damaged is an error naming them, final/ untouched;
    resume = auto in a new run.dir starts fresh. A full disk (RLIMIT_FSIZE) while writing a checkpoint is one
    error naming the path, with no .tmp-step-N left behind.
@@ -174,6 +174,13 @@ def main():
         r = train(d, "data", **{"train.resume": "auto"})
         check(r.returncode == 0 and "resumed from" in r.stderr and adapter(d, "data") == ref,
               "data error + resume: final adapter bit-identical to the uninterrupted run")
+
+        # ... as does one in the periodic eval after step 4 (held-out samples of train, eval every 4 steps) ...
+        r = train(d, "evalerr", env={"HSLOTH_FAIL_AT": "0:4:eval"},
+                  **{"data.eval_fraction": 0.25, "eval.every": 4, "eval.exact_match": "true"})
+        check(r.returncode == 1 and "an eval sample cannot be read (in the eval after step 4)" in r.stderr
+              and f"saved step 4 to {d}/evalerr/checkpoints/step-4" in r.stderr and complete(d, "evalerr", 4),
+              f"unreadable eval sample after step 4: exit {r.returncode}, step 4 saved")
 
         # ... a NaN loss at step 4 saves step 3 (the update of step 4 is not applied) ...
         r = train(d, "nan", env={"HSLOTH_FAIL_AT": "0:4:nan"})
