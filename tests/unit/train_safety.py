@@ -5,7 +5,8 @@
    checkpoint ends with the adapter of the uninterrupted run (bit-identical). A second SIGINT aborts at once.
 2. An error after step 1 that leaves the state consistent saves the last completed step and says where: an
    unreadable sample (HSLOTH_FAIL_AT=0:5:data: saved step 4; resuming ends bit-identical to the uninterrupted
-   run), one in the periodic eval (0:4:eval: saved step 4) and a NaN loss (HSLOTH_FAIL_AT=0:4:nan: saved step 3), and a real divergence (train.lr 10).
+   run), one in the periodic eval (0:4:eval: saved step 4), a NaN loss (HSLOTH_FAIL_AT=0:4:nan: saved step 3)
+   and a real divergence (train.lr 10).
 3. Nothing overwritten: resume = auto with every checkpoint damaged is an error naming them, final/ untouched;
    resume = auto in a new run.dir starts fresh. A full disk (RLIMIT_FSIZE) while writing a checkpoint is one
    error naming the path, with no .tmp-step-N left behind.
