@@ -1,16 +1,20 @@
 // `hsloth train`: the config contract of DESIGN.md (src/config/schemas.cpp) handed to the Trainer, with the
-// communicator for this world size and the SIGTERM/SIGUSR1 handlers (stop at the next step boundary,
-// checkpoint, exit 75). `mpirun -np N hsloth train ...` runs N ranks.
+// communicator for this world size and the stop handlers (SIGTERM/SIGUSR1/first Ctrl-C: stop at the next step
+// boundary, checkpoint, exit 75; a second Ctrl-C aborts). `mpirun -np N hsloth train ...` runs N ranks;
+// before the communicator is made, the ranks check that they agree on config, model, tokenizer and shards.
 #include "cli/command.h"
 #include "config/schemas.h"
 #include "dist/communicator.h"
+#include "train/agreement.h"
 #include "train/trainer.h"
 
 namespace {
 
 int run(const hs::config::Config& cfg) {
   hs::train::install_stop_handlers();
-  auto comm = hs::dist::make_communicator(hs::dist::rank_device());
+  const auto device = hs::dist::rank_device();
+  hs::train::check_startup_agreement(cfg, device.is_cuda() ? "cuda" : "cpu");
+  auto comm = hs::dist::make_communicator(device);
   hs::train::Trainer trainer(cfg, *comm);
   return trainer.run();
 }

@@ -92,16 +92,21 @@ BatchPlan BatchPlan::build(const std::vector<int32_t>& lengths, const std::vecto
   const int64_t cap = options.tokens_per_batch;
   // Longest first; ties by id so that the plan does not depend on anything but the data.
   std::vector<int64_t> order(ids);
+  int64_t too_long = 0, longest = -1;  // samples over the cap, and the longest of them
   for (int64_t id : order) {
     HS_CHECK(id >= 0 && size_t(id) < lengths.size(), "sample id out of range");
-    if (lengths[size_t(id)] > cap)
-      throw Error(hs::str("sample ", id, " has ", lengths[size_t(id)],
-                          " tokens, more than train.tokens_per_batch = ", cap))
-          .hint(hs::str("raise train.tokens_per_batch to at least ", lengths[size_t(id)],
-                        ", or re-run hsloth prep with --max-len ", cap, " (--too-long drop|truncate)"));
+    if (lengths[size_t(id)] > cap) {
+      ++too_long;
+      if (longest < 0 || lengths[size_t(id)] > lengths[size_t(longest)]) longest = id;
+    }
     plan.num_samples_ += 1;
     plan.num_trained_ += trained[size_t(id)];
   }
+  if (too_long > 0)
+    throw Error(hs::str(too_long, " sample(s) are longer than train.tokens_per_batch = ", cap,
+                        " (longest: sample ", longest, " has ", lengths[size_t(longest)], " tokens)"))
+        .hint(hs::str("raise train.tokens_per_batch to at least ", lengths[size_t(longest)],
+                      ", or re-run hsloth prep with --max-len ", cap, " (--too-long drop|truncate)"));
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
     return lengths[size_t(a)] != lengths[size_t(b)] ? lengths[size_t(a)] > lengths[size_t(b)] : a < b;
   });

@@ -48,7 +48,7 @@ struct PlanOptions {
 class BatchPlan {
  public:
   // `ids` selects the samples (e.g. a train/eval split); lengths/trained are indexed by global id.
-  // A sample longer than tokens_per_batch is an error naming it and the fix.
+  // Samples longer than tokens_per_batch are an error naming their count, the longest and the fix.
   static BatchPlan build(const std::vector<int32_t>& lengths, const std::vector<int32_t>& trained,
                          const std::vector<int64_t>& ids, const PlanOptions& options);
 

@@ -85,16 +85,8 @@ void verify(const std::string& dir) {
   }
 }
 
-}  // namespace
-
-std::string save_checkpoint(const std::string& run_dir, const TrainState& st,
-                            const std::function<void(const std::string&)>& write_adapter, int keep) {
-  const std::string root = run_dir + "/checkpoints";
-  io::make_dirs(root);
-  const std::string name = "step-" + std::to_string(st.step);
-  const std::string tmp = root + "/.tmp-" + name, final_dir = root + "/" + name;
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
+void write_temp(const std::string& tmp, const TrainState& st,
+                const std::function<void(const std::string&)>& write_adapter) {
   io::make_dirs(tmp);
   write_adapter(tmp);
   io::Metadata meta{{"format", kStateFormat},          {"version", std::to_string(kStateVersion)},
@@ -116,9 +108,43 @@ std::string save_checkpoint(const std::string& run_dir, const TrainState& st,
   nlohmann::ordered_json complete{{"format", kStateFormat}, {"step", st.step}, {"files", files}};
   io::write_file_atomic(tmp + "/COMPLETE", complete.dump(2) + "\n");
   fsync_path(tmp, true);
+}
+
+}  // namespace
+
+std::string save_checkpoint(const std::string& run_dir, const TrainState& st,
+                            const std::function<void(const std::string&)>& write_adapter, int keep) {
+  const std::string root = run_dir + "/checkpoints";
+  io::make_dirs(root);
+  const std::string name = "step-" + std::to_string(st.step);
+  const std::string tmp = root + "/.tmp-" + name, final_dir = root + "/" + name;
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  std::string cause;
+  try {
+    write_temp(tmp, st, write_adapter);
+  } catch (const Error& e) {
+    cause = e.where().empty() ? e.message() : e.where() + ": " + e.message();
+  } catch (const std::exception& e) {
+    cause = e.what();
+  }
+  if (!cause.empty()) {
+    // A full disk (or quota, or file-size limit): one error naming the file, and no temp folder left.
+    fs::remove_all(tmp, ec);
+    auto all = list_checkpoints(root);
+    std::string last = all.empty() ? "there is no earlier checkpoint, so the run starts over"
+                                   : "then resume from " + all.back().second + " with --train.resume auto";
+    throw Error(hs::str("cannot write checkpoint ", name, ": ", cause))
+        .at(final_dir)
+        .hint("free space where run.dir lives (df -h " + run_dir + "); " + last);
+  }
   fs::remove_all(final_dir, ec);  // a re-save of the same step (e.g. the final one) replaces it
   fs::rename(tmp, final_dir, ec);
-  if (ec) throw Error("cannot move checkpoint into place: " + ec.message()).at(final_dir);
+  if (ec) {
+    std::error_code ec2;
+    fs::remove_all(tmp, ec2);
+    throw Error("cannot move checkpoint into place: " + ec.message()).at(final_dir);
+  }
   fsync_path(root, true);
   // Keep the newest `keep`; also clean temp folders left by crashed saves.
   auto all = list_checkpoints(root);
@@ -158,17 +184,26 @@ TrainState load_checkpoint(const std::string& dir) {
   return st;
 }
 
-std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
+CheckpointScan scan_checkpoints(const std::string& run_dir) {
+  CheckpointScan scan;
   auto all = list_checkpoints(run_dir + "/checkpoints");
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
       verify(it->second);
-      return it->second;
+      scan.latest = it->second;
+      return scan;
     } catch (const Error& e) {
       log::warn("skipping damaged checkpoint: ", e.what());
+      const std::string file = fs::path(e.where()).filename().string();
+      scan.damaged.emplace_back(
+          it->second, e.where().empty() || e.where() == it->second ? e.message() : file + ": " + e.message());
     }
   }
-  return std::nullopt;
+  return scan;
+}
+
+std::optional<std::string> find_latest_checkpoint(const std::string& run_dir) {
+  return scan_checkpoints(run_dir).latest;
 }
 
 }  // namespace hs::train

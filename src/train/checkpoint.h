@@ -2,7 +2,8 @@
 // safetensors + adapter_config.json, loadable by PEFT as is), train_state.safetensors (fp32 master
 // parameters, AdamW moments, RNG states; metadata: format, version, step, world size, seed, config) and
 // COMPLETE (sha256 of every file), written last. The folder is built as .tmp-step-N, every file fsynced,
-// then renamed: a crash leaves either a whole checkpoint or a temp folder that is ignored and cleaned.
+// then renamed: a crash leaves either a whole checkpoint or a temp folder that is ignored and cleaned; a
+// failed write (full disk) removes the temp folder and is one error naming the file and the last good step.
 // `resume = auto` takes the newest checkpoint whose COMPLETE verifies and warns about each one skipped.
 #pragma once
 
@@ -11,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -40,5 +42,12 @@ TrainState load_checkpoint(const std::string& dir);
 
 // The newest valid checkpoint under run_dir/checkpoints, skipping (with a warning) damaged ones.
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir);
+
+// The same, with the damaged checkpoints seen on the way (folder, what is wrong), newest first.
+struct CheckpointScan {
+  std::optional<std::string> latest;
+  std::vector<std::pair<std::string, std::string>> damaged;
+};
+CheckpointScan scan_checkpoints(const std::string& run_dir);
 
 }  // namespace hs::train

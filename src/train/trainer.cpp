@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -32,6 +34,7 @@
 #include "model/model.h"
 #include "model/runtime.h"
 #include "train/adamw.h"
+#include "train/agreement.h"
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
@@ -48,7 +51,56 @@ namespace hs::train {
 namespace {
 
 std::atomic<bool> g_stop{false};
-void on_signal(int) { g_stop.store(true); }
+std::atomic<int> g_interrupts{0};
+std::atomic<int64_t> g_step{0};  // the optimizer step being run (1-based); 0 before training
+int g_print_rank = 0;            // the signal handler writes only on rank 0
+
+void say(const char* a, int64_t n, const char* b);
+
+// SIGTERM/SIGUSR1 (Slurm's preemption notice, or mpirun passing on a Ctrl-C as SIGTERM): stop at the next
+// step boundary, checkpoint, exit 75.
+void on_signal(int) {
+  if (g_stop.exchange(true)) return;
+  const int64_t step = g_step.load();
+  if (step > 0) say("\nstop requested (SIGTERM/SIGUSR1): finishing step ", step, " and saving\n");
+}
+
+// Async-signal-safe: write(2) of a fixed buffer, no allocation, no locks.
+void say(const char* a, int64_t n, const char* b) {
+  char buf[256];
+  size_t len = 0;
+  auto add = [&](const char* s) {
+    while (*s && len + 1 < sizeof buf) buf[len++] = *s++;
+  };
+  add(a);
+  if (n >= 0) {
+    char digits[24];
+    int k = 0;
+    do digits[k++] = char('0' + n % 10);
+    while ((n /= 10) > 0 && k < 23);
+    while (k > 0 && len + 1 < sizeof buf) buf[len++] = digits[--k];
+  }
+  add(b);
+  if (g_print_rank == 0) (void)!::write(STDERR_FILENO, buf, len);
+}
+
+// SIGINT (Ctrl-C): the first one asks for a stop like SIGTERM (finish the step, checkpoint, exit 75); the
+// second one ends the process at once, by SIGINT, without saving.
+void on_interrupt(int) {
+  if (g_interrupts.fetch_add(1) > 0) {
+    say("\nsecond interrupt: aborting without saving", -1, "\n");
+    ::signal(SIGINT, SIG_DFL);
+    ::raise(SIGINT);
+    return;
+  }
+  g_stop.store(true);
+  const int64_t step = g_step.load();
+  if (step > 0)
+    say("\ninterrupted: finishing step ", step, " and saving; press Ctrl-C again to abort without saving\n");
+  else
+    say("\ninterrupted: stopping before the first step and saving; press Ctrl-C again to abort without saving",
+        -1, "\n");
+}
 
 double peak_host_memory() {
   rusage u{};
@@ -67,6 +119,8 @@ double peak_memory(const at::Device& device) {
   return peak_host_memory();
 }
 
+std::string fs_name(const std::string& path) { return std::filesystem::path(path).filename().string(); }
+
 std::string join_path(const std::string& a, const std::string& b) {
   return (std::filesystem::path(a) / b).string();
 }
@@ -82,8 +136,15 @@ double peak_flops(const std::string& device_name) {
 }  // namespace
 
 void install_stop_handlers() {
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGUSR1, on_signal);
+  g_print_rank = log::rank();
+  struct sigaction sa {};
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGUSR1, &sa, nullptr);
+  sa.sa_handler = on_interrupt;
+  sigaction(SIGINT, &sa, nullptr);
 }
 bool stop_requested() { return g_stop.load(); }
 
@@ -108,6 +169,7 @@ struct Trainer::Impl {
   at::Tensor grad_sum;  // fp64 sum of the step's gradients (train.grad_sum), or undefined
   LrSchedule sched;
   int64_t total_steps = 0, start_step = 0;
+  int64_t last_saved = -1;  // the step of the newest checkpoint on disk (written or resumed from)
   double flops_per_token = 0, peak = 0;
   std::unique_ptr<TensorBoardWriter> tb;
   std::ofstream metrics;
@@ -119,14 +181,32 @@ struct Trainer::Impl {
   void setup_data(const std::string& tokenizer_sha);
   void resume();
   int train_loop();
-  EvalResult evaluate(const data::ShardIndex& data, const data::BatchPlan& plan);
-  void exact_match(const data::ShardIndex& data, const data::BatchPlan& plan, EvalResult& r);
+  EvalResult evaluate(const data::ShardIndex& data, const data::BatchPlan& plan, int64_t done);
+  void exact_match(const data::ShardIndex& data, const data::BatchPlan& plan, EvalResult& r, int64_t done);
   void save_checkpoint_now(int64_t step);
   void save_final();
   void log_metrics(const nlohmann::ordered_json& j);
   void check_params_equal(int64_t step);
   void maybe_inject_failure(int64_t step) const;
+  bool injected(int64_t step, const char* kind) const;
+  void trim_metrics();
+  void end_with_error(int64_t done, const std::string& local_error, bool in_eval);
+  std::string save_after_error(int64_t step);
+  [[noreturn]] void stop_all(Error e) const;
 };
+
+namespace {
+// An hs::Error as bytes and back, so that rank 0 can report another rank's error with its where and hint.
+std::string pack_error(const Error& e) { return e.message() + '\x1f' + e.where() + '\x1f' + e.hint_text(); }
+Error unpack_error(const std::string& s) {
+  size_t a = s.find('\x1f'), b = a == std::string::npos ? a : s.find('\x1f', a + 1);
+  if (b == std::string::npos) return Error(s);
+  Error e(s.substr(0, a));
+  if (b > a + 1) e.at(s.substr(a + 1, b - a - 1));
+  if (b + 1 < s.size()) e.hint(s.substr(b + 1));
+  return e;
+}
+}  // namespace
 
 Trainer::Trainer(const config::Config& config, dist::Communicator& comm)
     : impl_(std::make_unique<Impl>(config, comm)) {}
@@ -252,7 +332,13 @@ void Trainer::Impl::setup() {
   log::info("communicator: ", comm.name());
 
   resume();
+  // The world-dependent plan and the starting point must be the same on every rank (a different step count
+  // would leave one rank waiting in an all-reduce forever).
+  if (world > 1)
+    dist::check_ranks_agree(plan_facts(*plan, total_steps, start_step, flat->master()),
+                            "after planning and resuming");
   if (rank == 0) {
+    trim_metrics();
     metrics.open(join_path(run_dir, "metrics.jsonl"), std::ios::app);
     if (!metrics) throw Error("cannot open metrics.jsonl").at(run_dir);
     tb = std::make_unique<TensorBoardWriter>(join_path(run_dir, "tensorboard"));
@@ -288,6 +374,25 @@ void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
   po.seed = seed;
   po.world_size = world;
   po.grad_accum = int(cfg.get_int("train.grad_accum"));
+  // The model cannot attend beyond max_position_embeddings: refuse longer samples before any step.
+  const int64_t max_pos = model->config().max_position_embeddings;
+  auto check_positions = [&](const data::ShardIndex& d, const std::vector<int64_t>& ids, const char* key) {
+    int64_t longest = -1, count = 0;
+    for (int64_t id : ids)
+      if (d.length(id) > max_pos) {
+        ++count;
+        if (longest < 0 || d.length(id) > d.length(longest)) longest = id;
+      }
+    if (max_pos > 0 && count > 0)
+      throw Error(hs::str(count, " sample(s) in ", key,
+                          " are longer than the model's max_position_embeddings = ", max_pos,
+                          " (longest: sample ", longest, " has ", d.length(longest), " tokens)"))
+          .at(d.path())
+          .hint(hs::str("re-run hsloth prep with --max-len ", max_pos, " (--too-long drop|truncate)"));
+  };
+  check_positions(*train_data, train_ids, "data.train");
+  if (!eval_ids.empty())
+    check_positions(eval_data ? *eval_data : *train_data, eval_ids, eval_data ? "data.eval" : "data.train");
   plan.emplace(data::BatchPlan::build(train_data->lengths(), train_data->trained(), train_ids, po));
   if (!eval_ids.empty()) {
     const data::ShardIndex& ed = eval_data ? *eval_data : *train_data;
@@ -301,8 +406,25 @@ void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
   total_steps = cfg.get_int("train.max_steps") > 0
                     ? cfg.get_int("train.max_steps")
                     : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_real("train.epochs") * double(spe))));
-  sched = LrSchedule{parse_schedule(cfg.get("train.schedule")), cfg.get_real("train.lr"),
-                     cfg.get_int("train.warmup_steps"), total_steps};
+  const int64_t warmup = cfg.get_int("train.warmup_steps");
+  if (warmup > total_steps) {
+    const std::string steps =
+        cfg.get_int("train.max_steps") > 0
+            ? hs::str("train.max_steps = ", total_steps)
+            : hs::str(total_steps, " steps (train.epochs = ", cfg.get("train.epochs"), ")");
+    const std::string fix =
+        hs::str("set --train.warmup_steps to at most ", total_steps, " (e.g. ",
+                std::max<int64_t>(1, total_steps / 10), ", about 10% of the run), or run longer");
+    if (cfg.given("train.warmup_steps"))
+      throw Error(hs::str("train.warmup_steps = ", warmup, " is more than the run's ", steps,
+                          ": the learning rate would never reach train.lr"))
+          .at(cfg.origin("train.warmup_steps"))
+          .hint(fix);
+    log::warn("train.warmup_steps = ", warmup, " (default) is more than the run's ", steps,
+              ": the learning rate never reaches train.lr; ", fix);
+  }
+  sched =
+      LrSchedule{parse_schedule(cfg.get("train.schedule")), cfg.get_real("train.lr"), warmup, total_steps};
   double waste = 0;
   int64_t padded = 0, real = 0;
   for (const auto& mb : plan->micro_batches()) {
@@ -321,12 +443,32 @@ void Trainer::Impl::resume() {
   std::string dir;
   if (mode == "off") return;
   if (mode == "auto") {
-    auto latest = find_latest_checkpoint(run_dir);
-    if (!latest) {
-      log::info("resume = auto: no checkpoint in ", run_dir, "/checkpoints, starting fresh");
+    // No checkpoint at all (a new run.dir, or a job requeued before its first checkpoint): start fresh.
+    // Checkpoints that are all damaged, or a finished run without checkpoints: an error, never a fresh start
+    // that would overwrite final/.
+    CheckpointScan scan = scan_checkpoints(run_dir);
+    if (!scan.latest) {
+      const std::string ckdir = join_path(run_dir, "checkpoints");
+      if (!scan.damaged.empty()) {
+        std::string list;
+        for (const auto& [d, why] : scan.damaged) list += "\n    " + fs_name(d) + ": " + why;
+        throw Error(hs::str("resume = auto found no valid checkpoint: ", scan.damaged.size(),
+                            " checkpoint(s), all damaged:", list))
+            .at(ckdir)
+            .hint(
+                "restore a checkpoint from a backup and resume again, or start over with --train.resume off "
+                "and a new --run.dir (the checkpoints and final/ were left as they are)");
+      }
+      if (io::exists(join_path(run_dir, "final")))
+        throw Error(
+            "resume = auto found no checkpoint, but run.dir holds the outputs of a finished run (final/)")
+            .at(run_dir)
+            .hint(
+                "it would be overwritten by a fresh start: choose a new --run.dir (with --train.resume off)");
+      log::info("resume = auto: no checkpoint in ", ckdir, ", starting fresh");
       return;
     }
-    dir = *latest;
+    dir = *scan.latest;
   } else {
     dir = mode;
   }
@@ -354,7 +496,84 @@ void Trainer::Impl::resume() {
     gen.set_state(st.rng_cpu);
   }
   start_step = st.step;
+  last_saved = st.step;
   log::info("resumed from ", dir, " at step ", start_step);
+}
+
+// After a resume at step S, metrics.jsonl keeps the records of steps up to S only (a killed run may have
+// logged steps past its last checkpoint, and they run again), so that every step is in the file once. The
+// eval record at S goes too when S is the last step: the final eval runs again.
+void Trainer::Impl::trim_metrics() {
+  const std::string path = join_path(run_dir, "metrics.jsonl");
+  if (start_step == 0 || !io::exists(path)) return;
+  std::string kept;
+  int64_t dropped = 0;
+  std::istringstream in(io::read_file(path));
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    bool keep = j.is_object() && j.contains("step") && j["step"].is_number_integer();
+    if (keep) {
+      const int64_t step = j["step"].get<int64_t>();
+      keep = step < start_step || (step == start_step && !(j.contains("eval_loss") && step == total_steps));
+    }
+    if (keep)
+      kept += line + "\n";
+    else
+      ++dropped;  // a later step, or a line torn by a kill
+  }
+  if (dropped > 0) {
+    io::write_file_atomic(path, kept);
+    log::info("metrics.jsonl: dropped ", dropped, " record(s) after step ", start_step,
+              " (they are logged again)");
+  }
+}
+
+// Ends the job with `e` from rank 0 alone: the other ranks wait for its MPI_Abort (the top-level handler), so
+// the error is printed once, and no rank ends the job before rank 0 has printed it.
+void Trainer::Impl::stop_all(Error e) const {
+  if (rank != 0 && world > 1) {
+    dist::Mpi::barrier();  // rank 0 never arrives: it aborts the job
+    throw Error("stopped (rank 0 reports why)");
+  }
+  throw std::move(e);
+}
+
+// Saves the last completed step `step` before an error ends the run (collective); returns what to tell.
+std::string Trainer::Impl::save_after_error(int64_t step) {
+  const std::string where = join_path(join_path(run_dir, "checkpoints"), hs::str("step-", step));
+  if (step == 0) return "no step was completed, so there is nothing to save";
+  if (last_saved == step) return hs::str("step ", step, " is saved in ", where);
+  try {
+    save_checkpoint_now(step);
+  } catch (const Error& e) {
+    return hs::str("saving step ", step, " failed too: ", e.message(),
+                   e.where().empty() ? "" : " (" + e.where() + ")");
+  }
+  return hs::str("saved step ", step, " to ", where);
+}
+
+// Agrees on an error of some rank in the step after `done` steps (or in the eval after them) and ends the
+// run, the last completed step saved; returns when no rank failed. Collective: in multi-rank runs every rank
+// calls it every step and eval, before the collectives that a failed rank would miss.
+void Trainer::Impl::end_with_error(int64_t done, const std::string& local_error, bool in_eval) {
+  at::Tensor failed = at::tensor({local_error.empty() ? 0.0 : 1.0}, at::kDouble);
+  comm.all_reduce_sum(failed);
+  if (failed.item<double>() == 0) return;
+  const auto errors = dist::Mpi::gather(local_error, 0);
+  Error e("");
+  int bad = -1;
+  for (size_t r = 0; r < errors.size() && bad < 0; ++r)
+    if (!errors[r].empty()) bad = int(r);
+  if (rank == 0) e = unpack_error(errors[size_t(bad)]);
+  const std::string saved = save_after_error(done);  // the state is that of step `done`: nothing was applied
+  if (rank != 0) stop_all(e);
+  Error out(hs::str(e.message(), in_eval ? " (in the eval after step " : " (in step ",
+                    in_eval ? done : done + 1, world > 1 ? hs::str(", on rank ", bad) : "", ")\n  ", saved));
+  if (!e.where().empty()) out.at(e.where());
+  out.hint((e.hint_text().empty() ? "fix the cause" : e.hint_text()) +
+           "; then resume with --train.resume auto");
+  stop_all(std::move(out));
 }
 
 void Trainer::Impl::log_metrics(const nlohmann::ordered_json& j) {
@@ -366,6 +585,7 @@ void Trainer::Impl::log_metrics(const nlohmann::ordered_json& j) {
 void Trainer::Impl::save_checkpoint_now(int64_t step) {
   if (rank != 0) {
     comm.barrier();
+    last_saved = step;
     return;
   }
   Timer t;
@@ -386,6 +606,7 @@ void Trainer::Impl::save_checkpoint_now(int64_t step) {
       },
       int(cfg.get_int("ckpt.keep")));
   log::info("checkpoint ", dir, " (", format_duration(t.seconds()), ")");
+  last_saved = step;
   comm.barrier();
 }
 
@@ -415,52 +636,70 @@ void Trainer::Impl::save_final() {
   }
 }
 
-EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::BatchPlan& ep) {
+EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::BatchPlan& ep, int64_t done) {
   model->set_training(false);
   at::NoGradGuard no_grad;  // also for exact-match's decoding
-  LossTotals t = sum_over_ranks(eval_loss(*model, data, ep, device, rank, world));
+  // An eval sample that cannot be read ends the run as one of a training step does: last step saved.
+  LossTotals mine;
+  std::string local_error;
+  try {
+    if (injected(done - 1, "eval"))
+      throw Error("injected data error: an eval sample cannot be read").hint("HSLOTH_FAIL_AT is set");
+    mine = eval_loss(*model, data, ep, device, rank, world);
+  } catch (const Error& e) {
+    local_error = pack_error(e);
+  }
+  if (world > 1 || !local_error.empty()) end_with_error(done, local_error, /*in_eval=*/true);
+  LossTotals t = sum_over_ranks(mine);
   EvalResult r;
   r.tokens = t.tokens;
   r.samples = t.samples;
   r.loss = r.tokens > 0 ? t.sum / double(r.tokens) : 0;
-  if (cfg.get_bool("eval.exact_match")) exact_match(data, ep, r);
+  if (cfg.get_bool("eval.exact_match")) exact_match(data, ep, r, done);
   model->set_training(true);
   return r;
 }
 
 // Greedy-decodes the last trained span of each eval sample from the tokens before it and counts exact
 // matches: the skill of a response-masked task, measured without a tokenizer.
-void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchPlan& ep, EvalResult& r) {
+void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchPlan& ep, EvalResult& r,
+                                int64_t done) {
   std::vector<int64_t> ids;
   for (const auto& mb : ep.micro_batches()) ids.insert(ids.end(), mb.samples.begin(), mb.samples.end());
   std::sort(ids.begin(), ids.end());
   const int64_t limit = cfg.get_int("eval.max_samples");
   if (limit > 0 && int64_t(ids.size()) > limit) ids.resize(size_t(limit));
   int64_t exact = 0, total = 0;
-  for (size_t i = size_t(rank); i < ids.size(); i += size_t(world)) {
-    data::Sample s = data.read_sample(ids[i]);
-    int64_t end = int64_t(s.mask.size());
-    while (end > 0 && !s.mask[size_t(end - 1)]) --end;
-    int64_t begin = end;
-    while (begin > 1 && s.mask[size_t(begin - 1)]) --begin;
-    if (end == 0 || begin >= end) continue;
-    ++total;
-    std::vector<int64_t> prefix(s.ids.begin(), s.ids.begin() + begin);
-    auto cache = model->make_cache(1, end);
-    model::Inputs in;
-    in.input_ids = at::tensor(prefix, at::kLong).view({1, -1}).to(device);
-    bool ok = true;
-    for (int64_t t = begin; t < end; ++t) {
-      at::Tensor logits = model->forward(in, &cache);
-      int64_t next = logits[0][-1].argmax().item<int64_t>();
-      if (next != s.ids[size_t(t)]) {
-        ok = false;
-        break;
+  std::string local_error;
+  try {
+    for (size_t i = size_t(rank); i < ids.size(); i += size_t(world)) {
+      data::Sample s = data.read_sample(ids[i]);
+      int64_t end = int64_t(s.mask.size());
+      while (end > 0 && !s.mask[size_t(end - 1)]) --end;
+      int64_t begin = end;
+      while (begin > 1 && s.mask[size_t(begin - 1)]) --begin;
+      if (end == 0 || begin >= end) continue;
+      ++total;
+      std::vector<int64_t> prefix(s.ids.begin(), s.ids.begin() + begin);
+      auto cache = model->make_cache(1, end);
+      model::Inputs in;
+      in.input_ids = at::tensor(prefix, at::kLong).view({1, -1}).to(device);
+      bool ok = true;
+      for (int64_t t = begin; t < end; ++t) {
+        at::Tensor logits = model->forward(in, &cache);
+        int64_t next = logits[0][-1].argmax().item<int64_t>();
+        if (next != s.ids[size_t(t)]) {
+          ok = false;
+          break;
+        }
+        in.input_ids = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
       }
-      in.input_ids = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
+      exact += ok ? 1 : 0;
     }
-    exact += ok ? 1 : 0;
+  } catch (const Error& e) {
+    local_error = pack_error(e);
   }
+  if (world > 1 || !local_error.empty()) end_with_error(done, local_error, /*in_eval=*/true);
   at::Tensor agg = at::tensor({double(exact), double(total)}, at::kDouble);
   comm.all_reduce_sum(agg);
   r.exact = int64_t(agg[0].item<double>());
@@ -490,17 +729,36 @@ void Trainer::Impl::check_params_equal(int64_t step) {
   }
 }
 
-// HSLOTH_FAIL_AT=RANK:STEP makes that rank throw at the start of that (1-based) step: a way to check that a
-// job whose rank fails ends promptly on your cluster (tests use it under mpirun).
-void Trainer::Impl::maybe_inject_failure(int64_t step) const {
+// HSLOTH_FAIL_AT=RANK:STEP makes that rank throw at the start of that (1-based) step, as a crash would: a way
+// to check that a job whose rank fails ends promptly on your cluster (tests use it under mpirun).
+// RANK:STEP:data throws inside the step as an unreadable sample does, RANK:STEP:eval in the eval after step
+// STEP, RANK:STEP:nan makes that rank's loss NaN: they take the path that saves the last completed step.
+bool Trainer::Impl::injected(int64_t step, const char* kind) const {
   const char* v = std::getenv("HSLOTH_FAIL_AT");
-  if (!v || !*v) return;
-  int r = -1;
-  long long k = -1;
-  if (std::sscanf(v, "%d:%lld", &r, &k) != 2)
-    throw Error(hs::str("HSLOTH_FAIL_AT='", v, "' is not RANK:STEP")).hint("e.g. HSLOTH_FAIL_AT=1:3");
-  if (r == rank && k == step + 1)
-    throw Error(hs::str("injected failure at step ", step + 1, " (HSLOTH_FAIL_AT=", v, ")"));
+  if (!v || !*v) return false;
+  const std::string spec = v;
+  const size_t a = spec.find(':'), b = a == std::string::npos ? a : spec.find(':', a + 1);
+  const std::string what = b == std::string::npos ? "" : spec.substr(b + 1);
+  int64_t r = -1, k = -1;
+  try {
+    size_t used = 0;
+    r = std::stoll(spec.substr(0, a), &used);
+    const std::string ks = spec.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
+    k = std::stoll(ks, &used);
+    if (used != ks.size()) k = -2;
+  } catch (const std::exception&) {
+    k = -2;
+  }
+  if (a == std::string::npos || k == -2 || (what != "" && what != "data" && what != "nan" && what != "eval"))
+    throw Error(hs::str("HSLOTH_FAIL_AT='", spec, "' is not RANK:STEP or RANK:STEP:data|nan|eval"))
+        .hint("e.g. HSLOTH_FAIL_AT=1:3");
+  return r == rank && k == step + 1 && what == kind;
+}
+
+void Trainer::Impl::maybe_inject_failure(int64_t step) const {
+  if (injected(step, ""))
+    throw Error(hs::str("injected failure at step ", step + 1,
+                        " (HSLOTH_FAIL_AT=", std::getenv("HSLOTH_FAIL_AT"), ")"));
 }
 
 int Trainer::Impl::train_loop() {
@@ -511,7 +769,7 @@ int Trainer::Impl::train_loop() {
     if (!eval_plan) return;
     const data::ShardIndex& ed = eval_data ? *eval_data : *train_data;
     Timer t;
-    EvalResult r = evaluate(ed, *eval_plan);
+    EvalResult r = evaluate(ed, *eval_plan, step);
     std::string em = r.exact_total > 0
                          ? hs::str(" | exact-match ", r.exact, "/", r.exact_total, " (",
                                    std::round(1000.0 * double(r.exact) / double(r.exact_total)) / 10, "%)")
@@ -546,32 +804,51 @@ int Trainer::Impl::train_loop() {
       save_checkpoint_now(step);
       return kExitInterrupted;
     }
+    g_step.store(step + 1);
     maybe_inject_failure(step);
     const int64_t step_trained = plan->step_trained(step);
     flat->zero_grad();
     if (grad_sum.defined()) grad_sum.zero_();
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
     int64_t counted = 0;
-    for (int64_t m : plan->step_batches(step, rank)) {
-      const auto& mb = plan->micro_batches()[size_t(m)];
-      Batch b = collate(*train_data, mb, packing);
-      b.inputs.input_ids = b.inputs.input_ids.to(device);
-      auto ls = model->loss(b.inputs, b.mask);
-      if (ls.count != mb.trained)
-        throw Error(
-            hs::str("micro-batch has ", ls.count, " trained targets, the shard index says ", mb.trained))
+    // Errors here leave the parameters and optimizer as step `step` left them: they are agreed on by all
+    // ranks before the all-reduce, and the last completed step is saved (end_with_error).
+    std::string local_error;
+    try {
+      if (injected(step, "data"))
+        throw Error(hs::str("injected data error: a sample cannot be read"))
             .at(cfg.get("data.train"))
-            .hint("the shards are inconsistent; re-run hsloth prep");
-      (ls.sum / double(std::max<int64_t>(1, step_trained))).backward();
-      clear_checkpoint_calls();
-      loss_sum += ls.sum.detach().to(at::kDouble);
-      counted += ls.count;
-      if (grad_sum.defined()) {  // each micro-batch's fp32 gradient goes into the fp64 sum
-        flat->gather_grads();
-        grad_sum.add_(flat->grad());
-        flat->zero_grad();
+            .hint("HSLOTH_FAIL_AT is set");
+      for (int64_t m : plan->step_batches(step, rank)) {
+        const auto& mb = plan->micro_batches()[size_t(m)];
+        Batch b = collate(*train_data, mb, packing);
+        b.inputs.input_ids = b.inputs.input_ids.to(device);
+        auto ls = model->loss(b.inputs, b.mask);
+        if (ls.count != mb.trained)
+          throw Error(
+              hs::str("micro-batch has ", ls.count, " trained targets, the shard index says ", mb.trained))
+              .at(cfg.get("data.train"))
+              .hint("the shards are inconsistent; re-run hsloth prep");
+        (ls.sum / double(std::max<int64_t>(1, step_trained))).backward();
+        clear_checkpoint_calls();
+        loss_sum += ls.sum.detach().to(at::kDouble);
+        counted += ls.count;
+        if (grad_sum.defined()) {  // each micro-batch's fp32 gradient goes into the fp64 sum
+          flat->gather_grads();
+          grad_sum.add_(flat->grad());
+          flat->zero_grad();
+        }
       }
+      if (injected(step, "nan")) loss_sum += std::nan("");
+    } catch (const Error& e) {
+      local_error = pack_error(e);
+    } catch (const c10::OutOfMemoryError& e) {
+      local_error =
+          pack_error(Error(std::string("out of GPU memory: ") + e.what_without_backtrace())
+                         .hint("lower train.tokens_per_batch (raise train.grad_accum to keep the global "
+                               "batch), or set train.grad_ckpt = on"));
     }
+    if (world > 1 || !local_error.empty()) end_with_error(step, local_error, /*in_eval=*/false);
     if (grad_sum.defined()) {
       comm.all_reduce_sum(grad_sum);
       flat->grad().copy_(grad_sum);  // rounded to fp32 once
@@ -583,11 +860,15 @@ int Trainer::Impl::train_loop() {
     comm.all_reduce_sum(stats);
     const double loss = stats[0].item<double>() / std::max(1.0, stats[1].item<double>());
     const double gnorm = flat->grad().norm().item<double>();
-    if (!std::isfinite(loss) || !std::isfinite(gnorm))
-      throw Error(hs::str("non-finite ", std::isfinite(loss) ? "gradient norm" : "loss", " at step ",
-                          step + 1, " (loss ", loss, ", grad-norm ", gnorm, ")"))
-          .hint("lower train.lr or raise train.warmup_steps; the last good checkpoint in " + run_dir +
-                "/checkpoints is kept (resume with --train.resume auto)");
+    if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
+      // Every rank sees the same reduced numbers: all save (collectively) and stop together.
+      const std::string saved = save_after_error(step);
+      stop_all(
+          Error(hs::str("non-finite ", std::isfinite(loss) ? "gradient norm" : "loss", " at step ", step + 1,
+                        " (loss ", loss, ", grad-norm ", gnorm, "); the update was not applied\n  ", saved))
+              .hint("lower train.lr or raise train.warmup_steps, then resume with --train.resume auto (or "
+                    "start over with --train.resume off and a new --run.dir)"));
+    }
     if (max_norm > 0) {
       const double coef = std::min(1.0, max_norm / (gnorm + 1e-6));  // torch.nn.utils.clip_grad_norm_
       if (coef < 1.0) flat->grad().mul_(coef);

@@ -8,9 +8,13 @@
 // buffer (FlatParams), are all-reduced once, clipped like torch.nn.utils.clip_grad_norm_, and AdamW
 // steps the flat master. Rank 0 writes metrics.jsonl, TensorBoard events, progress lines and checkpoints.
 //
-// Signals: SIGTERM or SIGUSR1 ask for a stop at the next step boundary; the trainer checkpoints and
-// returns kExitInterrupted (75). A non-finite loss or gradient stops the run with the step number; the
-// last good checkpoint stays.
+// Signals: SIGTERM, SIGUSR1 or a first SIGINT (Ctrl-C) ask for a stop at the next step boundary; the
+// trainer checkpoints and returns kExitInterrupted (75). A second SIGINT ends the process at once, unsaved.
+// Errors after a completed step that leave the state consistent (a sample that cannot be read, a non-finite
+// loss or gradient, out of memory in a step) are agreed on by all ranks before the gradient all-reduce; the
+// last completed step is saved as a checkpoint and the error says where, then the run ends non-zero.
+// Ranks agree or stop: start-up facts (config, model, tokenizer, shards; see agreement.h) and, after the
+// plan and the resume, the plan and the starting parameters are compared across ranks.
 #pragma once
 
 #include <memory>
@@ -46,7 +50,8 @@ class Trainer {
   std::unique_ptr<Impl> impl_;
 };
 
-// Installs the SIGTERM/SIGUSR1 handlers that request a stop at the next step boundary.
+// Installs the SIGTERM/SIGUSR1/SIGINT handlers that request a stop at the next step boundary (a second
+// SIGINT aborts). Call after MPI start-up: only rank 0 prints the interrupt notice.
 void install_stop_handlers();
 bool stop_requested();
 

@@ -242,4 +242,23 @@ TEST(BatchPlan, TooLongSampleNamesTheFix) {
   }
 }
 
+// The hint names the longest sample (not the first one found) and how many do not fit (issue #10).
+TEST(BatchPlan, TooLongSamplesNameTheLongestAndTheCount) {
+  Data d = random_data(10, 5);
+  d.lengths[2] = 4500;
+  d.lengths[7] = 6000;
+  d.lengths[9] = 5000;
+  PlanOptions o;
+  o.tokens_per_batch = 4096;
+  try {
+    BatchPlan::build(d.lengths, d.trained, d.ids, o);
+    FAIL() << "expected an error";
+  } catch (const hs::Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("3 sample(s) are longer than train.tokens_per_batch = 4096"), std::string::npos) << m;
+    EXPECT_NE(m.find("sample 7 has 6000 tokens"), std::string::npos) << m;
+    EXPECT_NE(m.find("raise train.tokens_per_batch to at least 6000"), std::string::npos) << m;
+  }
+}
+
 }  // namespace
