@@ -38,6 +38,8 @@ for v in LD_LIBRARY_PATH NCCL_DEBUG NCCL_P2P_LEVEL NCCL_P2P_DISABLE NCCL_SOCKET_
   [ -n "${!v+set}" ] && ARGS+=(-x "$v")
 done
 echo "train-multinode.sh: $NODES node(s) x $PER rank(s) = $NP ranks"
+# shellcheck source=launch/run-mpirun.sh
+source "$(dirname "${BASH_SOURCE[0]}")/run-mpirun.sh"
 set -x
 # shellcheck disable=SC2086
-exec mpirun "${ARGS[@]}" ${HS_MPIRUN_ARGS:-} "$HSLOTH" train "$@"
+run_mpirun "${ARGS[@]}" ${HS_MPIRUN_ARGS:-} "$HSLOTH" train "$@"

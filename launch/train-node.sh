@@ -5,7 +5,9 @@
 #   bash launch/train-node.sh --config run.ini [--section.key value ...]     # all args go to `hsloth train`
 #   HS_NP=4 bash launch/train-node.sh --config run.ini                       # 4 ranks
 #
-# Relative paths (the config and the paths in it) are relative to where you run this, as with hsloth itself.
+# Paths are as with hsloth itself: on the command line relative to where you run this, in the config file
+# relative to the file's folder. Ctrl-C (or SIGTERM) makes the ranks finish their step and checkpoint (exit 75;
+# continue with --train.resume auto); a second Ctrl-C aborts (launch/run-mpirun.sh says why).
 # Environment: HS_NP (ranks; default = the GPUs in CUDA_VISIBLE_DEVICES if set, else those nvidia-smi lists,
 # else 2 on the CPU), HSLOTH (binary; default build/hsloth of this checkout, else hsloth on PATH),
 # HS_MPIRUN_ARGS (extra mpirun arguments). As root (containers), Open MPI's root check is switched off.
@@ -48,6 +50,8 @@ for v in NCCL_DEBUG NCCL_P2P_LEVEL NCCL_P2P_DISABLE NCCL_SOCKET_IFNAME NCCL_IB_H
   [ -n "${!v+set}" ] && ARGS+=(-x "$v")
 done
 echo "train-node.sh: $NP rank(s) on $(hostname -s)"
+# shellcheck source=launch/run-mpirun.sh
+source "$(dirname "${BASH_SOURCE[0]}")/run-mpirun.sh"
 set -x
 # shellcheck disable=SC2086
-exec mpirun "${ARGS[@]}" ${HS_MPIRUN_ARGS:-} "$HSLOTH" train "$@"
+run_mpirun "${ARGS[@]}" ${HS_MPIRUN_ARGS:-} "$HSLOTH" train "$@"

@@ -143,6 +143,28 @@ def main():
                                                                  complete else 2, "train.resume": "auto"})])
         check(rc == 0 and "resumed from" in log, f"the interrupted -n 2 run resumes (exit {rc})")
 
+        # 3b. Ctrl-C at the terminal under launch/train-node.sh: SIGINT to the script's whole process group (as
+        # a terminal sends it). The wrapper keeps mpirun out of that group and turns the first Ctrl-C into
+        # SIGUSR1: the ranks finish their step and checkpoint, however long that takes (no SIGKILL a second
+        # later), and the job exits 75.
+        env = dict(os.environ, HSLOTH=BIN, HS_NP="2", HS_MPIRUN_ARGS="--oversubscribe")
+        env.pop("HSLOTH_FAIL_AT", None)
+        env.pop("OMPI_MCA_odls_base_sigkill_timeout", None)
+        proc = subprocess.Popen(["bash", f"{SRC}/launch/train-node.sh", *args(d, "wrap", **{"train.max_steps": 100000})[2:]],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)
+        t0 = time.time()
+        while time.time() - t0 < 120 and proc.poll() is None and not (
+                os.path.exists(f"{d}/wrap/metrics.jsonl") and os.path.getsize(f"{d}/wrap/metrics.jsonl") > 600):
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+        ck = sorted(os.listdir(f"{d}/wrap/checkpoints")) if os.path.isdir(f"{d}/wrap/checkpoints") else []
+        complete = [c for c in ck if os.path.exists(f"{d}/wrap/checkpoints/{c}/COMPLETE")]
+        check(proc.returncode == 75 and len(complete) == 1 and len(ck) == 1,
+              f"train-node.sh -n 2 + Ctrl-C to its process group: exit {proc.returncode} (want 75), checkpoints {ck}"
+              + ("" if proc.returncode == 75 else "\n" + out[-1500:]))
+
         # 4. a data error on rank 1 at step 4: step 3 is saved, rank 0 reports rank 1's error
         rc, log, secs = run([MPIEXEC, "-n", "2", *args(d, "data")], env={"HSLOTH_FAIL_AT": "1:4:data"})
         check(rc not in (0, None) and "injected data error" in log and "on rank 1" in log
