@@ -27,7 +27,7 @@ using std::string_view;
 constexpr string_view kQwenDefaultSystem =
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 constexpr string_view kLlama3DefaultDate = "26 Jul 2024";
-// Templates `auto` recognizes by their whole text (compared with all whitespace removed).
+// Templates `auto` recognizes by their whole text (compared by normalized_template()).
 constexpr string_view kClassicChatml =
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
     "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
@@ -644,12 +644,27 @@ string excerpt(const string& jinja) {
   return "\"" + s + (jinja.size() > 80 ? "…\"" : "\"");
 }
 
-bool is_ascii_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; }
-
-string without_whitespace(string_view s) {
+// A template's text for comparison: whitespace outside quoted strings dropped, "\n" escapes inside them
+// read as the newline they print (tokenizer_config.json holds either form).
+string normalized_template(string_view s) {
   string out;
-  for (char ch : s)
-    if (!is_ascii_space(ch)) out += ch;
+  char quote = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char ch = s[i];
+    if (quote) {
+      if (ch == '\\' && i + 1 < s.size() && s[i + 1] == 'n') {
+        out += '\n';
+        ++i;
+        continue;
+      }
+      if (ch == quote) quote = 0;
+    } else if (ch == '\'' || ch == '"') {
+      quote = ch;
+    } else if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+      continue;
+    }
+    out += ch;
+  }
   return out;
 }
 
@@ -674,14 +689,14 @@ string detect_family(const string& jinja) {
       throw unsupported("ChatML with <think> handling other than Qwen3's (no last_query_index rule)");
     }
     if (has(kQwenDefaultSystem)) return "qwen2.5";
-    if (without_whitespace(jinja) == without_whitespace(kClassicChatml)) return "chatml";
+    if (normalized_template(jinja) == normalized_template(kClassicChatml)) return "chatml";
     throw unsupported(
         "a ChatML (<|im_start|>) variant that is neither the classic ChatML template (--template chatml) nor "
         "Qwen2.5's (--template qwen2.5, with its default system message)");
   }
   if (has("<|start_header_id|>")) {
     if (has("Cutting Knowledge Date")) return "llama3";
-    if (without_whitespace(jinja) == without_whitespace(kLlama30)) return "llama3.0";
+    if (normalized_template(jinja) == normalized_template(kLlama30)) return "llama3.0";
     throw unsupported(
         "a Llama 3-style template (<|start_header_id|>) that is neither Llama 3.1's (with the \"Cutting "
         "Knowledge Date\" system header, --template llama3) nor Meta-Llama-3-8B-Instruct's (--template "
@@ -761,7 +776,7 @@ void ChatTemplate::check_markers(const std::function<size_t(std::string_view)>& 
     if (n == 1) continue;
     throw Error(str("chat template '", name(), "' marks turns with ", marker, ", but tokenizer ", tokenizer_name,
                     " encodes it as ", n, " tokens, not one special token: the model would be trained on its "
-                    "pieces as text and never see a real end of turn"))
+                    "pieces as text and never see its real turn markers"))
         .hint(str("use the template that matches this tokenizer (--template auto picks it from the "
                   "tokenizer's tokenizer_config.json), or the tokenizer of the model this template belongs "
                   "to; pass --allow-split-markers only if you mean to train the marker as text"));
@@ -786,7 +801,7 @@ ChatTemplate ChatTemplate::named(const string& name, const TemplateContext& cont
     throw Error(str("chat template '", family,
                     "' ends every assistant turn with EOS, but the tokenizer has no "
                     "EOS token"))
-        .hint("use the model's own tokenizer (tokenizer_config.json eos_token), or a custom template");
+        .hint("use the model's own tokenizer (tokenizer_config.json eos_token), or a template that matches it");
   auto impl = std::make_unique<Impl>();
   impl->family.name = family;
   impl->family.ctx = context;

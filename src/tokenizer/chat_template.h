@@ -76,9 +76,9 @@
 // construction, a family that ends turns with EOS (llama2, mistral, zephyr, alpaca) and no EOS text.
 //
 // auto: <|im_start|> + <think> + Qwen3's last_query_index rule -> qwen3; <|im_start|> + Qwen's default
-// system text -> qwen2.5; the classic ChatML template (compared without whitespace) -> chatml;
+// system text -> qwen2.5; the classic ChatML template (compared as text) -> chatml;
 // <|start_header_id|> + "Cutting Knowledge Date" -> llama3; Meta-Llama-3-8B-Instruct's template (compared
-// without whitespace) -> llama3.0; <|user|> ending turns with eos_token -> zephyr; <<SYS>> -> llama2;
+// as text, whitespace between tags ignored) -> llama3.0; <|user|> ending turns with eos_token -> zephyr; <<SYS>> -> llama2;
 // '[INST] ' … ' [/INST]' -> mistral. A template that carries a family's marker but differs where it
 // matters (other ChatML variants, Phi-3, Mistral v0.3, QwQ) is an error naming what was seen, never a
 // silently different render.

@@ -567,7 +567,7 @@ TOOLS = [
                        "required": ["length"]}}},
     {"type": "function", "function": {"name": "now", "description": "", "parameters": {}}},
     {"type": "function", "function": {"name": "mix", "parameters": {"type": "object", "properties": {
-        "xs": {"type": "array", "items": {"type": "number"}}, "opt": {"type": ["string", "null"]}}}}}},
+        "xs": {"type": "array", "items": {"type": "number"}}, "opt": {"type": ["string", "null"]}}}}},
 ]
 ARGS = [
     ("get_current_weather", {"location": "Zürich, CH", "unit": "celsius"}),
