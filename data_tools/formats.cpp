@@ -89,7 +89,8 @@ std::string map_sharegpt_role(const std::string& r, const std::string& ctx) {
 // One tool call: {"name", "arguments"} or {"type": "function", "function": {"name", "arguments"}}.
 tokenizer::ToolCall to_tool_call(const json& call, const std::string& ctx) {
   if (!call.is_object())
-    throw Error(str(ctx, "a tool call must be an object {\"name\", \"arguments\"} (got ", type_name(call), ")"));
+    throw Error(
+        str(ctx, "a tool call must be an object {\"name\", \"arguments\"} (got ", type_name(call), ")"));
   const json& fn = call.contains("function") && call["function"].is_object() ? call["function"] : call;
   tokenizer::ToolCall tc;
   tc.name = get_string(fn, "name", true, ctx + "tool call: ");
@@ -148,16 +149,16 @@ void refuse_unsupported(const json& rec) {
         "DPO / preference data is not supported yet: the record has 'chosen' and 'rejected' (a preference "
         "pair, not one conversation to train on)")
         .hint(
-            "hsloth trains supervised (SFT) data; to use only the preferred answers, write each prompt with its "
-            "'chosen' reply as a conversation ({\"messages\": [...]} per line)");
+            "hsloth trains supervised (SFT) data; to use only the preferred answers, write each prompt with "
+            "its 'chosen' reply as a conversation ({\"messages\": [...]} per line)");
   if ((rec.contains("message_id") && rec.contains("parent_id")) || rec.contains("message_tree_id"))
     throw Error(
         "OpenAssistant (OASST) message trees are not supported: each record is one message of a tree "
         "(message_id / parent_id / role prompter|assistant), not a conversation")
         .hint(
-            "convert the trees to conversations first: follow each path from a root prompt to a leaf (or at each "
-            "step the reply with the best rank) and write it as {\"messages\": [{\"role\": \"user\", \"content\": "
-            "...}, {\"role\": \"assistant\", ...}]} per line (prompter -> user)");
+            "convert the trees to conversations first: follow each path from a root prompt to a leaf (or at "
+            "each step the reply with the best rank) and write it as {\"messages\": [{\"role\": \"user\", "
+            "\"content\": ...}, {\"role\": \"assistant\", ...}]} per line (prompter -> user)");
 }
 
 const json* list_of(const json& rec, std::initializer_list<const char*> keys, std::string* which) {
@@ -206,8 +207,9 @@ Format detect_format(const json& rec, std::string* why) {
       if (rec.contains(k))
         throw Error(str("the first record has 'text' and '", k, "' (", keys_of(rec),
                         "): it looks like one message of a conversation, not a text record"))
-            .hint("records are conversations ({\"messages\": [...]}) or plain text ({\"text\": ...}); pass "
-                  "--format text only if every record's 'text' is a whole training text");
+            .hint(
+                "records are conversations ({\"messages\": [...]}) or plain text ({\"text\": ...}); pass "
+                "--format text only if every record's 'text' is a whole training text");
     say("has 'text'");
     return Format::text;
   }
@@ -289,8 +291,10 @@ Example to_example(const json& rec, Format format) {
           throw Error(str(ctx, "unknown role '", role, "'"))
               .hint("messages roles are system, user, assistant and tool");
         auto calls = m.find("tool_calls");
-        const bool has_calls = calls != m.end() && !calls->is_null() && !(calls->is_array() && calls->empty());
-        if (has_calls && role != "assistant") throw Error(str(ctx, "only assistant messages make tool calls"));
+        const bool has_calls =
+            calls != m.end() && !calls->is_null() && !(calls->is_array() && calls->empty());
+        if (has_calls && role != "assistant")
+          throw Error(str(ctx, "only assistant messages make tool calls"));
         auto content = m.find("content");
         const bool no_content = content == m.end() || content->is_null();
         tokenizer::Message msg{role, has_calls && no_content ? "" : get_content(m, "content", ctx), ""};

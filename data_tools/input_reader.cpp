@@ -300,7 +300,8 @@ int64_t RecordReader::bytes_total() const { return impl_->size; }
 
 int64_t RecordReader::bytes_done() const {
   const Impl& m = *impl_;
-  if (m.array || m.document) return m.buf.empty() ? m.size : int64_t(double(m.pos) / double(m.buf.size()) * double(m.size));
+  if (m.array || m.document)
+    return m.buf.empty() ? m.size : int64_t(double(m.pos) / double(m.buf.size()) * double(m.size));
   if (m.eof && m.pos >= m.buf.size()) return m.size;
   z_off_t off = gzoffset(m.gz);
   return off < 0 ? 0 : std::min<int64_t>(int64_t(off), m.size);

@@ -3,11 +3,11 @@
 // conversation.json), either plain or gzip-compressed. Compression is detected from the bytes (zlib reads
 // plain files as-is) and the layout from the first non-blank character ('[' = array; '{' whose line ends
 // inside the object after '{', '[', ',' or ':' = one document; else JSONL), so `.json`, `.jsonl`,
-// `.json.gz` and `.jsonl.gz` all work whatever their names say. Blank lines cost linear time. Records come back unparsed, with the line where they
-// start: a rank only parses its own share, and every error names `file:line` (and the record index for
-// arrays). JSONL lines are streamed (memory does not grow with the file); an array is read whole and
-// split into records by a small scanner, so a malformed element is one bad record, not a lost file; a
-// document is read whole and must hold exactly one JSON value.
+// `.json.gz` and `.jsonl.gz` all work whatever their names say. Blank lines cost linear time. Records come
+// back unparsed, with the line where they start: a rank only parses its own share, and every error names
+// `file:line` (and the record index for arrays). JSONL lines are streamed (memory does not grow with the
+// file); an array is read whole and split into records by a small scanner, so a malformed element is one bad
+// record, not a lost file; a document is read whole and must hold exactly one JSON value.
 #pragma once
 
 #include <cstdint>

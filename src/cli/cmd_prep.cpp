@@ -64,11 +64,12 @@ hs::config::Schema schema() {
   s.choice("format", "auto", {"auto", "alpaca", "sharegpt", "messages", "text"},
            "record format of the inputs");
   s.choice("template", "auto",
-           {"auto", "chatml", "qwen2.5", "qwen3", "llama3", "llama3.0", "llama2", "mistral", "zephyr", "alpaca",
-            "none"},
+           {"auto", "chatml", "qwen2.5", "qwen3", "llama3", "llama3.0", "llama2", "mistral", "zephyr",
+            "alpaca", "none"},
            "chat template for conversations (auto: detected from the tokenizer's chat template)");
-  s.flag("allow-split-markers",
-         "accept a template whose special markers (e.g. <|im_start|>) are not single tokens of the tokenizer");
+  s.flag(
+      "allow-split-markers",
+      "accept a template whose special markers (e.g. <|im_start|>) are not single tokens of the tokenizer");
   s.choice("loss", "response", {"full", "response"}, "which tokens are trained (see above)");
   s.flag("last-turn-only", "with --loss response: train only the last assistant turn");
   s.integer("max-len", 0, "longest sample in tokens (0 = no limit)", 0, 1e12);

@@ -46,8 +46,8 @@ constexpr string_view kAlpacaPreambleNoInput =
     "request.";
 
 const std::vector<string>& family_names() {
-  static const std::vector<string> names = {"chatml",  "qwen2.5", "qwen3",  "llama3", "llama3.0",
-                                            "llama2",  "mistral", "zephyr", "alpaca", "none"};
+  static const std::vector<string> names = {"chatml", "qwen2.5", "qwen3",  "llama3", "llama3.0",
+                                            "llama2", "mistral", "zephyr", "alpaca", "none"};
   return names;
 }
 
@@ -162,7 +162,8 @@ void check_roles(const string& family, const Conversation& c, const std::set<str
       Error e = template_error(
           family, str("message ", i, " has role '", m.role, "'; this template takes ", join(names, ", ")));
       if (m.role == "tool" || m.role == "ipython" || m.role == "function")
-        e.hint(str("the '", family, "' template has no tool messages; use --template qwen2.5 or llama3 (Llama 3.1), ",
+        e.hint(str("the '", family,
+                   "' template has no tool messages; use --template qwen2.5 or llama3 (Llama 3.1), ",
                    "which render tools as transformers does, or drop the tool turns"));
       else if (m.role == "input")
         e.hint("the `input` role belongs to the alpaca template; for others join it to the user message");
@@ -205,10 +206,12 @@ void check_tools(const string& family, const Conversation& c, bool supported) {
   if (supported) return;
   const auto refuse = [&](const string& what) {
     return template_error(family, what + ", but this template has no tool calling")
-        .hint("use --template qwen2.5 or llama3 (Llama 3.1), which render tools as transformers does, or drop "
-              "the tool parts of the data");
+        .hint(
+            "use --template qwen2.5 or llama3 (Llama 3.1), which render tools as transformers does, or drop "
+            "the tool parts of the data");
   };
-  if (!c.tools.empty()) throw refuse(str("the conversation comes with ", c.tools.size(), " tool definitions"));
+  if (!c.tools.empty())
+    throw refuse(str("the conversation comes with ", c.tools.size(), " tool definitions"));
   for (size_t i = 0; i < c.messages.size(); ++i)
     if (!c.messages[i].tool_calls.empty()) throw refuse(str("message ", i, " makes a tool call"));
 }
@@ -221,13 +224,27 @@ void py_json_string(const string& s, string& out) {
   out += '"';
   for (unsigned char ch : s) {
     switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (ch < 0x20) {
           char buf[8];
@@ -328,8 +345,8 @@ void render_qwen25(const Family& f, const Conversation& c, const RenderOptions& 
   out.put(system_first ? string_view(ms[0].content) : kQwenDefaultSystem);
   if (!c.tools.empty()) {
     out.put(
-        "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided "
-        "with function signatures within <tools></tools> XML tags:\n<tools>");
+        "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are "
+        "provided with function signatures within <tools></tools> XML tags:\n<tools>");
     for (const string& t : c.tools) out.put("\n", tojson(t));
     out.put(
         "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
@@ -350,8 +367,8 @@ void render_qwen25(const Family& f, const Conversation& c, const RenderOptions& 
       out.put(m.content);
       for (size_t k = 0; k < m.tool_calls.size(); ++k) {
         if (k > 0 || !m.content.empty()) out.put("\n");
-        out.put("<tool_call>\n{\"name\": \"", m.tool_calls[k].name, "\", \"arguments\": ",
-                tojson(m.tool_calls[k].arguments), "}\n</tool_call>");
+        out.put("<tool_call>\n{\"name\": \"", m.tool_calls[k].name,
+                "\", \"arguments\": ", tojson(m.tool_calls[k].arguments), "}\n</tool_call>");
       }
       out.put("<|im_end|>");
       out.turn(b);
@@ -433,13 +450,15 @@ void render_llama3(const Family& f, const Conversation& c, const RenderOptions& 
                                        " tool calls; Llama 3.1 takes one per message"))
           .hint("split the calls into one assistant message each (HF's template raises the same error)");
     if (!m.tool_calls.empty() && !m.content.empty())
-      throw template_error(f.name, str("message ", i, " has content next to its tool call, which this "
+      throw template_error(f.name, str("message ", i,
+                                       " has content next to its tool call, which this "
                                        "template would drop"))
           .hint("put the text into its own assistant message, or use --template qwen2.5");
   }
   if (tools && (first >= ms.size() || ms[first].role != "user"))
-    throw template_error(f.name, "with tools, the first message after the system message must be a user "
-                                 "message (the template puts the tool list into it)")
+    throw template_error(f.name,
+                         "with tools, the first message after the system message must be a user "
+                         "message (the template puts the tool list into it)")
         .hint("start the conversation with the user's request");
   out.put(f.ctx.bos_text);
   out.put("<|start_header_id|>system<|end_header_id|>\n\n");
@@ -450,10 +469,12 @@ void render_llama3(const Family& f, const Conversation& c, const RenderOptions& 
   out.put("<|eot_id|>");
   if (tools) {
     out.put("<|start_header_id|>user<|end_header_id|>\n\n");
-    out.put("Given the following functions, please respond with a JSON for a function call with its proper "
-            "arguments that best answers the given prompt.\n\n");
-    out.put("Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and "
-            "its value}.Do not use variables.\n\n");
+    out.put(
+        "Given the following functions, please respond with a JSON for a function call with its proper "
+        "arguments that best answers the given prompt.\n\n");
+    out.put(
+        "Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and "
+        "its value}.Do not use variables.\n\n");
     for (const string& t : c.tools) out.put(tojson(t, 4), "\n\n");
     out.put(py_strip(ms[first].content), "<|eot_id|>");
     ++first;
@@ -470,8 +491,8 @@ void render_llama3(const Family& f, const Conversation& c, const RenderOptions& 
     out.put("<|start_header_id|>", m.role, "<|end_header_id|>\n\n");
     size_t b = out.mark();
     if (!m.tool_calls.empty())
-      out.put("{\"name\": \"", m.tool_calls[0].name, "\", \"parameters\": ", tojson(m.tool_calls[0].arguments),
-              "}");
+      out.put("{\"name\": \"", m.tool_calls[0].name,
+              "\", \"parameters\": ", tojson(m.tool_calls[0].arguments), "}");
     else
       out.put(py_strip(m.content));
     out.put("<|eot_id|>");
@@ -670,8 +691,8 @@ string normalized_template(string_view s) {
 
 string detect_family(const string& jinja) {
   const string names = join(family_names(), ", ");
-  const string pass = str("pass --template with the family that renders this model's template byte for byte: ",
-                          names);
+  const string pass =
+      str("pass --template with the family that renders this model's template byte for byte: ", names);
   if (jinja.empty())
     throw Error(
         "chat template 'auto': the tokenizer has no chat template (no chat_template in "
@@ -774,8 +795,9 @@ void ChatTemplate::check_markers(const std::function<size_t(std::string_view)>& 
   for (const string& marker : special_markers()) {
     const size_t n = token_count(marker);
     if (n == 1) continue;
-    throw Error(str("chat template '", name(), "' marks turns with ", marker, ", but tokenizer ", tokenizer_name,
-                    " encodes it as ", n, " tokens, not one special token: the model would be trained on its "
+    throw Error(str("chat template '", name(), "' marks turns with ", marker, ", but tokenizer ",
+                    tokenizer_name, " encodes it as ", n,
+                    " tokens, not one special token: the model would be trained on its "
                     "pieces as text and never see its real turn markers"))
         .hint(str("use the template that matches this tokenizer (--template auto picks it from the "
                   "tokenizer's tokenizer_config.json), or the tokenizer of the model this template belongs "
@@ -801,7 +823,8 @@ ChatTemplate ChatTemplate::named(const string& name, const TemplateContext& cont
     throw Error(str("chat template '", family,
                     "' ends every assistant turn with EOS, but the tokenizer has no "
                     "EOS token"))
-        .hint("use the model's own tokenizer (tokenizer_config.json eos_token), or a template that matches it");
+        .hint(
+            "use the model's own tokenizer (tokenizer_config.json eos_token), or a template that matches it");
   auto impl = std::make_unique<Impl>();
   impl->family.name = family;
   impl->family.ctx = context;

@@ -50,9 +50,10 @@
 // right conversation for any family (other families get the input joined to the instruction).
 //
 // BOS: the text holds BOS exactly where the family's HF template prints it (llama2 per exchange, llama3,
-// llama3.0 and mistral once at the start); chatml, qwen2.5, qwen3, zephyr, alpaca and none print none. Encode the text with
-// special-token parsing and without adding special tokens (HF apply_chat_template(tokenize=True) does the
-// same); for alpaca/none a tokenizer that adds BOS by default may add it.
+// llama3.0 and mistral once at the start); chatml, qwen2.5, qwen3, zephyr, alpaca and none print none. Encode
+// the text with special-token parsing and without adding special tokens (HF
+// apply_chat_template(tokenize=True) does the same); for alpaca/none a tokenizer that adds BOS by default may
+// add it.
 //
 // Trainable spans (Rendered::assistant_spans): one entry per assistant message, in order, each a list of
 // byte ranges [begin, end) into text (one range for every built-in family). A range covers what the
@@ -78,7 +79,8 @@
 // auto: <|im_start|> + <think> + Qwen3's last_query_index rule -> qwen3; <|im_start|> + Qwen's default
 // system text -> qwen2.5; the classic ChatML template (compared as text) -> chatml;
 // <|start_header_id|> + "Cutting Knowledge Date" -> llama3; Meta-Llama-3-8B-Instruct's template (compared
-// as text, whitespace between tags ignored) -> llama3.0; <|user|> ending turns with eos_token -> zephyr; <<SYS>> -> llama2;
+// as text, whitespace between tags ignored) -> llama3.0; <|user|> ending turns with eos_token -> zephyr;
+// <<SYS>> -> llama2;
 // '[INST] ' … ' [/INST]' -> mistral. A template that carries a family's marker but differs where it
 // matters (other ChatML variants, Phi-3, Mistral v0.3, QwQ) is an error naming what was seen, never a
 // silently different render.

@@ -4,7 +4,8 @@
 //    "custom": {"bos": "...", "roles": {"user": ["prefix", "suffix"], ...}, "generation_prompt": "..."},
 //    "alpaca_row": ["instruction", "input", "output"],          (instead of "messages")
 //    "messages": [{"role": "user", "content": "...", "reasoning": "...",
-//                  "tool_calls": [{"type": "function", "function": {"name": ..., "arguments": {...}}}]}, ...],
+//                  "tool_calls": [{"type": "function", "function": {"name": ..., "arguments": {...}}}]},
+//                  ...],
 //    "tools": [{...}, ...], "markers": true}                    (tools: schemas as HF takes them)
 // and writes one JSON line per request: {"name": family, "text": ..., "spans": [[[b, e], ...], ...]}, or
 // {"error": message} when rendering throws hs::Error; with "markers", also the family's special markers.
@@ -45,7 +46,8 @@ json render_one(const json& req) {
                           row.at(2).get<std::string>());
   } else {
     for (const json& m : req.at("messages")) {
-      Message msg{m.at("role").get<std::string>(), m.at("content").get<std::string>(), m.value("reasoning", "")};
+      Message msg{m.at("role").get<std::string>(), m.at("content").get<std::string>(),
+                  m.value("reasoning", "")};
       for (const json& call : m.value("tool_calls", json::array())) {
         const json& fn = call.at("function");
         msg.tool_calls.push_back({fn.at("name").get<std::string>(), fn.at("arguments").dump()});

@@ -68,7 +68,8 @@ TEST(ChatTemplate, FamiliesListedAndNamed) {
 TEST(ChatTemplate, UnknownNameListsValidOnes) {
   auto msg = error_of([] { ChatTemplate::named("vicuna", llama_ctx()); });
   EXPECT_TRUE(contains(msg, "unknown chat template 'vicuna'")) << msg;
-  EXPECT_TRUE(contains(msg, "chatml, qwen2.5, qwen3, llama3, llama3.0, llama2, mistral, zephyr, alpaca, none"))
+  EXPECT_TRUE(
+      contains(msg, "chatml, qwen2.5, qwen3, llama3, llama3.0, llama2, mistral, zephyr, alpaca, none"))
       << msg;
   msg = error_of([] { ChatTemplate::named("custom", llama_ctx()); });
   EXPECT_TRUE(contains(msg, "prefixes and suffixes")) << msg;
@@ -220,16 +221,18 @@ TEST(ChatTemplate, ToolsOnlyWhereSupported) {
   }
   auto q = ChatTemplate::named("qwen2.5", qwen_ctx());
   auto r = q.render(c);
-  EXPECT_TRUE(contains(r.text, "<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
-                                 "\"parameters\": {}}}\n</tools>"))
+  EXPECT_TRUE(contains(r.text,
+                       "<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
+                       "\"parameters\": {}}}\n</tools>"))
       << r.text;
   EXPECT_EQ(span_texts(r),
-            (std::vector<std::string>{
-                "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>",
-                "21 C<|im_end|>"}));
+            (std::vector<std::string>{"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                                      "\"Paris\"}}\n</tool_call><|im_end|>",
+                                      "21 C<|im_end|>"}));
   auto l = ChatTemplate::named("llama3", {"<|begin_of_text|>", "<|eot_id|>", "", ""});
   r = l.render(c);
-  EXPECT_TRUE(contains(r.text, "<|start_header_id|>ipython<|end_header_id|>\n\n\"{\\\"t\\\": 21}\"<|eot_id|>"))
+  EXPECT_TRUE(
+      contains(r.text, "<|start_header_id|>ipython<|end_header_id|>\n\n\"{\\\"t\\\": 21}\"<|eot_id|>"))
       << r.text;
   Message two = call;
   two.tool_calls.push_back(call.tool_calls[0]);
@@ -427,8 +430,8 @@ TEST(ChatTemplate, AutoOnInlineTemplatesAndFailures) {
   ctx.jinja =
       "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
       "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + "
-      "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
-      "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+      "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+      "{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
       "{% endif %}";
   EXPECT_EQ(ChatTemplate::named("auto", ctx).name(), "llama3.0");
   ctx.jinja =

@@ -306,8 +306,9 @@ TEST(DataFormats, MessagesWithReasoningAndParts) {
                Format::messages);
   });
   EXPECT_TRUE(contains(msg, "'image' part")) << msg;
-  msg = error_of(
-      [&] { to_example(json::parse(R"({"messages":[{"role":"function","content":"x"}]})"), Format::messages); });
+  msg = error_of([&] {
+    to_example(json::parse(R"({"messages":[{"role":"function","content":"x"}]})"), Format::messages);
+  });
   EXPECT_TRUE(contains(msg, "messages[0]: unknown role 'function'")) << msg;
   msg = error_of([&] { to_example(json::parse(R"([1,2])"), Format::messages); });
   EXPECT_TRUE(contains(msg, "not an object")) << msg;
@@ -380,7 +381,8 @@ TEST(DataReader, BlankLinesCostLinearTime) {
   auto recs = read_all(d.file("late.jsonl", std::string(3 << 20, '\n') + " \r\n{\"text\": \"x\"}\n"));
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_EQ(recs[0].line, (3 << 20) + 2);
-  auto arr = read_all(d.file("late.json", std::string(1 << 20, '\n') + "[{\"text\": \"x\"},\n{\"text\": \"y\"}]"));
+  auto arr =
+      read_all(d.file("late.json", std::string(1 << 20, '\n') + "[{\"text\": \"x\"},\n{\"text\": \"y\"}]"));
   ASSERT_EQ(arr.size(), 2u);
   EXPECT_EQ(arr[1].line, (1 << 20) + 2);
 }
@@ -400,11 +402,13 @@ TEST(DataReader, SingleObjectFileIsOneRecord) {
   EXPECT_EQ(files[0].records, 1);
   EXPECT_EQ(files[0].format, Format::sharegpt);
   TempDir d;
-  auto one = read_all(d.gz("one.json.gz", "\n  {\n  \"messages\": [\n {\"role\": \"user\", \"content\": \"}\"}]\n}\n\n"));
+  auto one = read_all(
+      d.gz("one.json.gz", "\n  {\n  \"messages\": [\n {\"role\": \"user\", \"content\": \"}\"}]\n}\n\n"));
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(one[0].line, 2);
   auto msg = error_of([&] { read_all(d.file("two.json", "{\n  \"text\": \"a\"\n}\n{\"text\": \"b\"}\n")); });
-  EXPECT_TRUE(contains(msg, "two.json:4: unexpected text after the JSON object that starts at line 1")) << msg;
+  EXPECT_TRUE(contains(msg, "two.json:4: unexpected text after the JSON object that starts at line 1"))
+      << msg;
   msg = error_of([&] { read_all(d.file("open.json", "{\n  \"text\": \"a\",\n")); });
   EXPECT_TRUE(contains(msg, "open.json:1: record 0 is not closed")) << msg;
   // A JSONL file whose first line is merely broken stays JSONL (the bad line is one malformed record).
@@ -424,7 +428,8 @@ TEST(DataFormats, PreferenceDataIsRefusedByName) {
   while (r.next(rec)) {
     ++n;
     auto m = error_of([&] { to_example(parse_json_record(rec.text, r.where(rec)), Format::sharegpt); });
-    if (!contains(m, "DPO / preference data is not supported yet")) ADD_FAILURE() << r.where(rec) << ": " << m;
+    if (!contains(m, "DPO / preference data is not supported yet"))
+      ADD_FAILURE() << r.where(rec) << ": " << m;
   }
   EXPECT_EQ(n, 300);
 }
@@ -448,9 +453,10 @@ TEST(DataFormats, OasstMessageTreesAreRefusedNotText) {
 }
 
 TEST(DataFormats, ContentPartsTextOrValue) {
-  Example ex = to_example(json::parse(R"({"conversations":[{"from":"human","value":[{"type":"text","value":"a"},
+  Example ex =
+      to_example(json::parse(R"({"conversations":[{"from":"human","value":[{"type":"text","value":"a"},
       {"type":"text","text":"b"}, "c"]},{"from":"gpt","value":[{"type":"text","value":"d"}]}]})"),
-                          Format::sharegpt);
+                 Format::sharegpt);
   ASSERT_EQ(ex.messages.size(), 2u);
   EXPECT_EQ(ex.messages[0].content, "abc");
   EXPECT_EQ(ex.messages[1].content, "d");
@@ -483,7 +489,7 @@ TEST(DataFormats, ShareGptToolRolesAndTools) {
       {"role":"assistant","content":null,"tool_calls":[{"type":"function","function":{"name":"f","arguments":{"z":1,"a":2}}}]},
       {"role":"tool","content":"3"},{"role":"assistant","content":"3!"}],
       "tools":[{"type":"function","function":{"name":"f","parameters":{}}}]})",
-                                  "m"),
+                                    "m"),
                   Format::messages);
   ASSERT_EQ(ex.messages[1].tool_calls.size(), 1u);
   EXPECT_EQ(ex.messages[1].tool_calls[0].arguments, R"({"z":1,"a":2})");
