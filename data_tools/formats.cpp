@@ -81,9 +81,11 @@ std::string map_sharegpt_role(const std::string& r, const std::string& ctx) {
     return "assistant";
   if (r == "system") return "system";
   if (r == "function_call") return "function_call";
-  if (r == "observation" || r == "tool") return "tool";
+  if (r == "observation") return "tool";
   throw Error(str(ctx, "unknown role '", r, "'"))
-      .hint("sharegpt roles are human/user, gpt/assistant, system, function_call and observation/tool");
+      .hint(
+          "sharegpt roles are human/user, gpt/assistant, system, function_call and observation (a tool's "
+          "result, LLaMA-Factory's name); the messages format takes role 'tool'");
 }
 
 // One tool call: {"name", "arguments"} or {"type": "function", "function": {"name", "arguments"}}.

@@ -72,8 +72,10 @@
 // The generation prompt is never trainable.
 //
 // Errors (hs::Error; prep adds the sample with .at()): an empty conversation, a role the family does not
-// know (`tool` included), roles that do not alternate where the template requires it, a system message
-// where the template has no place for it, and reasoning given to a family that would drop it; at
+// know (`tool` outside qwen2.5/llama3), tools or tool calls given to a family without tool calling, roles
+// that do not alternate where the template requires it, a system message where the template has no place
+// for it, reasoning given to a family that would drop it, and (llama3) what HF's template would raise on or
+// silently drop: two calls in one message, text next to a call, tools without a first user message; at
 // construction, a family that ends turns with EOS (llama2, mistral, zephyr, alpaca) and no EOS text.
 //
 // auto: <|im_start|> + <think> + Qwen3's last_query_index rule -> qwen3; <|im_start|> + Qwen's default
