@@ -7,6 +7,7 @@
 // (Python json.dumps, ensure_ascii=False, key order kept).
 #include "tokenizer/chat_template.h"
 
+#include <cstdio>
 #include <ctime>
 #include <functional>
 #include <set>
