@@ -4,7 +4,7 @@
 #include "core/error.h"
 
 namespace hs::data_tools {
-using nlohmann::json;
+using json = Record;
 
 std::string format_name(Format f) {
   switch (f) {
@@ -50,7 +50,7 @@ std::string get_string(const json& obj, const char* key, bool required, const st
   return it->get<std::string>();
 }
 
-// content: a string, or a list of {"type": "text", "text": ...} parts (OpenAI style).
+// content: a string, or a list of {"type": "text", "text" | "value": ...} parts (OpenAI / LLaMA-Factory).
 std::string get_content(const json& msg, const char* key, const std::string& ctx) {
   auto it = msg.find(key);
   if (it == msg.end() || it->is_null()) throw Error(str(ctx, "'", key, "' is missing"));
@@ -67,7 +67,8 @@ std::string get_content(const json& msg, const char* key, const std::string& ctx
       std::string type = get_string(part, "type", false, str(ctx, key, "[", i, "]."));
       if (!type.empty() && type != "text")
         throw Error(str(ctx, key, "[", i, "] is a '", type, "' part; only text is supported"));
-      out += get_string(part, "text", true, str(ctx, key, "[", i, "]."));
+      out += get_string(part, part.contains("text") || !part.contains("value") ? "text" : "value", true,
+                        str(ctx, key, "[", i, "]."));
     }
     return out;
   }
@@ -79,8 +80,87 @@ std::string map_sharegpt_role(const std::string& r, const std::string& ctx) {
   if (r == "gpt" || r == "assistant" || r == "chatgpt" || r == "bard" || r == "bing" || r == "model")
     return "assistant";
   if (r == "system") return "system";
+  if (r == "function_call") return "function_call";
+  if (r == "observation") return "tool";
   throw Error(str(ctx, "unknown role '", r, "'"))
-      .hint("sharegpt roles are human/user, gpt/assistant and system (tool calls are not supported)");
+      .hint(
+          "sharegpt roles are human/user, gpt/assistant, system, function_call and observation (a tool's "
+          "result, LLaMA-Factory's name); the messages format takes role 'tool'");
+}
+
+// One tool call: {"name", "arguments"} or {"type": "function", "function": {"name", "arguments"}}.
+tokenizer::ToolCall to_tool_call(const json& call, const std::string& ctx) {
+  if (!call.is_object())
+    throw Error(
+        str(ctx, "a tool call must be an object {\"name\", \"arguments\"} (got ", type_name(call), ")"));
+  const json& fn = call.contains("function") && call["function"].is_object() ? call["function"] : call;
+  tokenizer::ToolCall tc;
+  tc.name = get_string(fn, "name", true, ctx + "tool call: ");
+  auto args = fn.find("arguments");
+  if (args == fn.end()) args = fn.find("parameters");
+  tc.arguments = args == fn.end() || args->is_null() ? "{}" : args->dump();
+  return tc;
+}
+
+// A JSON value that may come as its JSON text (LLaMA-Factory stores tools and calls as strings).
+json maybe_parsed(const json& v, const std::string& ctx) {
+  if (!v.is_string()) return v;
+  try {
+    return json::parse(v.get_ref<const std::string&>());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(str(ctx, "is a string that is not valid JSON (", e.what(), ")"));
+  }
+}
+
+std::vector<tokenizer::ToolCall> to_tool_calls(const json& value, const std::string& ctx) {
+  json v = maybe_parsed(value, ctx);
+  std::vector<tokenizer::ToolCall> calls;
+  if (v.is_array()) {
+    for (size_t i = 0; i < v.size(); ++i) calls.push_back(to_tool_call(v[i], str(ctx, "[", i, "] ")));
+  } else {
+    calls.push_back(to_tool_call(v, ctx));
+  }
+  if (calls.empty()) throw Error(str(ctx, "has no tool call"));
+  return calls;
+}
+
+// The record's "tools": a list of schemas (or its JSON text); each wrapped as transformers expects.
+std::vector<std::string> read_tools(const json& rec) {
+  auto it = rec.find("tools");
+  if (it == rec.end() || it->is_null() || (it->is_string() && it->get_ref<const std::string&>().empty()))
+    return {};
+  json v = maybe_parsed(*it, "'tools' ");
+  if (v.is_object()) v = json::array({v});
+  if (!v.is_array()) throw Error(str("'tools' must be a list of function schemas (got ", type_name(v), ")"));
+  std::vector<std::string> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const json& t = v[i];
+    if (!t.is_object()) throw Error(str("tools[", i, "] must be an object (got ", type_name(t), ")"));
+    if (t.value("type", "") == "function" && t.contains("function"))
+      out.push_back(t.dump());
+    else
+      out.push_back(json{{"type", "function"}, {"function", t}}.dump());
+  }
+  return out;
+}
+
+// Data that must not be read as anything else: preference pairs and OpenAssistant message trees.
+void refuse_unsupported(const json& rec) {
+  if (rec.contains("chosen") && rec.contains("rejected"))
+    throw Error(
+        "DPO / preference data is not supported yet: the record has 'chosen' and 'rejected' (a preference "
+        "pair, not one conversation to train on)")
+        .hint(
+            "hsloth trains supervised (SFT) data; to use only the preferred answers, write each prompt with "
+            "its 'chosen' reply as a conversation ({\"messages\": [...]} per line)");
+  if ((rec.contains("message_id") && rec.contains("parent_id")) || rec.contains("message_tree_id"))
+    throw Error(
+        "OpenAssistant (OASST) message trees are not supported: each record is one message of a tree "
+        "(message_id / parent_id / role prompter|assistant), not a conversation")
+        .hint(
+            "convert the trees to conversations first: follow each path from a root prompt to a leaf (or at "
+            "each step the reply with the best rank) and write it as {\"messages\": [{\"role\": \"user\", "
+            "\"content\": ...}, {\"role\": \"assistant\", ...}]} per line (prompter -> user)");
 }
 
 const json* list_of(const json& rec, std::initializer_list<const char*> keys, std::string* which) {
@@ -102,6 +182,7 @@ Format detect_format(const json& rec, std::string* why) {
   if (!rec.is_object())
     throw Error(str("the first record is a JSON ", type_name(rec), ", not an object"))
         .hint("records are JSON objects such as {\"instruction\": ..., \"output\": ...}");
+  refuse_unsupported(rec);
   if (rec.contains("instruction")) {
     say("has 'instruction'");
     return Format::alpaca;
@@ -124,6 +205,13 @@ Format detect_format(const json& rec, std::string* why) {
     return std::string(k) == "messages" ? Format::messages : Format::sharegpt;
   }
   if (rec.contains("text")) {
+    for (const char* k : {"role", "from", "parent_id", "message_id", "replies"})
+      if (rec.contains(k))
+        throw Error(str("the first record has 'text' and '", k, "' (", keys_of(rec),
+                        "): it looks like one message of a conversation, not a text record"))
+            .hint(
+                "records are conversations ({\"messages\": [...]}) or plain text ({\"text\": ...}); pass "
+                "--format text only if every record's 'text' is a whole training text");
     say("has 'text'");
     return Format::text;
   }
@@ -136,6 +224,7 @@ Format detect_format(const json& rec, std::string* why) {
 
 Example to_example(const json& rec, Format format) {
   if (!rec.is_object()) throw Error(str("record is a JSON ", type_name(rec), ", not an object"));
+  refuse_unsupported(rec);
   Example ex;
   ex.format = format;
   switch (format) {
@@ -169,6 +258,7 @@ Example to_example(const json& rec, Format format) {
       if (!list->is_array()) throw Error(str("'", key, "' must be a list (got ", type_name(*list), ")"));
       std::string system = get_string(rec, "system", false);
       if (!system.empty()) ex.messages.push_back({"system", system, ""});
+      ex.tools = read_tools(rec);
       for (size_t i = 0; i < list->size(); ++i) {
         const json& m = (*list)[i];
         std::string ctx = str(key, "[", i, "]: ");
@@ -176,8 +266,16 @@ Example to_example(const json& rec, Format format) {
         std::string role =
             m.contains("from") ? get_string(m, "from", true, ctx) : get_string(m, "role", true, ctx);
         role = map_sharegpt_role(role, ctx);
-        std::string content = get_content(m, m.contains("value") ? "value" : "content", ctx);
-        ex.messages.push_back({role, content, ""});
+        const char* content_key = m.contains("value") ? "value" : "content";
+        if (role == "function_call") {  // the value is the call itself; the assistant says nothing else
+          auto v = m.find(content_key);
+          if (v == m.end() || v->is_null()) throw Error(str(ctx, "'", content_key, "' is missing"));
+          tokenizer::Message call{"assistant", "", ""};
+          call.tool_calls = to_tool_calls(*v, ctx);
+          ex.messages.push_back(std::move(call));
+          continue;
+        }
+        ex.messages.push_back({role, get_content(m, content_key, ctx), ""});
       }
       break;
     }
@@ -185,15 +283,27 @@ Example to_example(const json& rec, Format format) {
       auto it = rec.find("messages");
       if (it == rec.end()) throw Error(str("'messages' is missing (keys: ", keys_of(rec), ")"));
       if (!it->is_array()) throw Error(str("'messages' must be a list (got ", type_name(*it), ")"));
+      ex.tools = read_tools(rec);
       for (size_t i = 0; i < it->size(); ++i) {
         const json& m = (*it)[i];
         std::string ctx = str("messages[", i, "]: ");
         if (!m.is_object()) throw Error(str(ctx, "must be an object (got ", type_name(m), ")"));
         std::string role = get_string(m, "role", true, ctx);
-        if (role != "system" && role != "user" && role != "assistant")
+        if (role != "system" && role != "user" && role != "assistant" && role != "tool")
           throw Error(str(ctx, "unknown role '", role, "'"))
-              .hint("messages roles are system, user and assistant (tool calls are not supported)");
-        tokenizer::Message msg{role, get_content(m, "content", ctx), ""};
+              .hint("messages roles are system, user, assistant and tool");
+        auto calls = m.find("tool_calls");
+        const bool has_calls =
+            calls != m.end() && !calls->is_null() && !(calls->is_array() && calls->empty());
+        if (has_calls && role != "assistant")
+          throw Error(str(ctx, "only assistant messages make tool calls"));
+        auto content = m.find("content");
+        const bool no_content = content == m.end() || content->is_null();
+        tokenizer::Message msg{role, has_calls && no_content ? "" : get_content(m, "content", ctx), ""};
+        if (has_calls) {
+          if (!calls->is_array()) throw Error(str(ctx, "'tool_calls' must be a list"));
+          msg.tool_calls = to_tool_calls(*calls, ctx);
+        }
         msg.reasoning = get_string(m, "reasoning_content", false, ctx);
         if (msg.reasoning.empty()) msg.reasoning = get_string(m, "reasoning", false, ctx);
         if (!msg.reasoning.empty() && role != "assistant")
@@ -212,6 +322,7 @@ tokenizer::Conversation to_conversation(const Example& ex, const tokenizer::Chat
   HS_CHECK(ex.format != Format::text, "text examples have no conversation");
   tokenizer::Conversation c;
   c.messages = ex.messages;
+  c.tools = ex.tools;
   if (ex.format == Format::alpaca) {
     tokenizer::Conversation row = chat_template.alpaca_row(ex.instruction, ex.input, ex.output);
     c.messages.insert(c.messages.end(), row.messages.begin(), row.messages.end());

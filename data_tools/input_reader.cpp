@@ -23,8 +23,9 @@ struct RecordReader::Impl {
   std::string path;
   gzFile gz = nullptr;
   bool eof = false, array = false, gzip = false, done = false, after_comma = false;
+  bool document = false;  // one JSON object spread over lines (a pretty-printed .json file)
   int64_t size = 0;
-  std::string buf;  // JSONL: unconsumed bytes; array: the whole file
+  std::string buf;  // JSONL: unconsumed bytes; array and document: the whole file
   size_t pos = 0;
   int64_t line = 1, index = 0;
 
@@ -157,6 +158,59 @@ struct RecordReader::Impl {
     if (pos < buf.size()) throw structural("unexpected text after the closing ']'");
   }
 
+  // At a '{' that starts the file: true when its line ends inside the object right after a structural
+  // character ('{', '[', ',' or ':'), as pretty-printers leave it. Such a file is read as one JSON
+  // document; a JSONL line that is merely broken ("{broken") stays a malformed JSONL record.
+  bool first_line_opens_document() {
+    size_t nl = buf.find('\n');
+    while (nl == std::string::npos && !eof) {
+      size_t from = buf.size();
+      read_more(kReadChunk);
+      nl = buf.find('\n', from);
+    }
+    if (nl == std::string::npos) return false;
+    int depth = 0;
+    bool in_string = false;
+    char last = 0;
+    for (size_t i = 0; i < nl; ++i) {
+      char c = buf[i];
+      if (in_string) {
+        if (c == '\\')
+          ++i;
+        else if (c == '"')
+          in_string = false;
+        last = '"';
+        continue;
+      }
+      if (c == '"')
+        in_string = true;
+      else if (c == '{' || c == '[')
+        ++depth;
+      else if (c == '}' || c == ']')
+        --depth;
+      if (!is_ws(c)) last = c;
+    }
+    return !in_string && depth > 0 && (last == '{' || last == '[' || last == ',' || last == ':');
+  }
+
+  bool next_document(RawRecord& out) {
+    if (done) return false;
+    done = true;
+    out.line = line;
+    out.index = index;
+    scan_value();  // a '{' not closed by the end of the file is a structural error at its line
+    ++index;
+    out.text.assign(buf, 0, pos);
+    skip_ws();
+    if (pos < buf.size())
+      throw Error(str("unexpected text after the JSON object that starts at line ", out.line))
+          .at(str(path, ":", line))
+          .hint(
+              "a .json file holds one JSON object or one array of records ([{...}, {...}]); JSONL holds one "
+              "record per line");
+    return true;
+  }
+
   bool next_line(RawRecord& out) {
     for (;;) {
       size_t nl = buf.find('\n', pos);
@@ -199,23 +253,29 @@ RecordReader::RecordReader(const std::string& path) : impl_(std::make_unique<Imp
   m.gz = gzopen(path.c_str(), "rb");
   if (!m.gz) throw Error(str("cannot open: ", std::strerror(errno))).at(path);
   gzbuffer(m.gz, kReadChunk);
-  // Look at the first non-blank character (after a UTF-8 byte-order mark) to choose the layout.
-  while (m.read_more(4096)) {
-    size_t i = 0;
-    if (m.buf.size() >= 3 && m.buf.compare(0, 3, "\xEF\xBB\xBF") == 0) i = 3;
-    while (i < m.buf.size() && is_ws(m.buf[i])) ++i;
-    if (i < m.buf.size()) break;
-  }
+  // Choose the layout from the first non-blank character (after a UTF-8 byte-order mark). The blank
+  // prefix is dropped as it is read (its lines counted), so a file of blank lines costs linear time and
+  // one buffer of memory.
+  bool more = true;
+  while (more && m.buf.size() < 3) more = m.read_more(4096);
   m.gzip = gzdirect(m.gz) == 0;
-  if (m.buf.size() >= 3 && m.buf.compare(0, 3, "\xEF\xBB\xBF") == 0) m.pos = 3;
-  size_t first = m.pos;
-  while (first < m.buf.size() && is_ws(m.buf[first])) ++first;
-  m.array = first < m.buf.size() && m.buf[first] == '[';
-  if (m.array) {
+  if (m.buf.compare(0, 3, "\xEF\xBB\xBF") == 0) m.buf.erase(0, 3);
+  for (;;) {
+    size_t i = 0;
+    while (i < m.buf.size() && is_ws(m.buf[i])) {
+      if (m.buf[i] == '\n') ++m.line;
+      ++i;
+    }
+    m.buf.erase(0, i);
+    if (!m.buf.empty() || !more) break;
+    more = m.read_more(kReadChunk);
+  }
+  m.array = !m.buf.empty() && m.buf[0] == '[';
+  if (!m.buf.empty() && m.buf[0] == '{') m.document = m.first_line_opens_document();
+  if (m.array || m.document) {
     while (m.read_more(4 * kReadChunk)) {
     }
-    m.skip_ws();
-    ++m.pos;  // '['
+    if (m.array) ++m.pos;  // '['
   }
 }
 
@@ -224,6 +284,7 @@ RecordReader::RecordReader(RecordReader&&) noexcept = default;
 RecordReader& RecordReader::operator=(RecordReader&&) noexcept = default;
 
 bool RecordReader::next(RawRecord& out) {
+  if (impl_->document) return impl_->next_document(out);
   return impl_->array ? impl_->next_array(out) : impl_->next_line(out);
 }
 bool RecordReader::is_json_array() const { return impl_->array; }
@@ -239,7 +300,8 @@ int64_t RecordReader::bytes_total() const { return impl_->size; }
 
 int64_t RecordReader::bytes_done() const {
   const Impl& m = *impl_;
-  if (m.array) return m.buf.empty() ? m.size : int64_t(double(m.pos) / double(m.buf.size()) * double(m.size));
+  if (m.array || m.document)
+    return m.buf.empty() ? m.size : int64_t(double(m.pos) / double(m.buf.size()) * double(m.size));
   if (m.eof && m.pos >= m.buf.size()) return m.size;
   z_off_t off = gzoffset(m.gz);
   return off < 0 ? 0 : std::min<int64_t>(int64_t(off), m.size);
@@ -260,9 +322,9 @@ size_t apply_utf8_policy(std::string& text, Utf8Policy policy, const std::string
   return repair_utf8(text);
 }
 
-nlohmann::json parse_json_record(const std::string& text, const std::string& where) {
+nlohmann::ordered_json parse_json_record(const std::string& text, const std::string& where) {
   try {
-    return nlohmann::json::parse(text);
+    return nlohmann::ordered_json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     std::string msg = e.what();
     // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> the part after the tag.

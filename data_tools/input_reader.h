@@ -1,10 +1,13 @@
-// Input files of `hsloth prep`: JSONL (one record per non-blank line) or a JSON array of records, either
-// plain or gzip-compressed. Compression is detected from the bytes (zlib reads plain files as-is) and the
-// layout from the first non-blank character ('[' = array), so `.json`, `.jsonl`, `.json.gz` and
-// `.jsonl.gz` all work whatever their names say. Records come back unparsed, with the line where they
-// start: a rank only parses its own share, and every error names `file:line` (and the record index for
-// arrays). JSONL lines are streamed (memory does not grow with the file); an array is read whole and
-// split into records by a small scanner, so a malformed element is one bad record, not a lost file.
+// Input files of `hsloth prep`: JSONL (one record per non-blank line), a JSON array of records, or one JSON
+// object spread over several lines (a pretty-printed `.json` holding a single record, e.g. Axolotl's
+// conversation.json), either plain or gzip-compressed. Compression is detected from the bytes (zlib reads
+// plain files as-is) and the layout from the first non-blank character ('[' = array; '{' whose line ends
+// inside the object after '{', '[', ',' or ':' = one document; else JSONL), so `.json`, `.jsonl`,
+// `.json.gz` and `.jsonl.gz` all work whatever their names say. Blank lines cost linear time. Records come
+// back unparsed, with the line where they start: a rank only parses its own share, and every error names
+// `file:line` (and the record index for arrays). JSONL lines are streamed (memory does not grow with the
+// file); an array is read whole and split into records by a small scanner, so a malformed element is one bad
+// record, not a lost file; a document is read whole and must hold exactly one JSON value.
 #pragma once
 
 #include <cstdint>
@@ -53,7 +56,7 @@ class RecordReader {
 // throws hs::Error at `where` with the byte offset (fail).
 size_t apply_utf8_policy(std::string& text, Utf8Policy policy, const std::string& where);
 
-// Parses one record's JSON text; throws hs::Error at `where` with the parser's message.
-nlohmann::json parse_json_record(const std::string& text, const std::string& where);
+// Parses one record's JSON text (keys in file order); throws hs::Error at `where` with the parser's message.
+nlohmann::ordered_json parse_json_record(const std::string& text, const std::string& where);
 
 }  // namespace hs::data_tools

@@ -115,7 +115,7 @@ RecordProcessor::RecordProcessor(ProcessorDeps deps, PrepOptions options)
     throw Error(str("--max-len ", options_.max_len, " is too small")).hint("use 0 (no limit) or at least 2");
 }
 
-RecordProcessor::Tokens RecordProcessor::tokenize(const json& record, Format format) const {
+RecordProcessor::Tokens RecordProcessor::tokenize(const Record& record, Format format) const {
   Example ex = to_example(record, format);
   Tokens out;
   if (format == Format::text) {

@@ -95,7 +95,7 @@ class RecordProcessor {
     std::vector<int32_t> ids;
     std::vector<uint8_t> mask;
   };
-  Tokens tokenize(const nlohmann::json& record, Format format) const;
+  Tokens tokenize(const Record& record, Format format) const;
 
   const PrepOptions& options() const { return options_; }
 

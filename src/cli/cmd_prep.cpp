@@ -40,7 +40,8 @@ hs::config::Schema schema() {
       "and\n"
       "            input combine (alpaca: its own '### Input:' block; others: one user turn\n"
       "            'instruction\\n\\ninput')\n"
-      "  sharegpt  {conversations|messages: [{from|role: human/user/gpt/assistant/system, value|content}]}\n"
+      "  sharegpt  {conversations|messages: [{from|role: human/user/gpt/assistant/system/function_call/\n"
+      "            observation, value|content}], tools?} (tools: qwen2.5 and llama3 templates only)\n"
       "  messages  {messages: [{role, content, reasoning_content?}]} (reasoning: qwen3 <think> text)\n"
       "  text      {text}: no template; encoded with the tokenizer's own special tokens (e.g. BOS), EOS\n"
       "            appended, every token but the first trained (--loss does not apply)\n"
@@ -63,8 +64,12 @@ hs::config::Schema schema() {
   s.choice("format", "auto", {"auto", "alpaca", "sharegpt", "messages", "text"},
            "record format of the inputs");
   s.choice("template", "auto",
-           {"auto", "chatml", "qwen3", "llama3", "llama2", "mistral", "zephyr", "alpaca", "none"},
+           {"auto", "chatml", "qwen2.5", "qwen3", "llama3", "llama3.0", "llama2", "mistral", "zephyr",
+            "alpaca", "none"},
            "chat template for conversations (auto: detected from the tokenizer's chat template)");
+  s.flag(
+      "allow-split-markers",
+      "accept a template whose special markers (e.g. <|im_start|>) are not single tokens of the tokenizer");
   s.choice("loss", "response", {"full", "response"}, "which tokens are trained (see above)");
   s.flag("last-turn-only", "with --loss response: train only the last assistant turn");
   s.integer("max-len", 0, "longest sample in tokens (0 = no limit)", 0, 1e12);
@@ -159,6 +164,12 @@ int run(const hs::config::Config& cfg) {
     chat.emplace(tokenizer::ChatTemplate::named(cfg.get("template"),
                                                 {sp.bos_text, sp.eos_text, tok.chat_template(), ""}));
     template_name = chat->name();
+    const std::string tok_label = tok.path();
+    if (!cfg.get_bool("allow-split-markers"))
+      chat->check_markers([&tok](std::string_view m) { return tok.encode(m, false).ids.size(); }, tok_label);
+    else
+      log::warn("--allow-split-markers: template ", template_name, "'s markers may be encoded as text by ",
+                tok_label);
     log::info("template ", template_name,
               cfg.get("template") == "auto" ? " (auto, from the tokenizer's chat template)" : "", "; loss ",
               data_tools::loss_policy_name(opt));

@@ -1,14 +1,19 @@
 // Chat template renderers. Each family is one function that walks the messages the way its HF Jinja
 // template does, appending to an Out that records, for every assistant message, the byte range from the
-// end of its role header through its end-of-turn marker. Validation (roles, alternation, reasoning) runs
-// before rendering so a bad conversation never yields half a text. The Jinja string is only read by
+// end of its role header through its end-of-turn marker. Validation (roles, alternation, reasoning, tools)
+// runs before rendering so a bad conversation never yields half a text. The Jinja string is only read by
 // `auto` (marker detection) and by llama3 (whether the template asks for today's date); no Jinja engine.
+// Tool schemas and call arguments are JSON texts, printed through a copy of transformers' `tojson` filter
+// (Python json.dumps, ensure_ascii=False, key order kept).
 #include "tokenizer/chat_template.h"
 
+#include <cstdio>
 #include <ctime>
 #include <functional>
 #include <set>
 #include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -23,6 +28,17 @@ using std::string_view;
 constexpr string_view kQwenDefaultSystem =
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 constexpr string_view kLlama3DefaultDate = "26 Jul 2024";
+// Templates `auto` recognizes by their whole text (compared by normalized_template()).
+constexpr string_view kClassicChatml =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+    "{% endif %}";
+constexpr string_view kLlama30 =  // meta-llama/Meta-Llama-3-8B-Instruct tokenizer_config.json
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + "
+    "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+    "{% endif %}";
 constexpr string_view kAlpacaPreambleInput =
     "Below is an instruction that describes a task, paired with an input that provides further context. "
     "Write a response that appropriately completes the request.";
@@ -31,8 +47,8 @@ constexpr string_view kAlpacaPreambleNoInput =
     "request.";
 
 const std::vector<string>& family_names() {
-  static const std::vector<string> names = {"chatml",  "qwen3",  "llama3", "llama2",
-                                            "mistral", "zephyr", "alpaca", "none"};
+  static const std::vector<string> names = {"chatml", "qwen2.5", "qwen3",  "llama3", "llama3.0",
+                                            "llama2", "mistral", "zephyr", "alpaca", "none"};
   return names;
 }
 
@@ -147,7 +163,9 @@ void check_roles(const string& family, const Conversation& c, const std::set<str
       Error e = template_error(
           family, str("message ", i, " has role '", m.role, "'; this template takes ", join(names, ", ")));
       if (m.role == "tool" || m.role == "ipython" || m.role == "function")
-        e.hint("tool calls and tool results are not supported by the built-in templates: drop those turns");
+        e.hint(str("the '", family,
+                   "' template has no tool messages; use --template qwen2.5 or llama3 (Llama 3.1), ",
+                   "which render tools as transformers does, or drop the tool turns"));
       else if (m.role == "input")
         e.hint("the `input` role belongs to the alpaca template; for others join it to the user message");
       else if (m.role == "system")
@@ -182,6 +200,114 @@ void check_alternation(const string& family, const Conversation& c, size_t from)
 }
 
 const std::set<string> kChatRoles = {"system", "user", "assistant"};
+const std::set<string> kToolRoles = {"system", "user", "assistant", "tool"};
+
+// Tools, tool calls and tool messages only where the family renders them.
+void check_tools(const string& family, const Conversation& c, bool supported) {
+  if (supported) return;
+  const auto refuse = [&](const string& what) {
+    return template_error(family, what + ", but this template has no tool calling")
+        .hint(
+            "use --template qwen2.5 or llama3 (Llama 3.1), which render tools as transformers does, or drop "
+            "the tool parts of the data");
+  };
+  if (!c.tools.empty())
+    throw refuse(str("the conversation comes with ", c.tools.size(), " tool definitions"));
+  for (size_t i = 0; i < c.messages.size(); ++i)
+    if (!c.messages[i].tool_calls.empty()) throw refuse(str("message ", i, " makes a tool call"));
+}
+
+// ---- transformers' tojson: json.dumps(x, ensure_ascii=False, indent=indent) -----------------------------
+
+using OJson = nlohmann::ordered_json;
+
+void py_json_string(const string& s, string& out) {
+  out += '"';
+  for (unsigned char ch : s) {
+    switch (ch) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (ch < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(ch));
+          out += buf;
+        } else {
+          out += char(ch);
+        }
+    }
+  }
+  out += '"';
+}
+
+void py_json(const OJson& j, int indent, int level, string& out) {
+  const auto newline = [&](int lvl) {
+    out += '\n';
+    out.append(size_t(indent * lvl), ' ');
+  };
+  if (j.is_object() || j.is_array()) {
+    const bool obj = j.is_object();
+    if (j.empty()) {
+      out += obj ? "{}" : "[]";
+      return;
+    }
+    out += obj ? '{' : '[';
+    bool first = true;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (!first) out += indent > 0 ? "," : ", ";
+      first = false;
+      if (indent > 0) newline(level + 1);
+      if (obj) {
+        py_json_string(it.key(), out);
+        out += ": ";
+      }
+      py_json(*it, indent, level + 1, out);
+    }
+    if (indent > 0) newline(level);
+    out += obj ? '}' : ']';
+  } else if (j.is_string()) {
+    py_json_string(j.get_ref<const string&>(), out);
+  } else if (j.is_boolean()) {
+    out += j.get<bool>() ? "true" : "false";
+  } else if (j.is_null()) {
+    out += "null";
+  } else {
+    out += j.dump();  // numbers: integers exact; floats in the shortest round-trip form, as Python's repr
+  }
+}
+
+// tojson of a JSON text (a tool schema or call arguments) as transformers' chat templates print it.
+string tojson(const string& json_text, int indent = 0) {
+  OJson j;
+  try {
+    j = OJson::parse(json_text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(str("tool JSON is not valid JSON (", e.what(), "): ", json_text.substr(0, 80)))
+        .hint("tool definitions and call arguments must be JSON values");
+  }
+  string out;
+  py_json(j, indent, 0, out);
+  return out;
+}
 const std::set<string> kMistralRoles = {"user", "assistant"};
 const std::set<string> kAlpacaRoles = {"system", "user", "input", "assistant"};
 
@@ -197,22 +323,65 @@ struct Family {
 
 using RenderFn = std::function<void(const Family&, const Conversation&, const RenderOptions&, Out&)>;
 
-// Qwen2/2.5 (tokenizers/qwen2.5 tokenizer_config.json), tools branch excluded.
+// The classic ChatML template: every message as <|im_start|>role\ncontent<|im_end|>\n, nothing added.
 void render_chatml(const Family& f, const Conversation& c, const RenderOptions& o, Out& out) {
   check_roles(f.name, c, kChatRoles);
-  const auto& ms = c.messages;
-  if (ms[0].role == "system")
-    out.put("<|im_start|>system\n", ms[0].content, "<|im_end|>\n");
-  else
-    out.put("<|im_start|>system\n", kQwenDefaultSystem, "<|im_end|>\n");
-  for (size_t i = 0; i < ms.size(); ++i) {
-    if (ms[i].role == "system" && i == 0) continue;
-    out.put("<|im_start|>", ms[i].role, "\n");
+  for (const Message& m : c.messages) {
+    out.put("<|im_start|>", m.role, "\n");
     size_t b = out.mark();
-    out.put(ms[i].content);
+    out.put(m.content);
     out.put("<|im_end|>");
-    if (ms[i].role == "assistant") out.turn(b);
+    if (m.role == "assistant") out.turn(b);
     out.put("\n");
+  }
+  if (o.add_generation_prompt) out.put("<|im_start|>assistant\n");
+}
+
+// Qwen2/2.5 (tokenizers/qwen2.5 tokenizer_config.json, chat_templates/Qwen-Qwen2.5-7B-Instruct.jinja).
+void render_qwen25(const Family& f, const Conversation& c, const RenderOptions& o, Out& out) {
+  check_roles(f.name, c, kToolRoles);
+  const auto& ms = c.messages;
+  const bool system_first = ms[0].role == "system";
+  out.put("<|im_start|>system\n");
+  out.put(system_first ? string_view(ms[0].content) : kQwenDefaultSystem);
+  if (!c.tools.empty()) {
+    out.put(
+        "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are "
+        "provided with function signatures within <tools></tools> XML tags:\n<tools>");
+    for (const string& t : c.tools) out.put("\n", tojson(t));
+    out.put(
+        "\n</tools>\n\nFor each function call, return a json object with function name and arguments within "
+        "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+        "<args-json-object>}\n</tool_call>");
+  }
+  out.put("<|im_end|>\n");
+  for (size_t i = 0; i < ms.size(); ++i) {
+    const Message& m = ms[i];
+    if (m.role == "system" && i == 0) continue;
+    if (m.role == "tool") {
+      if (i == 0 || ms[i - 1].role != "tool") out.put("<|im_start|>user");
+      out.put("\n<tool_response>\n", m.content, "\n</tool_response>");
+      if (i + 1 == ms.size() || ms[i + 1].role != "tool") out.put("<|im_end|>\n");
+    } else if (m.role == "assistant" && !m.tool_calls.empty()) {
+      out.put("<|im_start|>assistant\n");  // the template prints '\n' before the content or first call
+      size_t b = out.mark();
+      out.put(m.content);
+      for (size_t k = 0; k < m.tool_calls.size(); ++k) {
+        if (k > 0 || !m.content.empty()) out.put("\n");
+        out.put("<tool_call>\n{\"name\": \"", m.tool_calls[k].name,
+                "\", \"arguments\": ", tojson(m.tool_calls[k].arguments), "}\n</tool_call>");
+      }
+      out.put("<|im_end|>");
+      out.turn(b);
+      out.put("\n");
+    } else {
+      out.put("<|im_start|>", m.role, "\n");
+      size_t b = out.mark();
+      out.put(m.content);
+      out.put("<|im_end|>");
+      if (m.role == "assistant") out.turn(b);
+      out.put("\n");
+    }
   }
   if (o.add_generation_prompt) out.put("<|im_start|>assistant\n");
 }
@@ -263,9 +432,10 @@ void render_qwen3(const Family& f, const Conversation& c, const RenderOptions& o
   }
 }
 
-// Llama 3.1 (chat_templates/meta-llama-Llama-3.1-8B-Instruct.jinja), tools excluded.
+// Llama 3.1 (chat_templates/meta-llama-Llama-3.1-8B-Instruct.jinja) with tools in the first user message
+// (its default); builtin_tools (ipython / <|python_tag|>) are not rendered.
 void render_llama3(const Family& f, const Conversation& c, const RenderOptions& o, Out& out) {
-  check_roles(f.name, c, kChatRoles);
+  check_roles(f.name, c, kToolRoles);
   const auto& ms = c.messages;
   size_t first = 0;
   string_view system;
@@ -273,18 +443,75 @@ void render_llama3(const Family& f, const Conversation& c, const RenderOptions& 
     system = py_strip(ms[0].content);
     first = 1;
   }
+  const bool tools = !c.tools.empty();
+  for (size_t i = first; i < ms.size(); ++i) {
+    const Message& m = ms[i];
+    if (m.tool_calls.size() > 1)
+      throw template_error(f.name, str("message ", i, " makes ", m.tool_calls.size(),
+                                       " tool calls; Llama 3.1 takes one per message"))
+          .hint("split the calls into one assistant message each (HF's template raises the same error)");
+    if (!m.tool_calls.empty() && !m.content.empty())
+      throw template_error(f.name, str("message ", i,
+                                       " has content next to its tool call, which this "
+                                       "template would drop"))
+          .hint("put the text into its own assistant message, or use --template qwen2.5");
+  }
+  if (tools && (first >= ms.size() || ms[first].role != "user"))
+    throw template_error(f.name,
+                         "with tools, the first message after the system message must be a user "
+                         "message (the template puts the tool list into it)")
+        .hint("start the conversation with the user's request");
   out.put(f.ctx.bos_text);
   out.put("<|start_header_id|>system<|end_header_id|>\n\n");
+  if (tools) out.put("Environment: ipython\n");
   out.put("Cutting Knowledge Date: December 2023\n");
   out.put("Today Date: ", f.date, "\n\n");
   out.put(system);
   out.put("<|eot_id|>");
+  if (tools) {
+    out.put("<|start_header_id|>user<|end_header_id|>\n\n");
+    out.put(
+        "Given the following functions, please respond with a JSON for a function call with its proper "
+        "arguments that best answers the given prompt.\n\n");
+    out.put(
+        "Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and "
+        "its value}.Do not use variables.\n\n");
+    for (const string& t : c.tools) out.put(tojson(t, 4), "\n\n");
+    out.put(py_strip(ms[first].content), "<|eot_id|>");
+    ++first;
+  }
   for (size_t i = first; i < ms.size(); ++i) {
-    out.put("<|start_header_id|>", ms[i].role, "<|end_header_id|>\n\n");
+    const Message& m = ms[i];
+    if (m.role == "tool") {
+      out.put("<|start_header_id|>ipython<|end_header_id|>\n\n");
+      string quoted;
+      py_json_string(m.content, quoted);  // a string is `iterable` in Jinja: the template prints tojson
+      out.put(quoted, "<|eot_id|>");
+      continue;
+    }
+    out.put("<|start_header_id|>", m.role, "<|end_header_id|>\n\n");
     size_t b = out.mark();
-    out.put(py_strip(ms[i].content));
+    if (!m.tool_calls.empty())
+      out.put("{\"name\": \"", m.tool_calls[0].name,
+              "\", \"parameters\": ", tojson(m.tool_calls[0].arguments), "}");
+    else
+      out.put(py_strip(m.content));
     out.put("<|eot_id|>");
-    if (ms[i].role == "assistant") out.turn(b);
+    if (m.role == "assistant") out.turn(b);
+  }
+  if (o.add_generation_prompt) out.put("<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+// Meta-Llama-3-8B-Instruct (the 3.0 template): BOS + one header block per message, nothing else.
+void render_llama30(const Family& f, const Conversation& c, const RenderOptions& o, Out& out) {
+  check_roles(f.name, c, kChatRoles);
+  out.put(f.ctx.bos_text);
+  for (const Message& m : c.messages) {
+    out.put("<|start_header_id|>", m.role, "<|end_header_id|>\n\n");
+    size_t b = out.mark();
+    out.put(py_strip(m.content));
+    out.put("<|eot_id|>");
+    if (m.role == "assistant") out.turn(b);
   }
   if (o.add_generation_prompt) out.put("<|start_header_id|>assistant<|end_header_id|>\n\n");
 }
@@ -418,8 +645,10 @@ void render_custom(const Family& f, const Conversation& c, const RenderOptions& 
 
 RenderFn renderer_for(const string& family) {
   if (family == "chatml") return render_chatml;
+  if (family == "qwen2.5") return render_qwen25;
   if (family == "qwen3") return render_qwen3;
   if (family == "llama3") return render_llama3;
+  if (family == "llama3.0") return render_llama30;
   if (family == "llama2") return render_llama2;
   if (family == "mistral") return render_mistral;
   if (family == "zephyr") return render_zephyr;
@@ -437,9 +666,34 @@ string excerpt(const string& jinja) {
   return "\"" + s + (jinja.size() > 80 ? "…\"" : "\"");
 }
 
+// A template's text for comparison: whitespace outside quoted strings dropped, "\n" escapes inside them
+// read as the newline they print (tokenizer_config.json holds either form).
+string normalized_template(string_view s) {
+  string out;
+  char quote = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char ch = s[i];
+    if (quote) {
+      if (ch == '\\' && i + 1 < s.size() && s[i + 1] == 'n') {
+        out += '\n';
+        ++i;
+        continue;
+      }
+      if (ch == quote) quote = 0;
+    } else if (ch == '\'' || ch == '"') {
+      quote = ch;
+    } else if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {
+      continue;
+    }
+    out += ch;
+  }
+  return out;
+}
+
 string detect_family(const string& jinja) {
   const string names = join(family_names(), ", ");
-  const string pass = str("pass --template with one of: ", names, " (or a custom template)");
+  const string pass =
+      str("pass --template with the family that renders this model's template byte for byte: ", names);
   if (jinja.empty())
     throw Error(
         "chat template 'auto': the tokenizer has no chat template (no chat_template in "
@@ -456,16 +710,19 @@ string detect_family(const string& jinja) {
       if (has("last_query_index")) return "qwen3";
       throw unsupported("ChatML with <think> handling other than Qwen3's (no last_query_index rule)");
     }
-    if (has(kQwenDefaultSystem)) return "chatml";
+    if (has(kQwenDefaultSystem)) return "qwen2.5";
+    if (normalized_template(jinja) == normalized_template(kClassicChatml)) return "chatml";
     throw unsupported(
-        "ChatML (<|im_start|>) without Qwen2.5's default system message (--template chatml inserts "
-        "\"You are Qwen, …\" when a conversation has no system message)");
+        "a ChatML (<|im_start|>) variant that is neither the classic ChatML template (--template chatml) nor "
+        "Qwen2.5's (--template qwen2.5, with its default system message)");
   }
   if (has("<|start_header_id|>")) {
     if (has("Cutting Knowledge Date")) return "llama3";
+    if (normalized_template(jinja) == normalized_template(kLlama30)) return "llama3.0";
     throw unsupported(
-        "a Llama 3.0-style template (<|start_header_id|> without the 3.1 \"Cutting Knowledge Date\" "
-        "system header)");
+        "a Llama 3-style template (<|start_header_id|>) that is neither Llama 3.1's (with the \"Cutting "
+        "Knowledge Date\" system header, --template llama3) nor Meta-Llama-3-8B-Instruct's (--template "
+        "llama3.0)");
   }
   if (has("<|user|>")) {
     if (has("eos_token") && !has("<|end|>")) return "zephyr";
@@ -516,6 +773,39 @@ ChatTemplate::~ChatTemplate() = default;
 
 std::vector<string> ChatTemplate::families() { return family_names(); }
 
+bool ChatTemplate::supports_tools() const {
+  return impl_->family.name == "qwen2.5" || impl_->family.name == "llama3";
+}
+
+std::vector<string> ChatTemplate::special_markers() const {
+  const string& n = impl_->family.name;
+  const TemplateContext& ctx = impl_->family.ctx;
+  std::vector<string> m;
+  if (n == "chatml" || n == "qwen2.5" || n == "qwen3") m = {"<|im_start|>", "<|im_end|>"};
+  if (n == "qwen3") m.insert(m.end(), {"<think>", "</think>"});
+  if (n == "llama3" || n == "llama3.0") m = {"<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+  if (n == "llama3" || n == "llama3.0" || n == "llama2" || n == "mistral")
+    if (!ctx.bos_text.empty()) m.insert(m.begin(), ctx.bos_text);
+  if (n == "llama2" || n == "mistral" || n == "zephyr" || n == "alpaca")
+    if (!ctx.eos_text.empty()) m.push_back(ctx.eos_text);
+  return m;
+}
+
+void ChatTemplate::check_markers(const std::function<size_t(std::string_view)>& token_count,
+                                 const string& tokenizer_name) const {
+  for (const string& marker : special_markers()) {
+    const size_t n = token_count(marker);
+    if (n == 1) continue;
+    throw Error(str("chat template '", name(), "' marks turns with ", marker, ", but tokenizer ",
+                    tokenizer_name, " encodes it as ", n,
+                    " tokens, not one special token: the model would be trained on its "
+                    "pieces as text and never see its real turn markers"))
+        .hint(str("use the template that matches this tokenizer (--template auto picks it from the "
+                  "tokenizer's tokenizer_config.json), or the tokenizer of the model this template belongs "
+                  "to; pass --allow-split-markers only if you mean to train the marker as text"));
+  }
+}
+
 ChatTemplate ChatTemplate::named(const string& name, const TemplateContext& context) {
   string family = name;
   if (name == "auto") {
@@ -534,7 +824,8 @@ ChatTemplate ChatTemplate::named(const string& name, const TemplateContext& cont
     throw Error(str("chat template '", family,
                     "' ends every assistant turn with EOS, but the tokenizer has no "
                     "EOS token"))
-        .hint("use the model's own tokenizer (tokenizer_config.json eos_token), or a custom template");
+        .hint(
+            "use the model's own tokenizer (tokenizer_config.json eos_token), or a template that matches it");
   auto impl = std::make_unique<Impl>();
   impl->family.name = family;
   impl->family.ctx = context;
@@ -573,6 +864,7 @@ Rendered ChatTemplate::render(const Conversation& conversation, bool add_generat
 
 Rendered ChatTemplate::render(const Conversation& conversation, const RenderOptions& options) const {
   check_not_empty(impl_->family.name, conversation);
+  check_tools(impl_->family.name, conversation, supports_tools());
   Out out;
   impl_->fn(impl_->family, conversation, options, out);
   return std::move(out.r);

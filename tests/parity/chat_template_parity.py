@@ -87,6 +87,13 @@ LLAMA32_DATE = (
     '        {%- set date_string = "26 Jul 2024" %}\n    {%- endif %}\n{%- endif %}'
 )
 assert LLAMA31_DEFAULT_DATE in LLAMA31, "Llama 3.1 template changed: update the 3.2 date block substitution"
+# meta-llama/Meta-Llama-3-8B-Instruct tokenizer_config.json chat_template (the 3.0 template).
+LLAMA30 = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+    "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
 LLAMA32 = LLAMA31.replace(LLAMA31_DEFAULT_DATE, LLAMA32_DATE)
 
 tok_qwen25 = AutoTokenizer.from_pretrained(os.path.join(DATA, "tokenizers/qwen2.5"))
@@ -117,9 +124,11 @@ QWEN = dict(bos="", eos="<|im_end|>")
 LLAMA = dict(bos="<s>", eos="</s>")
 L3 = dict(bos="<|begin_of_text|>", eos="<|eot_id|>")
 ORACLES = {
-    "chatml": [
-        Oracle("qwen2.5 tokenizer_config", "chatml", tok_qwen25, jinja_for_auto=tok_qwen25.chat_template, **QWEN),
-        Oracle("Qwen2.5-7B-Instruct.jinja", "chatml", tok_qwen25, read("chat_templates/Qwen-Qwen2.5-7B-Instruct.jinja"),
+    "chatml": [Oracle("classic ChatML template", "chatml", tok_qwen25, GENERIC_CHATML, jinja_for_auto=GENERIC_CHATML,
+                      **QWEN)],
+    "qwen2.5": [
+        Oracle("qwen2.5 tokenizer_config", "qwen2.5", tok_qwen25, jinja_for_auto=tok_qwen25.chat_template, **QWEN),
+        Oracle("Qwen2.5-7B-Instruct.jinja", "qwen2.5", tok_qwen25, read("chat_templates/Qwen-Qwen2.5-7B-Instruct.jinja"),
                jinja_for_auto=read("chat_templates/Qwen-Qwen2.5-7B-Instruct.jinja"), **QWEN),
     ],
     "qwen3": [
@@ -130,6 +139,8 @@ ORACLES = {
     # bos_token is passed to the renderer: TinyLlama's tokenizer only supplies the renderer's machinery.
     "llama3": [Oracle("Llama-3.1-8B-Instruct.jinja", "llama3", tok_tiny, LLAMA31, jinja_for_auto=LLAMA31,
                       bos_token=L3["bos"], **L3)],
+    "llama3.0": [Oracle("Meta-Llama-3-8B-Instruct template", "llama3.0", tok_tiny, LLAMA30, jinja_for_auto=LLAMA30,
+                        bos_token=L3["bos"], **L3)],
     "llama2": [Oracle("Llama-2-7b-chat-hf template", "llama2", tok_tiny, LLAMA2, jinja_for_auto=LLAMA2, **LLAMA)],
     "mistral": [Oracle("Mistral-7B-Instruct-v0.1 template", "mistral", tok_tiny, MISTRAL, jinja_for_auto=MISTRAL,
                        **LLAMA)],
@@ -265,6 +276,8 @@ def to_request(family, oracle_bos, oracle_eos, msgs, gen, jinja="", **extra):
         o = {"role": m["role"], "content": m["content"]}
         if m.get("reasoning_content"):
             o["reasoning"] = m["reasoning_content"]
+        if m.get("tool_calls"):
+            o["tool_calls"] = m["tool_calls"]
         ours.append(o)
     req = {"family": family, "bos": oracle_bos, "eos": oracle_eos, "jinja": jinja, "add_generation_prompt": gen,
            "messages": ours}
@@ -375,10 +388,13 @@ def check_case(label, oracle, msgs, gen, kw, ours, span_mode, sep="", content_pa
             fail(label, msgs, f"span texts {got} != {want_parts}")
 
 
-SEP = {"chatml": "\n", "qwen3": "\n", "zephyr": "\n", "llama3": "", "llama2": "", "mistral": ""}
+SEP = {"chatml": "\n", "qwen2.5": "\n", "qwen3": "\n", "zephyr": "\n", "llama3": "", "llama3.0": "", "llama2": "",
+       "mistral": ""}
 PARTS = {
     "chatml": lambda m: m["content"] + "<|im_end|>",
+    "qwen2.5": lambda m: m["content"] + "<|im_end|>",
     "llama3": lambda m: m["content"].strip() + "<|eot_id|>",
+    "llama3.0": lambda m: m["content"].strip() + "<|eot_id|>",
     "llama2": lambda m: " " + m["content"].strip() + " </s>",
     "mistral": lambda m: m["content"] + "</s>",
     "zephyr": lambda m: m["content"] + "</s>",
@@ -391,11 +407,11 @@ def main():
     base = base_conversations(rng, share)
     jobs = []  # (label, oracle, msgs, gen, kw, request, span_mode, parts)
 
-    for family in ("chatml", "llama3", "llama2", "mistral", "zephyr"):
+    for family in ("chatml", "qwen2.5", "llama3", "llama3.0", "llama2", "mistral", "zephyr"):
         for oracle in ORACLES[family]:
             label = f"{family} ({oracle.label})"
             convs = [(m, g, {}) for m, g in base]
-            if family in ("chatml", "llama3", "zephyr"):  # no alternation rule: any order, system anywhere
+            if family in ("chatml", "qwen2.5", "llama3", "llama3.0", "zephyr"):  # no alternation rule
                 convs += [(free_order(rng, rng.randint(1, 7)), rng.random() < 0.5, {}) for _ in range(200)]
             if family == "mistral":  # no system role: HF raises, so must we
                 convs = [(m, g, kw) for m, g, kw in convs if m and m[0]["role"] != "system"] + \
@@ -461,6 +477,7 @@ def main():
     check_alpaca()
     check_none(rng, base)
     check_deviations()
+    check_tools(rng)
 
     print("cases compared with HF (text; spans checked):")
     for label in sorted(set(counts) | set(error_counts)):
@@ -489,7 +506,7 @@ def check_alpaca():
         msgs = [{"role": "user", "content": r["instruction"]}] + ([{"role": "input", "content": r["input"]}] if r["input"] else [])
         gen_reqs.append({"family": "alpaca", "bos": "<s>", "eos": eos, "add_generation_prompt": True, "messages": msgs})
     # Other families get the input joined to the instruction (checked against HF Qwen2.5).
-    chatml_reqs = [{"family": "chatml", "bos": "", "eos": "<|im_end|>",
+    chatml_reqs = [{"family": "qwen2.5", "bos": "", "eos": "<|im_end|>",
                     "alpaca_row": [r["instruction"], r["input"], r["output"]]} for r in rows]
     ours, ours_gen, ours_chatml = run_ours(reqs), run_ours(gen_reqs), run_ours(chatml_reqs)
     for r, o, og, oc in zip(rows, ours, ours_gen, ours_chatml):
@@ -508,7 +525,7 @@ def check_alpaca():
             fail("alpaca gen", r, f"{og} vs {prompt!r}")
         msgs = [{"role": "user", "content": r["instruction"] + ("\n\n" + r["input"] if r["input"] else "")},
                 {"role": "assistant", "content": r["output"]}]
-        counts["chatml alpaca_row (qwen2.5 tokenizer_config)"] += 1
+        counts["qwen2.5 alpaca_row (qwen2.5 tokenizer_config)"] += 1
         hf = tok_qwen25.apply_chat_template(msgs, tokenize=False)
         if oc.get("text") != hf:
             fail("chatml alpaca_row", r, first_diff(oc.get("text", ""), hf))
@@ -534,6 +551,98 @@ def check_deviations():
     if "dropped by HF" in hf or "error" not in o:
         fail("llama2 deviation", m, f"expected HF to drop the system text ({hf!r}) and us to reject ({o})")
     error_counts["llama2 (later system message: HF drops, we reject)"] += 1
+
+
+# ---- tools (issue #10): qwen2.5 and llama3 render tools, tool calls and tool messages as transformers does ----
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "get_current_weather", "description": "Get the current weather in a location",
+        "parameters": {"type": "object", "properties": {
+            "location": {"type": "string", "description": "City and country, e.g. Zürich, CH"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["location"]}}},
+    {"type": "function", "function": {
+        "name": "generate_password", "description": "Make a \"random\" password\nwith\ttabs",
+        "parameters": {"type": "object", "properties": {"length": {"type": "integer", "minimum": 4, "maximum": 64},
+                                                        "include_symbols": {"type": "boolean", "default": False}},
+                       "required": ["length"]}}},
+    {"type": "function", "function": {"name": "now", "description": "", "parameters": {}}},
+    {"type": "function", "function": {"name": "mix", "parameters": {"type": "object", "properties": {
+        "xs": {"type": "array", "items": {"type": "number"}}, "opt": {"type": ["string", "null"]}}}}},
+]
+ARGS = [
+    ("get_current_weather", {"location": "Zürich, CH", "unit": "celsius"}),
+    ("generate_password", {"length": 12, "include_symbols": True}),
+    ("now", {}),
+    ("mix", {"xs": [0.5, 1e-07, -3, 12345678901], "opt": None, "nested": {"q": "a \"quote\"\n\u0001", "e": []}}),
+]
+RESULTS = ['{"temperature": 4.5, "condition": "light snow"}', "k7#Qp2!vZx9L", "", "  spaced\nlines  ", "日本語 🤖",
+           '"quoted"', "{}"]
+
+
+def tool_call(name, args):
+    return {"type": "function", "function": {"name": name, "arguments": args}}
+
+
+def tool_conversations(rng, family):
+    """(messages, tools, add_generation_prompt) with tool calls; llama3: one call per message, no content."""
+    out = []
+    for _ in range(120):
+        msgs = []
+        if rng.random() < 0.4:
+            msgs.append({"role": "system", "content": rng.choice(SYSTEMS)})
+        msgs.append({"role": "user", "content": rng.choice(TEXTS[:12])})
+        for _ in range(rng.randint(1, 3)):
+            n_calls = 1 if family == "llama3" else rng.randint(1, 3)
+            content = "" if family == "llama3" or rng.random() < 0.5 else rng.choice(["Let me check.", "\nOk "])
+            msgs.append({"role": "assistant", "content": content,
+                         "tool_calls": [tool_call(*rng.choice(ARGS)) for _ in range(n_calls)]})
+            for _ in range(n_calls if family != "llama3" else 1):
+                msgs.append({"role": "tool", "content": rng.choice(RESULTS)})
+            if rng.random() < 0.7:
+                msgs.append({"role": "assistant", "content": rng.choice(TEXTS[:12])})
+            if rng.random() < 0.3:
+                msgs.append({"role": "user", "content": rng.choice(TEXTS[:12])})
+        gen = msgs[-1]["role"] != "assistant" and rng.random() < 0.5
+        tools = rng.sample(TOOLS, rng.randint(1, len(TOOLS))) if rng.random() < 0.85 else None
+        out.append((msgs, tools, gen))
+    return out
+
+
+def check_tools(rng):
+    oracles = {"qwen2.5": ORACLES["qwen2.5"][1], "llama3": ORACLES["llama3"][0]}
+    jobs = []
+    for family, oracle in oracles.items():
+        for msgs, tools, gen in tool_conversations(rng, family):
+            kw = {"tools": tools} if tools else {}
+            req = to_request(family, oracle.bos, oracle.eos, msgs, gen)
+            if tools:
+                req["tools"] = tools
+            jobs.append((f"{family} tools ({oracle.label})", oracle, msgs, gen, kw, req))
+    # Llama 3.1 deviations: HF raises for two calls in one message (so must we) and silently drops the text
+    # next to a call (we refuse instead of losing it).
+    l3 = oracles["llama3"]
+    two = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [
+        tool_call(*ARGS[0]), tool_call(*ARGS[1])]}]
+    jobs.append(("llama3 tools (two calls: both reject)", l3, two, False, {"tools": TOOLS},
+                 dict(to_request("llama3", l3.bos, l3.eos, two, False), tools=TOOLS)))
+    results = run_ours([j[5] for j in jobs])
+    for (label, oracle, msgs, gen, kw, req), ours in zip(jobs, results):
+        check_case(label, oracle, msgs, gen, kw, ours, "prefix", SEP[oracle.family])
+    dropped = [{"role": "user", "content": "q"},
+               {"role": "assistant", "content": "I'll look.", "tool_calls": [tool_call(*ARGS[0])]}]
+    hf = l3.render(dropped, tools=TOOLS)
+    [o] = run_ours([dict(to_request("llama3", l3.bos, l3.eos, dropped, False), tools=TOOLS)])
+    if "I'll look." in hf or "error" not in o:
+        fail("llama3 tools deviation", dropped, f"expected HF to drop the content ({hf[-120:]!r}) and us to reject ({o})")
+    error_counts["llama3 tools (content next to a call: HF drops, we reject)"] += 1
+    # Templates without tool calling refuse tools and tool calls by name.
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": [tool_call(*ARGS[2])]},
+            {"role": "tool", "content": "12:00"}, {"role": "assistant", "content": "noon"}]
+    fams = ["chatml", "qwen3", "llama3.0", "llama2", "mistral", "zephyr", "none"]
+    for fam, o in zip(fams, run_ours([dict(to_request(f, "<s>", "</s>", msgs, False), tools=TOOLS) for f in fams])):
+        if "no tool calling" not in o.get("error", "") or "qwen2.5 or llama3" not in o.get("error", ""):
+            fail(f"{fam} refuses tools", msgs, f"got {o}")
+        error_counts[f"{fam} (tools refused by name)"] += 1
 
 
 if __name__ == "__main__":

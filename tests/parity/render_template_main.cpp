@@ -3,9 +3,13 @@
 //    "add_generation_prompt": false, "enable_thinking": true, "date_string": "",
 //    "custom": {"bos": "...", "roles": {"user": ["prefix", "suffix"], ...}, "generation_prompt": "..."},
 //    "alpaca_row": ["instruction", "input", "output"],          (instead of "messages")
-//    "messages": [{"role": "user", "content": "...", "reasoning": "..."}, ...]}
+//    "messages": [{"role": "user", "content": "...", "reasoning": "...",
+//                  "tool_calls": [{"type": "function", "function": {"name": ..., "arguments": {...}}}]},
+//                  ...],
+//    "tools": [{...}, ...], "markers": true}                    (tools: schemas as HF takes them)
 // and writes one JSON line per request: {"name": family, "text": ..., "spans": [[[b, e], ...], ...]}, or
-// {"error": message} when rendering throws hs::Error. It uses only TemplateContext strings (no Tokenizer).
+// {"error": message} when rendering throws hs::Error; with "markers", also the family's special markers.
+// It uses only TemplateContext strings (no Tokenizer). JSON keys keep their order (tool schemas print so).
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -13,7 +17,7 @@
 #include "core/error.h"
 #include "tokenizer/chat_template.h"
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 using namespace hs::tokenizer;
 
 namespace {
@@ -41,9 +45,16 @@ json render_one(const json& req) {
     conv = tpl.alpaca_row(row.at(0).get<std::string>(), row.at(1).get<std::string>(),
                           row.at(2).get<std::string>());
   } else {
-    for (const json& m : req.at("messages"))
-      conv.messages.push_back(
-          {m.at("role").get<std::string>(), m.at("content").get<std::string>(), m.value("reasoning", "")});
+    for (const json& m : req.at("messages")) {
+      Message msg{m.at("role").get<std::string>(), m.at("content").get<std::string>(),
+                  m.value("reasoning", "")};
+      for (const json& call : m.value("tool_calls", json::array())) {
+        const json& fn = call.at("function");
+        msg.tool_calls.push_back({fn.at("name").get<std::string>(), fn.at("arguments").dump()});
+      }
+      conv.messages.push_back(std::move(msg));
+    }
+    for (const json& t : req.value("tools", json::array())) conv.tools.push_back(t.dump());
   }
   RenderOptions options;
   options.add_generation_prompt = req.value("add_generation_prompt", false);
@@ -55,7 +66,9 @@ json render_one(const json& req) {
     for (const auto& [b, e] : turn) t.push_back({b, e});
     spans.push_back(t);
   }
-  return json{{"name", tpl.name()}, {"text", r.text}, {"spans", spans}};
+  json out{{"name", tpl.name()}, {"text", r.text}, {"spans", spans}};
+  if (req.value("markers", false)) out["markers"] = tpl.special_markers();
+  return out;
 }
 
 }  // namespace

@@ -239,7 +239,7 @@ def check_case(tmp, dataset, tok_name, loss, last_only, extra):
                 "loss_policy": (attr_str(a["loss_policy"]), "full" if loss == "full" else
                                 ("response_last_turn" if last_only else "response")),
                 "template": (attr_str(a["template"]),
-                             "none" if text_mode else ("chatml" if tok_name == "qwen2.5" else "llama2")),
+                             "none" if text_mode else ("qwen2.5" if tok_name == "qwen2.5" else "llama2")),
                 "formats": (attr_str(a["formats"]), "text" if text_mode else
                             ("alpaca" if "alpaca" in dataset else "sharegpt")),
                 "source_sha256": ([attr_str(x) for x in a["source_sha256"]], [src_sha]),

@@ -60,15 +60,17 @@ std::string read_testdata(const std::string& rel) {
 
 TEST(ChatTemplate, FamiliesListedAndNamed) {
   auto names = ChatTemplate::families();
-  EXPECT_EQ(names, (std::vector<std::string>{"chatml", "qwen3", "llama3", "llama2", "mistral", "zephyr",
-                                             "alpaca", "none"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"chatml", "qwen2.5", "qwen3", "llama3", "llama3.0", "llama2",
+                                             "mistral", "zephyr", "alpaca", "none"}));
   for (const auto& n : names) EXPECT_EQ(ChatTemplate::named(n, llama_ctx()).name(), n);
 }
 
 TEST(ChatTemplate, UnknownNameListsValidOnes) {
   auto msg = error_of([] { ChatTemplate::named("vicuna", llama_ctx()); });
   EXPECT_TRUE(contains(msg, "unknown chat template 'vicuna'")) << msg;
-  EXPECT_TRUE(contains(msg, "chatml, qwen3, llama3, llama2, mistral, zephyr, alpaca, none")) << msg;
+  EXPECT_TRUE(
+      contains(msg, "chatml, qwen2.5, qwen3, llama3, llama3.0, llama2, mistral, zephyr, alpaca, none"))
+      << msg;
   msg = error_of([] { ChatTemplate::named("custom", llama_ctx()); });
   EXPECT_TRUE(contains(msg, "prefixes and suffixes")) << msg;
 }
@@ -96,11 +98,11 @@ TEST(ChatTemplate, EmptyConversationIsAnErrorEverywhere) {
 }
 
 TEST(ChatTemplate, ToolAndUnknownRolesAreRejected) {
-  for (const std::string n : {"chatml", "qwen3", "llama3", "llama2", "mistral", "zephyr", "none"}) {
+  for (const std::string n : {"chatml", "qwen3", "llama3.0", "llama2", "mistral", "zephyr", "none"}) {
     auto t = ChatTemplate::named(n, qwen_ctx());
     auto msg = error_of([&] { t.render(conv({user("hi"), assistant("x"), {"tool", "42", ""}})); });
     EXPECT_TRUE(contains(msg, "message 2 has role 'tool'")) << n << ": " << msg;
-    EXPECT_TRUE(contains(msg, "tool")) << msg;
+    EXPECT_TRUE(contains(msg, "--template qwen2.5 or llama3")) << msg;
     msg = error_of([&] { t.render(conv({{"human", "hi", ""}})); });
     EXPECT_TRUE(contains(msg, "message 0 has role 'human'")) << n << ": " << msg;
     EXPECT_TRUE(contains(msg, "human -> user")) << msg;
@@ -142,8 +144,8 @@ TEST(ChatTemplate, ReasoningOnlyWhereKept) {
   EXPECT_TRUE(contains(msg, "message 0 (user) has reasoning")) << msg;
 }
 
-TEST(ChatTemplate, ChatmlSpansAndDefaultSystem) {
-  auto t = ChatTemplate::named("chatml", qwen_ctx());
+TEST(ChatTemplate, Qwen25SpansAndDefaultSystem) {
+  auto t = ChatTemplate::named("qwen2.5", qwen_ctx());
   auto r = t.render(conv({user("hi"), assistant("yo"), user(""), assistant("")}), true);
   EXPECT_EQ(
       r.text,
@@ -151,6 +153,91 @@ TEST(ChatTemplate, ChatmlSpansAndDefaultSystem) {
       "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n"
       "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n<|im_start|>assistant\n");
   EXPECT_EQ(span_texts(r), (std::vector<std::string>{"yo<|im_end|>", "<|im_end|>"}));
+}
+
+// Issue #10: chatml is plain ChatML; Qwen's default system message belongs to qwen2.5 only.
+TEST(ChatTemplate, ChatmlIsPlainChatml) {
+  auto t = ChatTemplate::named("chatml", qwen_ctx());
+  auto r = t.render(conv({user("hi"), assistant("yo")}), false);
+  EXPECT_EQ(r.text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n");
+  EXPECT_FALSE(contains(r.text, "You are Qwen"));
+  EXPECT_EQ(span_texts(r), (std::vector<std::string>{"yo<|im_end|>"}));
+  EXPECT_EQ(t.render(conv({sys_msg("S"), user("q")}), true).text,
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n");
+}
+
+// Issue #10: Meta-Llama-3-8B-Instruct's template: no 3.1 system header, contents trimmed.
+TEST(ChatTemplate, Llama30HasNoSystemHeader) {
+  TemplateContext ctx{"<|begin_of_text|>", "<|eot_id|>", "", ""};
+  auto t = ChatTemplate::named("llama3.0", ctx);
+  auto r = t.render(conv({user(" hi "), assistant("yo\n")}), false);
+  EXPECT_EQ(r.text,
+            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nyo<|eot_id|>");
+  EXPECT_EQ(span_texts(r), (std::vector<std::string>{"yo<|eot_id|>"}));
+  EXPECT_FALSE(contains(t.render(conv({sys_msg("s"), user("q")}), true).text, "Cutting Knowledge"));
+}
+
+// Issue #10: every special marker of a template must be one token of the tokenizer in use.
+TEST(ChatTemplate, MarkersMustBeSingleTokens) {
+  TemplateContext l3{"<|begin_of_text|>", "<|eot_id|>", "", ""};
+  EXPECT_EQ(ChatTemplate::named("llama3", l3).special_markers(),
+            (std::vector<std::string>{"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                                      "<|eot_id|>"}));
+  EXPECT_EQ(ChatTemplate::named("chatml", qwen_ctx()).special_markers(),
+            (std::vector<std::string>{"<|im_start|>", "<|im_end|>"}));
+  EXPECT_EQ(ChatTemplate::named("qwen3", qwen_ctx()).special_markers(),
+            (std::vector<std::string>{"<|im_start|>", "<|im_end|>", "<think>", "</think>"}));
+  EXPECT_EQ(ChatTemplate::named("llama2", llama_ctx()).special_markers(),
+            (std::vector<std::string>{"<s>", "</s>"}));
+  EXPECT_EQ(ChatTemplate::named("zephyr", llama_ctx()).special_markers(), (std::vector<std::string>{"</s>"}));
+  EXPECT_TRUE(ChatTemplate::named("none", llama_ctx()).special_markers().empty());
+  // A tokenizer that knows only the ChatML markers (as one token each): everything else is split.
+  auto count = [](std::string_view m) -> size_t {
+    return m == "<|im_start|>" || m == "<|im_end|>" ? 1 : m.size();
+  };
+  EXPECT_NO_THROW(ChatTemplate::named("chatml", qwen_ctx()).check_markers(count, "qwen2.5"));
+  auto msg = error_of([&] { ChatTemplate::named("llama3", l3).check_markers(count, "qwen2.5"); });
+  EXPECT_TRUE(contains(msg, "chat template 'llama3' marks turns with <|begin_of_text|>")) << msg;
+  EXPECT_TRUE(contains(msg, "tokenizer qwen2.5 encodes it as 17 tokens")) << msg;
+  EXPECT_TRUE(contains(msg, "--template auto")) << msg;
+  EXPECT_TRUE(contains(msg, "--allow-split-markers")) << msg;
+  msg = error_of([&] { ChatTemplate::named("qwen3", qwen_ctx()).check_markers(count, "qwen2.5"); });
+  EXPECT_TRUE(contains(msg, "marks turns with <think>")) << msg;
+}
+
+// Tools, tool calls and tool messages only where the template renders them (qwen2.5, llama3).
+TEST(ChatTemplate, ToolsOnlyWhereSupported) {
+  Message call{"assistant", "", ""};
+  call.tool_calls.push_back({"get_weather", R"({"city": "Paris"})"});
+  Conversation c = conv({user("weather?"), call, {"tool", "{\"t\": 21}", ""}, assistant("21 C")});
+  c.tools.push_back(R"({"type": "function", "function": {"name": "get_weather", "parameters": {}}})");
+  for (const std::string n : {"chatml", "qwen3", "llama3.0", "zephyr", "none"}) {
+    auto t = ChatTemplate::named(n, llama_ctx());
+    EXPECT_FALSE(t.supports_tools()) << n;
+    auto msg = error_of([&] { t.render(c); });
+    EXPECT_TRUE(contains(msg, "no tool calling")) << n << ": " << msg;
+    EXPECT_TRUE(contains(msg, "qwen2.5 or llama3")) << n << ": " << msg;
+  }
+  auto q = ChatTemplate::named("qwen2.5", qwen_ctx());
+  auto r = q.render(c);
+  EXPECT_TRUE(contains(r.text,
+                       "<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_weather\", "
+                       "\"parameters\": {}}}\n</tools>"))
+      << r.text;
+  EXPECT_EQ(span_texts(r),
+            (std::vector<std::string>{"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+                                      "\"Paris\"}}\n</tool_call><|im_end|>",
+                                      "21 C<|im_end|>"}));
+  auto l = ChatTemplate::named("llama3", {"<|begin_of_text|>", "<|eot_id|>", "", ""});
+  r = l.render(c);
+  EXPECT_TRUE(
+      contains(r.text, "<|start_header_id|>ipython<|end_header_id|>\n\n\"{\\\"t\\\": 21}\"<|eot_id|>"))
+      << r.text;
+  Message two = call;
+  two.tool_calls.push_back(call.tool_calls[0]);
+  auto msg = error_of([&] { l.render(conv({user("q"), two})); });
+  EXPECT_TRUE(contains(msg, "one per message")) << msg;
 }
 
 TEST(ChatTemplate, Qwen3ReasoningRules) {
@@ -296,7 +383,7 @@ TEST(ChatTemplate, AutoRecognizesRealTemplates) {
     std::string file, family;
   };
   for (const auto& c : std::vector<Case>{{"chat_templates/Qwen-Qwen3-0.6B.jinja", "qwen3"},
-                                         {"chat_templates/Qwen-Qwen2.5-7B-Instruct.jinja", "chatml"},
+                                         {"chat_templates/Qwen-Qwen2.5-7B-Instruct.jinja", "qwen2.5"},
                                          {"chat_templates/meta-llama-Llama-3.1-8B-Instruct.jinja", "llama3"},
                                          {"tokenizers/tinyllama/chat_template.jinja", "zephyr"}}) {
     TemplateContext ctx = llama_ctx();
@@ -333,11 +420,25 @@ TEST(ChatTemplate, AutoOnInlineTemplatesAndFailures) {
   ctx.jinja =
       "{% for m in messages %}{{'<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n'}}{% endfor %}";
   msg = error_of([&] { ChatTemplate::named("auto", ctx); });
-  EXPECT_TRUE(contains(msg, "without Qwen2.5's default system")) << msg;
+  EXPECT_TRUE(contains(msg, "neither the classic ChatML template")) << msg;
+  EXPECT_FALSE(contains(msg, "custom template")) << msg;  // no option that does not exist
   ctx.jinja =
       "{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>' }}{% endfor %}";
   msg = error_of([&] { ChatTemplate::named("auto", ctx); });
-  EXPECT_TRUE(contains(msg, "Llama 3.0")) << msg;
+  EXPECT_TRUE(contains(msg, "--template llama3.0")) << msg;
+  // Meta-Llama-3-8B-Instruct's template (tokenizer_config.json) and the classic ChatML one.
+  ctx.jinja =
+      "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+      "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + "
+      "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+      "{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+      "{% endif %}";
+  EXPECT_EQ(ChatTemplate::named("auto", ctx).name(), "llama3.0");
+  ctx.jinja =
+      "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+      "'<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% "
+      "endif %}";
+  EXPECT_EQ(ChatTemplate::named("auto", ctx).name(), "chatml");
   ctx.jinja = "{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}";  // Mistral v0.3 style
   msg = error_of([&] { ChatTemplate::named("auto", ctx); });
   EXPECT_TRUE(contains(msg, "Mistral v0.1")) << msg;

@@ -150,13 +150,13 @@ TEST(PrepPolicies, MalformedFailNamesFileLineAndSkipCounts) {
   PrepOptions o;
   hs::data::SampleSet out;
   PrepCounts c;
-  std::string bad = R"({"messages":[{"role":"tool","content":"x"}]})";
+  std::string bad = R"({"messages":[{"role":"narrator","content":"x"}]})";
   try {
     make(o).process(bad, Format::messages, "data.jsonl:17", 0, out, c);
     FAIL() << "expected an error";
   } catch (const hs::Error& e) {
     std::string msg = e.what();
-    EXPECT_NE(msg.find("data.jsonl:17: messages[0]: unknown role 'tool'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("data.jsonl:17: messages[0]: unknown role 'narrator'"), std::string::npos) << msg;
   }
   std::string broken = "{\"text\": ";
   try {
@@ -169,7 +169,7 @@ TEST(PrepPolicies, MalformedFailNamesFileLineAndSkipCounts) {
   }
   o.skip_errors = true;
   PrepCounts c2;
-  bad = R"({"messages":[{"role":"tool","content":"x"}]})";
+  bad = R"({"messages":[{"role":"narrator","content":"x"}]})";
   broken = "{\"text\": ";
   std::string wrong_type = R"({"text": 5})";
   EXPECT_FALSE(make(o).process(bad, Format::messages, "f:1", 0, out, c2));
