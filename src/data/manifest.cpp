@@ -130,7 +130,19 @@ Manifest Manifest::from_json(const json& j, const std::string& where) {
                     " trained) do not match the sum over shards (", s, ", ", t, ", ", tr, ")"))
         .at(where)
         .hint("the manifest was edited or damaged: re-run hsloth prep");
-  if (auto it = j.find("prep"); it != j.end()) m.prep = *it;
+  if (auto it = j.find("prep"); it != j.end()) {
+    // Free-form, but the counters that tools read back (inspect's accounting line) must be integers.
+    const std::string pw = where + " prep";
+    if (!it->is_object()) throw Error("key 'prep' is not an object").at(where).hint("re-run hsloth prep");
+    for (const char* key : {"input_records", "written", "truncated", "utf8_repaired", "tokens", "trained_tokens"})
+      if (it->contains(key)) (void)get<int64_t>(*it, key, pw);
+    if (it->contains("skipped")) {
+      const json sk = get<json>(*it, "skipped", pw);
+      if (!sk.is_object()) throw Error("key 'skipped' is not an object").at(pw).hint("re-run hsloth prep");
+      for (auto e = sk.begin(); e != sk.end(); ++e) (void)get<int64_t>(sk, e.key().c_str(), pw + ".skipped");
+    }
+    m.prep = *it;
+  }
   return m;
 }
 
