@@ -2,6 +2,7 @@
 #include "data/hdf5_util.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -37,6 +38,16 @@ std::string last_error() {
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect, &msgs);
   H5Eclear2(H5E_DEFAULT);
   if (msgs.empty()) return "";
+  // A failed system call ("file write failed: time = ..., errno = 28, error message = 'No space left on
+  // device', buf = 0x..."): the errno is what the user needs, not the driver's internals.
+  for (const auto& m : msgs) {
+    auto p = m.find("errno = ");
+    if (p == std::string::npos) continue;
+    int e = std::atoi(m.c_str() + p + 8);
+    if (e <= 0) continue;
+    std::string call = m.substr(0, m.find(':'));
+    return str(call, ": ", std::strerror(e));
+  }
   // The API-level description and the innermost cause are the informative ends of the stack.
   if (msgs.size() == 1 || msgs.back() == msgs.front()) return msgs.front();
   return msgs.back() + " (" + msgs.front() + ")";
@@ -89,7 +100,8 @@ void Handle::close(const std::string& where) {
       return;
     }
   }
-  if (rc < 0) throw Error(str("HDF5 close failed: ", last_error())).at(where).hint("is the disk full?");
+  if (rc < 0)
+    throw Error(str("cannot finish writing the file (HDF5 close): ", last_error())).at(where).hint("is the disk full?");
 }
 
 Handle check_id(hid_t id, const std::string& what, const std::string& where) {

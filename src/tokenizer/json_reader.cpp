@@ -38,7 +38,9 @@ class WherePathSax {
         if (!path.empty()) path += '.';
         path += f.key;
       } else {
-        path += "[" + std::to_string(f.index) + "]";
+        path += '[';
+        path += std::to_string(f.index);
+        path += ']';
       }
     }
     return false;
