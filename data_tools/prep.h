@@ -74,9 +74,9 @@ struct PrepCounts {
 // What the processor needs from a tokenizer (a function so tests can use a simple byte tokenizer).
 using EncodeFn = std::function<tokenizer::Encoding(std::string_view text, bool add_special_tokens)>;
 
-// The first tokens of a text without encoding all of it. With limit <= 0, or when the text has at most
-// `limit` tokens, `enc` is encode(text) and complete is true. Otherwise complete is false and `enc` holds
-// more than `limit` tokens, exactly the first ones of encode(text): prefixes of min_prefix, 2x, 4x, ...
+// The first tokens of a text without encoding all of it. Either complete is true and `enc` is
+// encode(text) (always with limit <= 0 or when the text has at most `limit` tokens), or complete is false
+// and `enc` holds more than `limit` tokens, exactly the first ones of encode(text): prefixes of min_prefix, 2x, 4x, ...
 // bytes (cut at a character boundary) are encoded until more than `limit` tokens end in the first 3/4 of
 // the prefix, and only those are kept. Every step of a tokenizer (added tokens, normalizers,
 // pre-tokenizer splits, BPE per piece) decides a token from nearby text, so tokens that end a quarter of

@@ -10,6 +10,7 @@
 namespace hs::data {
 
 std::string hdf5_version() {
+  h5::quiet();
   unsigned major = 0, minor = 0, release = 0;
   H5get_libversion(&major, &minor, &release);
   return str(major, ".", minor, ".", release);
@@ -19,6 +20,10 @@ namespace h5 {
 
 void quiet() {
   static const bool done = [] {
+    // No clean-up at exit: after a failed close (a full disk) HDF5 keeps the file in its tables, and
+    // closing it again while the process exits crashes in H5F__close_cb or prints a raw error stack.
+    // Every handle is closed by its owner; the OS reclaims the rest. (Must come before HDF5 starts up.)
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
