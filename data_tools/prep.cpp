@@ -330,6 +330,17 @@ bool RecordProcessor::process(std::string& text, Format format, const std::strin
 
 namespace {
 constexpr int64_t kDetectWindow = 1000;  // records auto looks at for a well-formed one
+
+// reader.next(r), with running out of memory (a huge line or array) named as such, with the place.
+bool next_record(RecordReader& reader, RawRecord& r, int64_t seen) {
+  try {
+    return reader.next(r);
+  } catch (const std::bad_alloc&) {
+    throw Error(str("out of memory while reading ", reader.path(),
+                    seen > 0 ? str(" after the record at line ", r.line) : std::string(" (its first record)")))
+        .hint("give prep more memory, or split the file (a JSON array is read whole: JSONL is streamed)");
+  }
+}
 bool j_is_parse_error(const Error& e) { return e.message().rfind("malformed JSON", 0) == 0; }
 }  // namespace
 
@@ -351,7 +362,7 @@ std::vector<InputFile> scan_inputs(const std::vector<std::string>& paths, const 
       f.why = "given";
     }
     std::optional<Error> first_error;
-    while (reader.next(r)) {
+    while (next_record(reader, r, f.records)) {
       // auto: the first record that is a JSON object decides (malformed ones are counted later).
       if (!decided && f.records < kDetectWindow) {
         std::string where = reader.where(r);
@@ -366,6 +377,9 @@ std::vector<InputFile> scan_inputs(const std::vector<std::string>& paths, const 
           }
           f.why = str("auto: ", why, ", line ", r.line);
           decided = true;
+        } catch (const std::bad_alloc&) {
+          throw Error(str("out of memory while reading ", where, " (", r.text.size(), " bytes)"))
+              .hint("give prep more memory, or split the record");
         } catch (Error& e) {
           if (!j_is_parse_error(e)) throw;
           if (!first_error) first_error = std::move(e);
@@ -397,7 +411,7 @@ RankResult run_records(const std::vector<InputFile>& inputs, const RecordProcess
     RecordReader reader(f.path);
     RawRecord r;
     int64_t seen = 0;
-    while (reader.next(r)) {
+    while (next_record(reader, r, seen)) {
       ++seen;
       if (key % world == rank)
         processor.process(r.text, f.format, reader.where(r), key, res.samples, res.counts);
