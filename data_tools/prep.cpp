@@ -125,7 +125,9 @@ class LeanDom {
   bool number_integer(json::number_integer_t v) { return put(json(v)); }
   bool number_unsigned(json::number_unsigned_t v) { return put(json(v)); }
   bool number_float(json::number_float_t v, const json::string_t&) { return put(json(v)); }
-  bool string(json::string_t& v) { return put(v.size() > elide_over_ ? json(json::string_t()) : json(std::move(v))); }
+  bool string(json::string_t& v) {
+    return put(v.size() > elide_over_ ? json(json::string_t()) : json(std::move(v)));
+  }
   bool binary(json::binary_t& v) { return put(json::binary(std::move(v))); }
   bool key(json::string_t& k) {
     key_ = std::move(k);
@@ -230,8 +232,8 @@ RecordProcessor::Tokens RecordProcessor::tokenize_example(Example&& ex) const {
   if (ex.format == Format::text) {
     std::string text = std::move(ex.text);
     ex = Example{};
-    LimitedEncoding le = encode_limited(deps_.encode, text, /*add_special_tokens=*/true, limit,
-                                        options_.min_prefix_bytes);
+    LimitedEncoding le =
+        encode_limited(deps_.encode, text, /*add_special_tokens=*/true, limit, options_.min_prefix_bytes);
     out.ids = std::move(le.enc.ids);
     // EOS ends the whole text: a record cut short has more than max_len tokens without it anyway.
     if (le.complete && deps_.eos_id >= 0) out.ids.push_back(deps_.eos_id);
@@ -245,8 +247,8 @@ RecordProcessor::Tokens RecordProcessor::tokenize_example(Example&& ex) const {
       ex = Example{};
       r = deps_.chat_template->render(conv);
     }
-    LimitedEncoding le = encode_limited(deps_.encode, r.text, /*add_special_tokens=*/false, limit,
-                                        options_.min_prefix_bytes);
+    LimitedEncoding le =
+        encode_limited(deps_.encode, r.text, /*add_special_tokens=*/false, limit, options_.min_prefix_bytes);
     tokenizer::Encoding& enc = le.enc;
     r.text = {};
     HS_CHECK(enc.offsets.size() == enc.ids.size(), "tokenizer returned ", enc.offsets.size(), " offsets for ",
@@ -277,8 +279,8 @@ bool RecordProcessor::process(std::string& text, Format format, const std::strin
     }
     t = tokenize_example(std::move(ex));
   } catch (const std::bad_alloc&) {  // never the record's fault: not malformed, never skipped
-    throw Error(str("out of memory while processing ", where, " (input record ", key, ", ", record_bytes,
-                    " bytes)"))
+    throw Error(
+        str("out of memory while processing ", where, " (input record ", key, ", ", record_bytes, " bytes)"))
         .hint(options_.max_len > 0
                   ? "give prep more memory, or split the record"
                   : "pass --max-len (e.g. the model's context length): only a record's first tokens are "
@@ -336,8 +338,9 @@ bool next_record(RecordReader& reader, RawRecord& r, int64_t seen) {
   try {
     return reader.next(r);
   } catch (const std::bad_alloc&) {
-    throw Error(str("out of memory while reading ", reader.path(),
-                    seen > 0 ? str(" after the record at line ", r.line) : std::string(" (its first record)")))
+    throw Error(
+        str("out of memory while reading ", reader.path(),
+            seen > 0 ? str(" after the record at line ", r.line) : std::string(" (its first record)")))
         .hint("give prep more memory, or split the file (a JSON array is read whole: JSONL is streamed)");
   }
 }

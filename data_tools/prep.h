@@ -76,9 +76,9 @@ using EncodeFn = std::function<tokenizer::Encoding(std::string_view text, bool a
 
 // The first tokens of a text without encoding all of it. Either complete is true and `enc` is
 // encode(text) (always with limit <= 0 or when the text has at most `limit` tokens), or complete is false
-// and `enc` holds more than `limit` tokens, exactly the first ones of encode(text): prefixes of min_prefix, 2x, 4x, ...
-// bytes (cut at a character boundary) are encoded until more than `limit` tokens end in the first 3/4 of
-// the prefix, and only those are kept. Every step of a tokenizer (added tokens, normalizers,
+// and `enc` holds more than `limit` tokens, exactly the first ones of encode(text): prefixes of min_prefix,
+// 2x, 4x, ... bytes (cut at a character boundary) are encoded until more than `limit` tokens end in the first
+// 3/4 of the prefix, and only those are kept. Every step of a tokenizer (added tokens, normalizers,
 // pre-tokenizer splits, BPE per piece) decides a token from nearby text, so tokens that end a quarter of
 // the prefix (>= 64 KiB by default) before the cut are those of the whole text; the post-processor's
 // tokens at the end (EOS) are never among them. Work and memory are O(the prefix), not O(the text).

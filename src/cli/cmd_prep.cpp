@@ -141,7 +141,8 @@ int run(const hs::config::Config& cfg) {
   if (!cfg.given("max-len")) {
     if (auto m = tok.model_max_length()) {
       opt.max_len = *m;
-      log::info("--max-len ", *m, " (the tokenizer's model_max_length; pass --max-len N to change it, 0 for "
+      log::info("--max-len ", *m,
+                " (the tokenizer's model_max_length; pass --max-len N to change it, 0 for "
                 "no limit)");
     }
   }

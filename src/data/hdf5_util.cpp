@@ -106,7 +106,9 @@ void Handle::close(const std::string& where) {
     }
   }
   if (rc < 0)
-    throw Error(str("cannot finish writing the file (HDF5 close): ", last_error())).at(where).hint("is the disk full?");
+    throw Error(str("cannot finish writing the file (HDF5 close): ", last_error()))
+        .at(where)
+        .hint("is the disk full?");
 }
 
 Handle check_id(hid_t id, const std::string& what, const std::string& where) {

@@ -147,7 +147,9 @@ Manifest Manifest::from_json(const json& j, const std::string& where) {
     if (shards[i].contains("crc32")) {  // absent in manifests of older hsloth: verified through HDF5 then
       s.crc32 = get<std::string>(shards[i], "crc32", sw);
       if (s.crc32.size() != 8 || s.crc32.find_first_not_of("0123456789abcdef") != std::string::npos)
-        throw Error(str("key 'crc32' is '", s.crc32, "', not 8 hex digits")).at(sw).hint("re-run hsloth prep");
+        throw Error(str("key 'crc32' is '", s.crc32, "', not 8 hex digits"))
+            .at(sw)
+            .hint("re-run hsloth prep");
     }
     if (s.file.empty() || s.file.find('/') != std::string::npos || s.file == "..")
       throw Error(str("bad shard file name '", s.file, "'")).at(sw).hint("re-run hsloth prep");
@@ -172,7 +174,8 @@ Manifest Manifest::from_json(const json& j, const std::string& where) {
     // Free-form, but the counters that tools read back (inspect's accounting line) must be integers.
     const std::string pw = where + " prep";
     if (!it->is_object()) throw Error("key 'prep' is not an object").at(where).hint("re-run hsloth prep");
-    for (const char* key : {"input_records", "written", "truncated", "utf8_repaired", "tokens", "trained_tokens"})
+    for (const char* key :
+         {"input_records", "written", "truncated", "utf8_repaired", "tokens", "trained_tokens"})
       if (it->contains(key)) (void)get<int64_t>(*it, key, pw);
     if (it->contains("skipped")) {
       const json sk = get<json>(*it, "skipped", pw);

@@ -290,8 +290,9 @@ ShardIndex ShardIndex::open(const std::string& path, const Options& options) {
   }
 
   if (unchecked > 0)
-    log::warn(path, ": ", kManifestName, " has no shard checksums (made by an older hsloth); read ", unchecked,
-              " shard", unchecked == 1 ? "" : "s", " through HDF5's chunk checksums instead (re-run hsloth "
+    log::warn(path, ": ", kManifestName, " has no shard checksums (made by an older hsloth); read ",
+              unchecked, " shard", unchecked == 1 ? "" : "s",
+              " through HDF5's chunk checksums instead (re-run hsloth "
               "prep to add them)");
 
   const ShardMeta& meta = impl->manifest.meta;

@@ -182,7 +182,8 @@ Manifest write_shard_set(const std::string& dir, const SampleSet& set, const Sha
     for (int s = 0; s < written; ++s) fs::remove(fs::path(dir) / shard_file_name(s), ec);
     if (e.hint_text().empty() || e.hint_text() == "is the disk full?")
       e.hint(str("nothing was kept in ", dir, ": free space on its disk (the shards need about ",
-                 format_bytes(double(set.num_tokens()) * 5.0), " uncompressed) and run prep again, or "
+                 format_bytes(double(set.num_tokens()) * 5.0),
+                 " uncompressed) and run prep again, or "
                  "choose another --out"));
     throw;
   }

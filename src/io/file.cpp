@@ -41,7 +41,7 @@ void write_all(int fd, std::string_view bytes, const std::string& path) {
       throw Error(str("write failed: ", std::strerror(e)))
           .at(path)
           .hint(e == ENOSPC || e == EFBIG || e == EDQUOT ? "free space on that disk, or write elsewhere"
-                                                          : "is the disk full?");
+                                                         : "is the disk full?");
     }
     p += n;
     left -= size_t(n);

@@ -147,9 +147,10 @@ void Bpe::load(const JsonRef& model, bool byte_level, ModelData&& data) {
   // to it (one id of 50M in a 10-entry vocab: gigabytes). Real vocabularies are dense.
   const int64_t entries = int64_t(data.vocab.size());
   if (max_id >= 2 * entries + 1024)
-    model["vocab"].fail(str("token '", *max_tok, "' has id ", max_id, ", far beyond the vocabulary's ", entries,
-                   " entries (ids must be about 0..", entries - 1, ")"),
-               "the tokenizer.json is damaged or not a real tokenizer: ids of model.vocab must be dense");
+    model["vocab"].fail(
+        str("token '", *max_tok, "' has id ", max_id, ", far beyond the vocabulary's ", entries,
+            " entries (ids must be about 0..", entries - 1, ")"),
+        "the tokenizer.json is damaged or not a real tokenizer: ids of model.vocab must be dense");
   id_to_token_.assign(size_t(max_id + 1), std::string());
   vocab_.for_each([&](std::string_view tok, int32_t id) { id_to_token_[size_t(id)] = tok; });
   data.vocab.clear();

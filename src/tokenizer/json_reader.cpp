@@ -85,7 +85,9 @@ nlohmann::json parse_json_file(const std::string& path) {
     std::string at;
     if (!sax.path.empty()) at = " at key '" + sax.path + "'";
     if (what.find(" line ") == std::string::npos && sax.failed_at > 0) {
-      size_t line = 1 + size_t(std::count(text.begin(), text.begin() + std::ptrdiff_t(std::min(sax.failed_at, text.size())), '\n'));
+      size_t line =
+          1 + size_t(std::count(text.begin(),
+                                text.begin() + std::ptrdiff_t(std::min(sax.failed_at, text.size())), '\n'));
       at += hs::str(" (line ", line, ")");
     }
     throw Error(hs::str("cannot parse JSON (", text.size(), " bytes)", at, ": ", what))

@@ -46,7 +46,9 @@ struct Env {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
-std::string tokenizer_dir(const std::string& name) { return hs::test::testdata_dir() + "/tokenizers/" + name; }
+std::string tokenizer_dir(const std::string& name) {
+  return hs::test::testdata_dir() + "/tokenizers/" + name;
+}
 
 // $HSLOTH_BIN, else the hsloth beside this test's build folder (build/tests/x -> build/hsloth).
 std::string binary() {
@@ -114,8 +116,8 @@ std::string diverse_text(size_t bytes, uint32_t seed) {
 
 // Words and sentences: what a long document looks like (cheap to generate at 32 MB).
 std::string prose(size_t bytes) {
-  static const char* words[] = {"the",   "model", "learns", "from", "data",    "while", "every", "token",
-                                "counts", "in",   "a",      "long", "record,", "and",   "loss",  "falls."};
+  static const char* words[] = {"the",    "model", "learns", "from", "data",    "while", "every", "token",
+                                "counts", "in",    "a",      "long", "record,", "and",   "loss",  "falls."};
   std::mt19937 rng(7);
   std::string out;
   out.reserve(bytes + 16);
@@ -145,10 +147,12 @@ TEST(PrepLimits, EncodeLimitedGivesExactlyTheFirstTokensOfAFullEncode) {
       const std::string text = diverse_text(120'000, seed);
       for (bool special : {false, true}) {
         const auto full = tok.encode(text, special);
-        for (int64_t limit : {int64_t(1), int64_t(37), int64_t(500), int64_t(3000), int64_t(9000), int64_t(full.ids.size()) - 1, int64_t(full.ids.size())}) {
+        for (int64_t limit : {int64_t(1), int64_t(37), int64_t(500), int64_t(3000), int64_t(9000),
+                              int64_t(full.ids.size()) - 1, int64_t(full.ids.size())}) {
           // A 1 KiB first prefix (prep uses 256 KiB) so that several prefixes and cuts are exercised.
           LimitedEncoding le = encode_limited(enc, text, special, limit, 1024);
-          SCOPED_TRACE(std::string(name) + " seed " + std::to_string(seed) + " limit " + std::to_string(limit));
+          SCOPED_TRACE(std::string(name) + " seed " + std::to_string(seed) + " limit " +
+                       std::to_string(limit));
           if (le.complete) {
             EXPECT_EQ(le.enc.ids, full.ids);  // the whole encoding (it may hold more than limit tokens)
             continue;
@@ -176,11 +180,12 @@ TEST(PrepLimits, TruncatedRecordEqualsTheFullEncodeCut) {
   auto chat = hs::tokenizer::ChatTemplate::named("chatml", {"", "<|im_end|>", "", ""});
   EncodeFn enc = [&tok](std::string_view t, bool special) { return tok.encode(t, special); };
   const std::string answer = diverse_text(60'000, 9);
-  const json rec = {{"messages", {{{"role", "user"}, {"content", "Tell me everything."}},
-                                  {{"role", "assistant"}, {"content", answer}}}}};
+  const json rec = {{"messages",
+                     {{{"role", "user"}, {"content", "Tell me everything."}},
+                      {{"role", "assistant"}, {"content", answer}}}}};
   PrepOptions unlimited;
-  RecordProcessor::Tokens full = RecordProcessor({enc, tok.specials().eos, &chat}, unlimited)
-                                     .tokenize(rec, Format::messages);
+  RecordProcessor::Tokens full =
+      RecordProcessor({enc, tok.specials().eos, &chat}, unlimited).tokenize(rec, Format::messages);
   for (int64_t max_len : {64, 2000, 9000}) {
     PrepOptions o;
     o.max_len = max_len;
@@ -247,8 +252,8 @@ TEST(PrepLimitsCli, LargeRecordMemoryIsASmallMultipleOfItsSize) {
   RunResult small;
   for (rlim_t mib = 640; mib <= 6144; mib += 128) {
     fs::remove_all(env.dir + "/o-small");
-    small = run(base + "--input " + env.dir + "/small.jsonl --out " + env.dir + "/o-small", env.dir + "/s.log",
-                mib << 20);
+    small = run(base + "--input " + env.dir + "/small.jsonl --out " + env.dir + "/o-small",
+                env.dir + "/s.log", mib << 20);
     if (small.code == 0) {
       floor = mib << 20;
       break;
@@ -258,8 +263,9 @@ TEST(PrepLimitsCli, LargeRecordMemoryIsASmallMultipleOfItsSize) {
 
   // 128 MiB over that floor plus 20x the record. The old pipeline needed ~38x and failed here.
   const rlim_t limit = floor + (rlim_t(128) << 20) + 20 * rlim_t(kRecord);
-  RunResult big = run(base + "--too-long truncate --input " + env.dir + "/big.jsonl --out " + env.dir + "/o-big",
-                      env.dir + "/b.log", limit);
+  RunResult big =
+      run(base + "--too-long truncate --input " + env.dir + "/big.jsonl --out " + env.dir + "/o-big",
+          env.dir + "/b.log", limit);
   ASSERT_EQ(big.code, 0) << big.output;
   EXPECT_TRUE(contains(big.output, "kept, truncated                       1")) << big.output;
   auto idx = hs::data::ShardIndex::open(env.dir + "/o-big");
@@ -267,16 +273,17 @@ TEST(PrepLimitsCli, LargeRecordMemoryIsASmallMultipleOfItsSize) {
   EXPECT_EQ(idx.lengths().back(), 4096);
   // And the peak RSS the kernel measured: beyond a tiny run's, at most 8x the record (it was ~38x).
   const double extra = double(big.max_rss_kb - small.max_rss_kb) * 1024.0;
-  EXPECT_LT(extra, 8.0 * double(kRecord)) << "peak RSS " << big.max_rss_kb << " kB vs " << small.max_rss_kb
-                                          << " kB for a tiny input";
+  EXPECT_LT(extra, 8.0 * double(kRecord))
+      << "peak RSS " << big.max_rss_kb << " kB vs " << small.max_rss_kb << " kB for a tiny input";
 
   // --max-len 0 must encode the whole record, which does not fit under the same limit: that is out of
   // memory, named with the record, even with --on-error skip, and never "malformed" or "a bug".
-  RunResult oom = run(base + "--max-len 0 --on-error skip --input " + env.dir + "/big.jsonl --out " + env.dir +
-                          "/o-oom",
-                      env.dir + "/o.log", limit);
+  RunResult oom =
+      run(base + "--max-len 0 --on-error skip --input " + env.dir + "/big.jsonl --out " + env.dir + "/o-oom",
+          env.dir + "/o.log", limit);
   EXPECT_EQ(oom.code, 1) << oom.output;
-  EXPECT_TRUE(contains(oom.output, "out of memory while processing " + env.dir + "/big.jsonl:1 (input record 0, "))
+  EXPECT_TRUE(
+      contains(oom.output, "out of memory while processing " + env.dir + "/big.jsonl:1 (input record 0, "))
       << oom.output;
   EXPECT_FALSE(contains(oom.output, "malformed record")) << oom.output;
   EXPECT_FALSE(contains(oom.output, "this is a bug")) << oom.output;
@@ -289,8 +296,8 @@ TEST(PrepLimitsCli, MaxLenDefaultsToTheTokenizersModelMaxLength) {
   // tinyllama's tokenizer_config.json says model_max_length 2048; llama2's says 1e30 ("unset").
   write_text_records(env.dir + "/in.jsonl", {prose(30'000), "short"});
   RunResult r = run(binary() + " prep --tokenizer " + tokenizer_dir("tinyllama") + " --input " + env.dir +
-                  "/in.jsonl --out " + env.dir + "/a",
-              env.dir + "/a.log");
+                        "/in.jsonl --out " + env.dir + "/a",
+                    env.dir + "/a.log");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "--max-len 2048 (the tokenizer's model_max_length")) << r.output;
   json m = json::parse(hs::io::read_file(env.dir + "/a/manifest.json"));
@@ -305,8 +312,8 @@ TEST(PrepLimitsCli, MaxLenDefaultsToTheTokenizersModelMaxLength) {
   EXPECT_EQ(m["max_len"], 0);
   EXPECT_EQ(m["prep"]["written"], 2);
   // 1e30 is HF's "unset": no default limit.
-  r = run(binary() + " prep --tokenizer " + tokenizer_dir("llama2") + " --input " + env.dir + "/in.jsonl --out " +
-              env.dir + "/c",
+  r = run(binary() + " prep --tokenizer " + tokenizer_dir("llama2") + " --input " + env.dir +
+              "/in.jsonl --out " + env.dir + "/c",
           env.dir + "/c.log");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_FALSE(contains(r.output, "model_max_length")) << r.output;
@@ -318,26 +325,28 @@ TEST(PrepLimitsCli, FullDiskIsOneClearErrorAndLeavesNothingBehind) {
   Env env;
   // A small tmpfs in a private user + mount namespace (no root needed where user namespaces are on).
   fs::create_directories(env.dir + "/disk");
-  if (run("unshare -rm sh -c 'mount -t tmpfs -o size=64k tmpfs " + env.dir + "/disk'", env.dir + "/u.log").code != 0)
+  if (run("unshare -rm sh -c 'mount -t tmpfs -o size=64k tmpfs " + env.dir + "/disk'", env.dir + "/u.log")
+          .code != 0)
     GTEST_SKIP() << "cannot mount a small tmpfs here (unshare -rm)";
   std::vector<std::string> texts;
   for (int i = 0; i < 3000; ++i) texts.push_back("sample " + std::to_string(i) + " " + prose(150));
   write_text_records(env.dir + "/in.jsonl", texts);
-  const std::string prep = binary() + " prep --tokenizer " + tokenizer_dir("qwen2.5") + " --input " + env.dir +
-                           "/in.jsonl --shard-tokens 100000 --out " + env.dir + "/disk/out";
+  const std::string prep = binary() + " prep --tokenizer " + tokenizer_dir("qwen2.5") + " --input " +
+                           env.dir + "/in.jsonl --shard-tokens 100000 --out " + env.dir + "/disk/out";
   for (const char* size : {"8k", "700k"}) {  // the first shard fails / a later one does
     RunResult r = run("unshare -rm sh -c 'mount -t tmpfs -o size=" + std::string(size) + " tmpfs " + env.dir +
-                    "/disk && " + prep + " ; rc=$?; ls -A " + env.dir + "/disk/out; exit $rc'",
-                env.dir + "/log.txt");
+                          "/disk && " + prep + " ; rc=$?; ls -A " + env.dir + "/disk/out; exit $rc'",
+                      env.dir + "/log.txt");
     SCOPED_TRACE(size);
     EXPECT_EQ(r.code, 1) << r.output;
     EXPECT_TRUE(contains(r.output, env.dir + "/disk/out/shard-0000")) << r.output;
     EXPECT_TRUE(contains(r.output, "No space left on device")) << r.output;
-    EXPECT_TRUE(contains(r.output, "hint: nothing was kept in " + env.dir + "/disk/out: free space")) << r.output;
-    EXPECT_FALSE(contains(r.output, "HDF5-DIAG")) << r.output;    // no HDF5 error stack
-    EXPECT_FALSE(contains(r.output, "errno = ")) << r.output;     // nor its driver internals
+    EXPECT_TRUE(contains(r.output, "hint: nothing was kept in " + env.dir + "/disk/out: free space"))
+        << r.output;
+    EXPECT_FALSE(contains(r.output, "HDF5-DIAG")) << r.output;         // no HDF5 error stack
+    EXPECT_FALSE(contains(r.output, "errno = ")) << r.output;          // nor its driver internals
     EXPECT_FALSE(contains(r.output, "shard-00000.h5\n")) << r.output;  // `ls`: no shard left
-    EXPECT_FALSE(contains(r.output, ".tmp.")) << r.output;              // nor a temp file
+    EXPECT_FALSE(contains(r.output, ".tmp.")) << r.output;             // nor a temp file
   }
 }
 
@@ -363,7 +372,8 @@ TEST(PrepLimits, TokenizerConfigNumberOverflowNamesFileAndKey) {
 TEST(PrepLimits, VocabIdFarBeyondTheVocabIsRefusedNotAllocated) {
   // Before: ~64 bytes per id up to the largest (5M ids: ~300 MB; the fuzzer's 50M: bad_alloc under 4 GB).
   Env env;
-  json t = {{"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}, {"ab", 5'000'000}}}, {"merges", {"a b"}}}}};
+  json t = {
+      {"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}, {"ab", 5'000'000}}}, {"merges", {"a b"}}}}};
   hs::io::write_file_atomic(env.dir + "/tokenizer.json", t.dump());
   try {
     hs::tokenizer::Tokenizer::from_file(env.dir);
