@@ -191,7 +191,8 @@ json parse_record_lean(std::string_view text, const std::string& where, size_t e
 LimitedEncoding encode_limited(const EncodeFn& encode, std::string_view text, bool add_special_tokens,
                                int64_t limit, size_t min_prefix) {
   LimitedEncoding out;
-  size_t prefix = std::max<size_t>(min_prefix, 16);
+  // A prefix can hold `limit` tokens only if it has at least that many bytes; 4 per token is typical.
+  size_t prefix = std::max<size_t>({min_prefix, 16, limit > 0 ? size_t(limit) * 4 : 0});
   while (limit > 0 && prefix < text.size()) {
     size_t cut = prefix;
     while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // whole characters

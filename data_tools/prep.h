@@ -76,12 +76,14 @@ using EncodeFn = std::function<tokenizer::Encoding(std::string_view text, bool a
 
 // The first tokens of a text without encoding all of it. Either complete is true and `enc` is
 // encode(text) (always with limit <= 0 or when the text has at most `limit` tokens), or complete is false
-// and `enc` holds more than `limit` tokens, exactly the first ones of encode(text): prefixes of min_prefix,
-// 2x, 4x, ... bytes (cut at a character boundary) are encoded until more than `limit` tokens end in the first
-// 3/4 of the prefix, and only those are kept. Every step of a tokenizer (added tokens, normalizers,
-// pre-tokenizer splits, BPE per piece) decides a token from nearby text, so tokens that end a quarter of
-// the prefix (>= 64 KiB by default) before the cut are those of the whole text; the post-processor's
-// tokens at the end (EOS) are never among them. Work and memory are O(the prefix), not O(the text).
+// and `enc` holds more than `limit` tokens, exactly the first ones of encode(text): prefixes of
+// max(min_prefix, 4 * limit), 2x, 4x, ... bytes (cut at a character boundary) are encoded until more than
+// `limit` tokens end in the first 3/4 of the prefix, and only those are kept. Every step of a tokenizer
+// (added tokens, normalizers, pre-tokenizer splits, BPE per piece) decides a token from nearby text, so
+// tokens that end a quarter of the prefix (>= 64 KiB by default) before the cut are those of the whole
+// text; the post-processor's tokens at the end (EOS) are never among them. (Not covered: one piece with no
+// split point, e.g. a run of 64 KiB of letters, reaching from a kept token across the cut.) Work and memory
+// are O(the prefix), not O(the text).
 struct LimitedEncoding {
   tokenizer::Encoding enc;
   bool complete = true;
@@ -118,7 +120,8 @@ class RecordProcessor {
   bool process(std::string& text, Format format, const std::string& where, int64_t key, data::SampleSet& out,
                PrepCounts& counts) const;
 
-  // The tokens and mask for one parsed record, before length policies (for tests and tools).
+  // The tokens and mask for one parsed record, before length policies (for tests and tools); with
+  // max_len, a longer record gives only its first tokens (more than max_len of them, see encode_limited).
   struct Tokens {
     std::vector<int32_t> ids;
     std::vector<uint8_t> mask;
