@@ -1,7 +1,9 @@
 // Prep pipeline (see prep.h): record processing, loss masks, length policies, counts, the rank loop.
 #include "data_tools/prep.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <new>
 #include <optional>
 #include <sstream>
 
@@ -106,6 +108,112 @@ std::vector<uint8_t> response_mask(const std::vector<std::pair<uint32_t, uint32_
   return mask;
 }
 
+// ---- lean record parsing --------------------------------------------------------------------------
+
+namespace {
+// A DOM builder for nlohmann's SAX parser (an ordered_json Record: tool schemas keep the file's key order) that moves each string out of the lexer's buffer instead of
+// copying it (nlohmann's own DOM parser copies: a record's text would be held twice more while parsing),
+// and can leave long strings out (format detection only looks at keys and short values).
+class LeanDom {
+ public:
+  explicit LeanDom(size_t elide_over) : elide_over_(elide_over) {}
+  Record root;
+  std::string error;
+
+  bool null() { return put(Record(nullptr)); }
+  bool boolean(bool v) { return put(Record(v)); }
+  bool number_integer(Record::number_integer_t v) { return put(Record(v)); }
+  bool number_unsigned(Record::number_unsigned_t v) { return put(Record(v)); }
+  bool number_float(Record::number_float_t v, const Record::string_t&) { return put(Record(v)); }
+  bool string(Record::string_t& v) {
+    return put(v.size() > elide_over_ ? Record(Record::string_t()) : Record(std::move(v)));
+  }
+  bool binary(Record::binary_t& v) { return put(Record::binary(std::move(v))); }
+  bool key(Record::string_t& k) {
+    key_ = std::move(k);
+    return true;
+  }
+  bool start_object(size_t) { return open(Record::object()); }
+  bool start_array(size_t) { return open(Record::array()); }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool parse_error(size_t, const std::string&, const nlohmann::detail::exception& e) {
+    error = e.what();
+    return false;
+  }
+
+ private:
+  Record* slot(Record&& v) {
+    if (stack_.empty()) {
+      root = std::move(v);
+      return &root;
+    }
+    Record& parent = *stack_.back();
+    if (parent.is_object()) {
+      Record& ref = parent[key_];
+      ref = std::move(v);
+      return &ref;
+    }
+    parent.push_back(std::move(v));
+    return &parent.back();
+  }
+  bool put(Record&& v) {
+    slot(std::move(v));
+    return true;
+  }
+  bool open(Record&& v) {
+    stack_.push_back(slot(std::move(v)));
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
+  size_t elide_over_;
+  std::vector<Record*> stack_;  // the open containers (stable: a parent never grows while a child is open)
+  std::string key_;
+};
+}  // namespace
+
+Record parse_record_lean(std::string_view text, const std::string& where, size_t elide_strings_over) {
+  LeanDom dom(elide_strings_over);
+  if (!Record::sax_parse(text.begin(), text.end(), &dom) || !dom.error.empty()) {
+    std::string msg = dom.error.empty() ? "unknown parse error" : dom.error;
+    // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> the part after the tag.
+    if (auto p = msg.find("] "); p != std::string::npos) msg = msg.substr(p + 2);
+    throw Error("malformed JSON: " + msg).at(where);
+  }
+  return std::move(dom.root);
+}
+
+// ---- limited encoding -----------------------------------------------------------------------------
+
+LimitedEncoding encode_limited(const EncodeFn& encode, std::string_view text, bool add_special_tokens,
+                               int64_t limit, size_t min_prefix) {
+  LimitedEncoding out;
+  // A prefix can hold `limit` tokens only if it has at least that many bytes; 4 per token is typical.
+  size_t prefix = std::max<size_t>({min_prefix, 16, limit > 0 ? size_t(limit) * 4 : 0});
+  while (limit > 0 && prefix < text.size()) {
+    size_t cut = prefix;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // whole characters
+    tokenizer::Encoding enc = encode(text.substr(0, cut), add_special_tokens);
+    const size_t stable_end = cut - cut / 4;
+    size_t stable = 0;
+    while (stable < enc.ids.size() && stable < enc.offsets.size() && enc.offsets[stable].second <= stable_end)
+      ++stable;
+    if (int64_t(stable) > limit) {
+      enc.ids.resize(stable);
+      enc.offsets.resize(stable);
+      out.enc = std::move(enc);
+      out.complete = false;
+      return out;
+    }
+    prefix = prefix > text.size() / 2 ? text.size() : prefix * 2;
+  }
+  out.enc = encode(text, add_special_tokens);
+  return out;
+}
+
 // ---- record processing ----------------------------------------------------------------------------
 
 RecordProcessor::RecordProcessor(ProcessorDeps deps, PrepOptions options)
@@ -116,18 +224,34 @@ RecordProcessor::RecordProcessor(ProcessorDeps deps, PrepOptions options)
 }
 
 RecordProcessor::Tokens RecordProcessor::tokenize(const Record& record, Format format) const {
-  Example ex = to_example(record, format);
+  return tokenize_example(to_example(record, format));
+}
+
+RecordProcessor::Tokens RecordProcessor::tokenize_example(Example&& ex) const {
+  const int64_t limit = options_.max_len;
   Tokens out;
-  if (format == Format::text) {
-    tokenizer::Encoding enc = deps_.encode(ex.text, /*add_special_tokens=*/true);
-    out.ids = std::move(enc.ids);
-    if (deps_.eos_id >= 0) out.ids.push_back(deps_.eos_id);
+  if (ex.format == Format::text) {
+    std::string text = std::move(ex.text);
+    ex = Example{};
+    LimitedEncoding le =
+        encode_limited(deps_.encode, text, /*add_special_tokens=*/true, limit, options_.min_prefix_bytes);
+    out.ids = std::move(le.enc.ids);
+    // EOS ends the whole text: a record cut short has more than max_len tokens without it anyway.
+    if (le.complete && deps_.eos_id >= 0) out.ids.push_back(deps_.eos_id);
     out.mask.assign(out.ids.size(), 1);
   } else {
     if (!deps_.chat_template)
-      throw Error(str("a ", format_name(format), " record needs a chat template")).hint("pass --template");
-    tokenizer::Rendered r = deps_.chat_template->render(to_conversation(ex, *deps_.chat_template));
-    tokenizer::Encoding enc = deps_.encode(r.text, /*add_special_tokens=*/false);
+      throw Error(str("a ", format_name(ex.format), " record needs a chat template")).hint("pass --template");
+    tokenizer::Rendered r;
+    {
+      tokenizer::Conversation conv = to_conversation(ex, *deps_.chat_template);
+      ex = Example{};
+      r = deps_.chat_template->render(conv);
+    }
+    LimitedEncoding le =
+        encode_limited(deps_.encode, r.text, /*add_special_tokens=*/false, limit, options_.min_prefix_bytes);
+    tokenizer::Encoding& enc = le.enc;
+    r.text = {};
     HS_CHECK(enc.offsets.size() == enc.ids.size(), "tokenizer returned ", enc.offsets.size(), " offsets for ",
              enc.ids.size(), " ids");
     if (options_.loss == LossPolicy::full)
@@ -143,11 +267,25 @@ RecordProcessor::Tokens RecordProcessor::tokenize(const Record& record, Format f
 bool RecordProcessor::process(std::string& text, Format format, const std::string& where, int64_t key,
                               data::SampleSet& out, PrepCounts& c) const {
   ++c.records;
+  const size_t record_bytes = text.size();
   if (apply_utf8_policy(text, options_.utf8, where) > 0) ++c.utf8_repaired;
   Tokens t;
   std::optional<Error> bad;
   try {
-    t = tokenize(parse_json_record(text, where), format);
+    Example ex;
+    {
+      Record j = parse_record_lean(text, where);
+      std::string().swap(text);  // each copy of the record goes as soon as the next one exists
+      ex = to_example(j, format);
+    }
+    t = tokenize_example(std::move(ex));
+  } catch (const std::bad_alloc&) {  // never the record's fault: not malformed, never skipped
+    throw Error(
+        str("out of memory while processing ", where, " (input record ", key, ", ", record_bytes, " bytes)"))
+        .hint(options_.max_len > 0
+                  ? "give prep more memory, or split the record"
+                  : "pass --max-len (e.g. the model's context length): only a record's first tokens are "
+                    "then encoded; or give prep more memory, or split the record");
   } catch (Error& e) {
     bad = std::move(e);
   } catch (const std::exception& e) {  // e.g. a JSON type error: still this record's fault
@@ -195,6 +333,18 @@ bool RecordProcessor::process(std::string& text, Format format, const std::strin
 
 namespace {
 constexpr int64_t kDetectWindow = 1000;  // records auto looks at for a well-formed one
+
+// reader.next(r), with running out of memory (a huge line or array) named as such, with the place.
+bool next_record(RecordReader& reader, RawRecord& r, int64_t seen) {
+  try {
+    return reader.next(r);
+  } catch (const std::bad_alloc&) {
+    throw Error(
+        str("out of memory while reading ", reader.path(),
+            seen > 0 ? str(" after the record at line ", r.line) : std::string(" (its first record)")))
+        .hint("give prep more memory, or split the file (a JSON array is read whole: JSONL is streamed)");
+  }
+}
 bool j_is_parse_error(const Error& e) { return e.message().rfind("malformed JSON", 0) == 0; }
 }  // namespace
 
@@ -216,14 +366,13 @@ std::vector<InputFile> scan_inputs(const std::vector<std::string>& paths, const 
       f.why = "given";
     }
     std::optional<Error> first_error;
-    while (reader.next(r)) {
+    while (next_record(reader, r, f.records)) {
       // auto: the first record that is a JSON object decides (malformed ones are counted later).
       if (!decided && f.records < kDetectWindow) {
-        std::string text = r.text;
         std::string where = reader.where(r);
-        apply_utf8_policy(text, utf8, where);
+        apply_utf8_policy(r.text, utf8, where);  // r.text is only counted after this
         try {
-          json j = parse_json_record(text, where);
+          Record j = parse_record_lean(r.text, where, /*elide_strings_over=*/size_t(1) << 16);
           std::string why;
           try {
             f.format = detect_format(j, &why);
@@ -232,6 +381,9 @@ std::vector<InputFile> scan_inputs(const std::vector<std::string>& paths, const 
           }
           f.why = str("auto: ", why, ", line ", r.line);
           decided = true;
+        } catch (const std::bad_alloc&) {
+          throw Error(str("out of memory while reading ", where, " (", r.text.size(), " bytes)"))
+              .hint("give prep more memory, or split the record");
         } catch (Error& e) {
           if (!j_is_parse_error(e)) throw;
           if (!first_error) first_error = std::move(e);
@@ -263,7 +415,7 @@ RankResult run_records(const std::vector<InputFile>& inputs, const RecordProcess
     RecordReader reader(f.path);
     RawRecord r;
     int64_t seen = 0;
-    while (reader.next(r)) {
+    while (next_record(reader, r, seen)) {
       ++seen;
       if (key % world == rank)
         processor.process(r.text, f.format, reader.where(r), key, res.samples, res.counts);

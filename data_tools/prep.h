@@ -6,6 +6,11 @@
 // never the first token. Plain `text` records use no template, the tokenizer's own special tokens
 // (add_special_tokens=true, e.g. BOS for Llama) plus an appended EOS, and are trained in full.
 //
+// Memory: a record is released step by step (raw text -> JSON -> Example -> rendered text), so at most
+// about two copies of it are alive at once, and with --max-len only a prefix of it is encoded (see
+// encode_limited): prep's memory is O(largest record + a bounded buffer), not O(tokenizer work on the
+// whole record). Running out of memory is never a malformed record: it ends prep with the record named.
+//
 // Every record ends up either written or in exactly one skip count (PrepCounts), so
 // input records = written + too_long + empty + no_trainable + malformed always holds; truncations and
 // UTF-8 repairs are counted too (the record is kept). Records are spread over ranks round-robin by their
@@ -41,6 +46,7 @@ struct PrepOptions {
   TooLongPolicy too_long = TooLongPolicy::drop;
   bool skip_errors = false;  // --on-error skip
   Utf8Policy utf8 = Utf8Policy::repair;
+  size_t min_prefix_bytes = size_t(1) << 18;  // encode_limited's first prefix (smaller in tests)
 };
 
 // "full", "response" or "response_last_turn" (the shard attribute loss_policy).
@@ -68,6 +74,29 @@ struct PrepCounts {
 // What the processor needs from a tokenizer (a function so tests can use a simple byte tokenizer).
 using EncodeFn = std::function<tokenizer::Encoding(std::string_view text, bool add_special_tokens)>;
 
+// The first tokens of a text without encoding all of it. Either complete is true and `enc` is
+// encode(text) (always with limit <= 0 or when the text has at most `limit` tokens), or complete is false
+// and `enc` holds more than `limit` tokens, exactly the first ones of encode(text): prefixes of
+// max(min_prefix, 4 * limit), 2x, 4x, ... bytes (cut at a character boundary) are encoded until more than
+// `limit` tokens end in the first 3/4 of the prefix, and only those are kept. Every step of a tokenizer
+// (added tokens, normalizers, pre-tokenizer splits, BPE per piece) decides a token from nearby text, so
+// tokens that end a quarter of the prefix (>= 64 KiB by default) before the cut are those of the whole
+// text; the post-processor's tokens at the end (EOS) are never among them. (Not covered: one piece with no
+// split point, e.g. a run of 64 KiB of letters, reaching from a kept token across the cut.) Work and memory
+// are O(the prefix), not O(the text).
+struct LimitedEncoding {
+  tokenizer::Encoding enc;
+  bool complete = true;
+};
+LimitedEncoding encode_limited(const EncodeFn& encode, std::string_view text, bool add_special_tokens,
+                               int64_t limit, size_t min_prefix = size_t(1) << 18);
+
+// Parses one record's JSON text like parse_json_record (same "malformed JSON: ..." errors at `where`),
+// moving strings out of the parser instead of copying them; strings longer than elide_strings_over
+// bytes become "" (for format detection, which looks at keys).
+Record parse_record_lean(std::string_view text, const std::string& where,
+                                 size_t elide_strings_over = std::string_view::npos);
+
 struct ProcessorDeps {
   EncodeFn encode;
   int32_t eos_id = -1;                                     // appended to text records (if >= 0)
@@ -84,13 +113,15 @@ class RecordProcessor {
  public:
   RecordProcessor(ProcessorDeps deps, PrepOptions options);
 
-  // Handles one raw record (text is modified by UTF-8 repair). Adds a sample to `out` (returns true)
-  // or counts why not. A malformed record is rethrown as hs::Error at `where` unless skip_errors; invalid
-  // UTF-8 under Utf8Policy::fail always throws.
+  // Handles one raw record. `text` is consumed: repaired in place, then released once parsed. Adds a
+  // sample to `out` (returns true) or counts why not. A malformed record is rethrown as hs::Error at
+  // `where` unless skip_errors; invalid UTF-8 under Utf8Policy::fail always throws; running out of
+  // memory (std::bad_alloc) always throws "out of memory while processing <where> ...", never a skip.
   bool process(std::string& text, Format format, const std::string& where, int64_t key, data::SampleSet& out,
                PrepCounts& counts) const;
 
-  // The tokens and mask for one parsed record, before length policies (for tests and tools).
+  // The tokens and mask for one parsed record, before length policies (for tests and tools); with
+  // max_len, a longer record gives only its first tokens (more than max_len of them, see encode_limited).
   struct Tokens {
     std::vector<int32_t> ids;
     std::vector<uint8_t> mask;
@@ -100,6 +131,9 @@ class RecordProcessor {
   const PrepOptions& options() const { return options_; }
 
  private:
+  // Consumes the example (released before its tokens are made); with max_len, only the first tokens.
+  Tokens tokenize_example(Example&& ex) const;
+
   ProcessorDeps deps_;
   PrepOptions options_;
 };

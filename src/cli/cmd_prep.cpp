@@ -72,7 +72,10 @@ hs::config::Schema schema() {
       "accept a template whose special markers (e.g. <|im_start|>) are not single tokens of the tokenizer");
   s.choice("loss", "response", {"full", "response"}, "which tokens are trained (see above)");
   s.flag("last-turn-only", "with --loss response: train only the last assistant turn");
-  s.integer("max-len", 0, "longest sample in tokens (0 = no limit)", 0, 1e12);
+  s.integer("max-len", 0,
+            "longest sample in tokens (0 = no limit); default: the tokenizer's model_max_length "
+            "(tokenizer_config.json) when it sets one, else no limit",
+            0, 1e12);
   s.choice("too-long", "drop", {"drop", "truncate"}, "what to do with samples longer than --max-len");
   s.choice("on-error", "fail", {"fail", "skip"}, "malformed records: stop with file:line, or count and skip");
   s.choice("invalid-utf8", "repair", {"repair", "fail"},
@@ -140,6 +143,14 @@ int run(const hs::config::Config& cfg) {
   Timer phase;
   auto tok = tokenizer::Tokenizer::from_file(cfg.get("tokenizer"));
   const double load_s = phase.seconds();
+  if (!cfg.given("max-len")) {
+    if (auto m = tok.model_max_length()) {
+      opt.max_len = *m;
+      log::info("--max-len ", *m,
+                " (the tokenizer's model_max_length; pass --max-len N to change it, 0 for "
+                "no limit)");
+    }
+  }
   phase.reset();
   std::vector<data_tools::InputFile> inputs = data_tools::scan_inputs(paths, opt.format, opt.utf8);
   const double scan_s = phase.seconds();

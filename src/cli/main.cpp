@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -131,6 +132,16 @@ int main(int argc, char** argv) {
     return rc;
   } catch (const hs::Error& e) {
     return fail(std::string("hsloth ") + name + ": " + e.what(), 1);
+  } catch (const std::bad_alloc&) {  // not a bug, and not bad data: the machine ran out
+    return fail(std::string("hsloth ") + name +
+                    ": out of memory\n  hint: give the job more memory (or fewer ranks per node), or lower "
+                    "what it holds at once (e.g. prep --max-len, train.tokens_per_batch)",
+                1);
+  } catch (const c10::OutOfMemoryError& e) {  // LibTorch's allocators (CPU or GPU)
+    return fail(std::string("hsloth ") + name + ": out of memory: " + e.what_without_backtrace() +
+                    "\n  hint: give the job more memory, or lower what it holds at once (e.g. "
+                    "train.tokens_per_batch, eval --max-samples)",
+                1);
   } catch (const c10::Error& e) {  // LibTorch: its message without the C++ backtrace
     return fail(std::string("hsloth ") + name + ": internal error: " + e.what_without_backtrace() +
                     "\n  hint: this is a bug; please report it with the command line",

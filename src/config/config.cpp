@@ -511,7 +511,7 @@ void check_paths_exist(const Schema& schema, const std::map<std::string, Config:
     std::error_code ec;
     if (std::filesystem::exists(it->second.value, ec)) continue;
     const bool from_file = it->second.origin != "command line" && it->second.origin != "default";
-    throw Error("'" + k.name + "' names nothing: " + it->second.value + " does not exist")
+    throw Error("'" + k.name + "': " + it->second.value + " not found (no such file or folder)")
         .at(it->second.origin)
         .hint(from_file ? "a relative path in a config file is relative to the file's folder; fix the line "
                           "or give an absolute path"

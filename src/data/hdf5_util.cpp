@@ -2,6 +2,7 @@
 #include "data/hdf5_util.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -9,6 +10,7 @@
 namespace hs::data {
 
 std::string hdf5_version() {
+  h5::quiet();
   unsigned major = 0, minor = 0, release = 0;
   H5get_libversion(&major, &minor, &release);
   return str(major, ".", minor, ".", release);
@@ -18,6 +20,10 @@ namespace h5 {
 
 void quiet() {
   static const bool done = [] {
+    // No clean-up at exit: after a failed close (a full disk) HDF5 keeps the file in its tables, and
+    // closing it again while the process exits crashes in H5F__close_cb or prints a raw error stack.
+    // Every handle is closed by its owner; the OS reclaims the rest. (Must come before HDF5 starts up.)
+    H5dont_atexit();
     H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     return true;
   }();
@@ -37,6 +43,16 @@ std::string last_error() {
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, collect, &msgs);
   H5Eclear2(H5E_DEFAULT);
   if (msgs.empty()) return "";
+  // A failed system call ("file write failed: time = ..., errno = 28, error message = 'No space left on
+  // device', buf = 0x..."): the errno is what the user needs, not the driver's internals.
+  for (const auto& m : msgs) {
+    auto p = m.find("errno = ");
+    if (p == std::string::npos) continue;
+    int e = std::atoi(m.c_str() + p + 8);
+    if (e <= 0) continue;
+    std::string call = m.substr(0, m.find(':'));
+    return str(call, ": ", std::strerror(e));
+  }
   // The API-level description and the innermost cause are the informative ends of the stack.
   if (msgs.size() == 1 || msgs.back() == msgs.front()) return msgs.front();
   return msgs.back() + " (" + msgs.front() + ")";
@@ -89,7 +105,10 @@ void Handle::close(const std::string& where) {
       return;
     }
   }
-  if (rc < 0) throw Error(str("HDF5 close failed: ", last_error())).at(where).hint("is the disk full?");
+  if (rc < 0)
+    throw Error(str("cannot finish writing the file (HDF5 close): ", last_error()))
+        .at(where)
+        .hint("is the disk full?");
 }
 
 Handle check_id(hid_t id, const std::string& what, const std::string& where) {

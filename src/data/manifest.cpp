@@ -1,11 +1,19 @@
 // manifest.json (de)serialization with errors that name the file and the key.
 #include "data/manifest.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/sha256.h"
 
 namespace hs::data {
 using nlohmann::json;
@@ -14,6 +22,30 @@ std::string shard_file_name(int index) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "shard-%05d.h5", index);
   return buf;
+}
+
+FileDigests file_digests(const std::string& path, bool with_sha256) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(str("cannot open: ", std::strerror(errno))).at(path);
+  io::Sha256 sha;
+  uLong crc = crc32(0L, Z_NULL, 0);
+  std::vector<unsigned char> buf(size_t(1) << 20);
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      throw Error(str("read failed: ", std::strerror(e))).at(path).hint("the file or its disk is damaged");
+    }
+    if (n == 0) break;
+    crc = crc32(crc, buf.data(), uInt(n));
+    if (with_sha256) sha.update(buf.data(), size_t(n));
+  }
+  ::close(fd);
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%08lx", static_cast<unsigned long>(crc & 0xffffffffUL));
+  return {with_sha256 ? sha.hex() : std::string(), hex};
 }
 
 json Manifest::to_json() const {
@@ -41,7 +73,8 @@ json Manifest::to_json() const {
                   {"trained", s.trained},
                   {"min_length", s.min_length},
                   {"max_length", s.max_length},
-                  {"sha256", s.sha256}});
+                  {"sha256", s.sha256},
+                  {"crc32", s.crc32}});
   j["shards"] = sh;
   j["totals"] = {
       {"shards", int64_t(shards.size())}, {"samples", samples}, {"tokens", tokens}, {"trained", trained}};
@@ -111,6 +144,13 @@ Manifest Manifest::from_json(const json& j, const std::string& where) {
     s.min_length = get<int64_t>(shards[i], "min_length", sw);
     s.max_length = get<int64_t>(shards[i], "max_length", sw);
     s.sha256 = get<std::string>(shards[i], "sha256", sw);
+    if (shards[i].contains("crc32")) {  // absent in manifests of older hsloth: verified through HDF5 then
+      s.crc32 = get<std::string>(shards[i], "crc32", sw);
+      if (s.crc32.size() != 8 || s.crc32.find_first_not_of("0123456789abcdef") != std::string::npos)
+        throw Error(str("key 'crc32' is '", s.crc32, "', not 8 hex digits"))
+            .at(sw)
+            .hint("re-run hsloth prep");
+    }
     if (s.file.empty() || s.file.find('/') != std::string::npos || s.file == "..")
       throw Error(str("bad shard file name '", s.file, "'")).at(sw).hint("re-run hsloth prep");
     m.shards.push_back(std::move(s));
@@ -130,7 +170,20 @@ Manifest Manifest::from_json(const json& j, const std::string& where) {
                     " trained) do not match the sum over shards (", s, ", ", t, ", ", tr, ")"))
         .at(where)
         .hint("the manifest was edited or damaged: re-run hsloth prep");
-  if (auto it = j.find("prep"); it != j.end()) m.prep = *it;
+  if (auto it = j.find("prep"); it != j.end()) {
+    // Free-form, but the counters that tools read back (inspect's accounting line) must be integers.
+    const std::string pw = where + " prep";
+    if (!it->is_object()) throw Error("key 'prep' is not an object").at(where).hint("re-run hsloth prep");
+    for (const char* key :
+         {"input_records", "written", "truncated", "utf8_repaired", "tokens", "trained_tokens"})
+      if (it->contains(key)) (void)get<int64_t>(*it, key, pw);
+    if (it->contains("skipped")) {
+      const json sk = get<json>(*it, "skipped", pw);
+      if (!sk.is_object()) throw Error("key 'skipped' is not an object").at(pw).hint("re-run hsloth prep");
+      for (auto e = sk.begin(); e != sk.end(); ++e) (void)get<int64_t>(sk, e.key().c_str(), pw + ".skipped");
+    }
+    m.prep = *it;
+  }
   return m;
 }
 

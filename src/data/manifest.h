@@ -14,6 +14,12 @@
 
 namespace hs::data {
 
+// sha256 (hex) and CRC-32 (8 hex digits) of a file's bytes, read once; throws hs::Error naming it.
+struct FileDigests {
+  std::string sha256, crc32;
+};
+FileDigests file_digests(const std::string& path, bool with_sha256 = true);
+
 struct Manifest {
   int version = kManifestVersion;
   ShardMeta meta;

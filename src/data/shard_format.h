@@ -13,7 +13,8 @@
 // without timestamps, so the same input gives byte-identical files.
 //
 // A folder of shards carries `manifest.json` (kManifestName): every shard file with its counts and
-// sha256, the totals, and prep's record accounting (input = written + each skip reason).
+// sha256 and crc32, the totals, and prep's record accounting (input = written + each skip reason). Every
+// reader checks each shard's crc32 at open (fast, GB/s), so damage is found before training starts.
 #pragma once
 
 #include <cstdint>
@@ -52,6 +53,7 @@ struct ShardInfo {
   int64_t tokens = 0;
   int64_t trained = 0;  // tokens with loss_mask = 1
   std::string sha256;   // of the whole file
+  std::string crc32;    // of the whole file, 8 hex digits (zlib's CRC-32); "" in older manifests
   int64_t min_length = 0, max_length = 0;
 };
 

@@ -5,9 +5,9 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "data/hdf5_util.h"
 #include "io/file.h"
-#include "io/sha256.h"
 
 namespace hs::data {
 namespace fs = std::filesystem;
@@ -115,6 +115,7 @@ struct OpenShard {
   std::vector<int64_t> offsets;
   std::vector<int32_t> lengths, trained;
   int64_t shard_index = 0, shard_count = 0;
+  hsize_t n_ids = 0;
 };
 
 OpenShard open_shard(const std::string& path) {
@@ -172,6 +173,7 @@ OpenShard open_shard(const std::string& path) {
   if (trained_sum != a_trained)
     throw bad(str("trained counts sum to ", trained_sum, " but the attribute num_trained says ", a_trained));
 
+  s.n_ids = n_ids;
   s.info.file = fs::path(path).filename().string();
   s.info.samples = int64_t(n);
   s.info.tokens = int64_t(n_ids);
@@ -179,6 +181,37 @@ OpenShard open_shard(const std::string& path) {
   s.info.min_length = n ? s.lengths.front() : 0;
   s.info.max_length = n ? s.lengths.back() : 0;
   return s;
+}
+}  // namespace
+
+namespace {
+// Reads all of input_ids and loss_mask through HDF5 (Fletcher-32 per chunk): for shards without a crc32.
+void verify_chunks(const OpenShard& s) {
+  constexpr hsize_t kBlock = hsize_t(1) << 20;
+  std::vector<int32_t> ids(size_t(std::min(kBlock, s.n_ids)));
+  std::vector<uint8_t> mask(ids.size());
+  try {
+    for (hsize_t at = 0; at < s.n_ids; at += kBlock) {
+      const hsize_t n = std::min(kBlock, s.n_ids - at);
+      h5::read_range(s.ids, H5T_NATIVE_INT32, at, n, ids.data(), "input_ids", s.path);
+      h5::read_range(s.mask, H5T_NATIVE_UINT8, at, n, mask.data(), "loss_mask", s.path);
+    }
+  } catch (Error& e) {
+    e.hint("the file is damaged (a chunk checksum or read failed): copy it again, or " + std::string(kRerun));
+    throw;
+  }
+}
+
+void verify_digests(const std::string& file, const ShardInfo& want, bool sha256) {
+  FileDigests d = file_digests(file, sha256);
+  auto damaged = [&](const char* what, const std::string& got, const std::string& expected) {
+    return Error(str(what, " is ", got, " but ", kManifestName, " says ", expected,
+                     ": the file was changed or damaged after prep"))
+        .at(file)
+        .hint("copy the shard folder again, or " + std::string(kRerun));
+  };
+  if (!want.crc32.empty() && d.crc32 != want.crc32) throw damaged("crc32", d.crc32, want.crc32);
+  if (sha256 && d.sha256 != want.sha256) throw damaged("sha256", d.sha256, want.sha256);
 }
 }  // namespace
 
@@ -214,8 +247,10 @@ ShardIndex ShardIndex::open(const std::string& path, const Options& options) {
     throw Error("shard folder not found").at(path).hint("pass the --out folder of hsloth prep");
   }
 
+  int64_t unchecked = 0;  // shards verified through HDF5 for want of a checksum in the manifest
   for (size_t k = 0; k < files.size(); ++k) {
     OpenShard s = open_shard(files[k]);
+    const bool has_crc = !single && !impl->manifest.shards[k].crc32.empty();
     if (single) {
       impl->manifest.meta = s.meta;
       impl->manifest.shards.push_back(s.info);
@@ -241,17 +276,24 @@ ShardIndex ShardIndex::open(const std::string& path, const Options& options) {
                         k, " of ", files.size()))
             .at(files[k])
             .hint("the folder mixes files of different prep runs: " + std::string(kRerun));
-      if (options.verify_checksums) {
-        std::string sha = io::sha256_file(files[k]);
-        if (sha != want.sha256)
-          throw Error(str("sha256 is ", sha, " but the manifest says ", want.sha256))
-              .at(files[k])
-              .hint("the file was changed or damaged after prep: copy it again, or " + std::string(kRerun));
-      }
+      // After the structural checks (whose messages say more), every byte: damage anywhere is found now.
+      if (options.verify_checksums || (options.verify_data && has_crc))
+        verify_digests(files[k], want, options.verify_checksums);
       s.info.sha256 = want.sha256;
+      s.info.crc32 = want.crc32;
+    }
+    if (options.verify_data && !has_crc) {
+      verify_chunks(s);
+      if (!single) ++unchecked;
     }
     impl->shards.push_back(std::move(s));
   }
+
+  if (unchecked > 0)
+    log::warn(path, ": ", kManifestName, " has no shard checksums (made by an older hsloth); read ",
+              unchecked, " shard", unchecked == 1 ? "" : "s",
+              " through HDF5's chunk checksums instead (re-run hsloth "
+              "prep to add them)");
 
   const ShardMeta& meta = impl->manifest.meta;
   if (!options.expected_tokenizer_sha256.empty() &&

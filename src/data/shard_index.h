@@ -6,7 +6,9 @@
 // the same tokenizer in every shard, and (when the caller passes one) the tokenizer sha256 of the model.
 // Every failure is an hs::Error naming the file and the fix. read_sample() then reads one sample's ids
 // and mask with a hyperslab (chunks are 4Ki tokens and Fletcher-32 checked, so a damaged chunk is an
-// error, not wrong tokens). Not thread-safe (HDF5 serial build): one ShardIndex per thread.
+// error, not wrong tokens). By default open() also reads every shard whole (Options::verify_data), so
+// that train and eval, which both open their data here, stop on a damaged shard before step 1. Not
+// thread-safe (HDF5 serial build): one ShardIndex per thread.
 #pragma once
 
 #include <cstdint>
@@ -31,7 +33,12 @@ class ShardIndex {
     // When set: the sha256 of the model's tokenizer.json; a mismatch is an error naming both.
     std::string expected_tokenizer_sha256;
     std::string expected_tokenizer_name;  // shown in that error (e.g. the tokenizer path)
-    // Hash every shard file and compare with the manifest (reads all bytes: slow on big sets).
+    // Read every shard whole at open, so that damage is an error before training starts, not at the
+    // step that reads the damaged sample: each file against the manifest's crc32 (GB/s), or, without
+    // one (older manifests, a single .h5), every chunk of its token datasets through HDF5, whose
+    // Fletcher-32 checksums catch damaged chunks (a warning says the checksums are absent).
+    bool verify_data = true;
+    // Also hash every shard file with sha256 and compare with the manifest (slower; inspect --verify).
     bool verify_checksums = false;
   };
 

@@ -12,9 +12,9 @@
 #include <regex>
 
 #include "core/error.h"
+#include "core/timer.h"
 #include "data/hdf5_util.h"
 #include "io/file.h"
-#include "io/sha256.h"
 
 namespace hs::data {
 namespace fs = std::filesystem;
@@ -128,7 +128,9 @@ ShardInfo write_shard(const std::string& path, const SampleSet& set, std::span<c
   info.trained = num_trained;
   info.min_length = lengths.front();
   info.max_length = lengths.back();
-  info.sha256 = io::sha256_file(path);
+  FileDigests d = file_digests(path);
+  info.sha256 = std::move(d.sha256);
+  info.crc32 = std::move(d.crc32);
   return info;
 }
 
@@ -161,17 +163,30 @@ Manifest write_shard_set(const std::string& dir, const SampleSet& set, const Sha
   m.meta = meta;
   m.prep = prep;
   const int count = int(ranges.size());
-  for (int s = 0; s < count; ++s) {
-    std::span<const size_t> part(order.data() + ranges[s].first, ranges[s].second - ranges[s].first);
-    std::string path = (fs::path(dir) / shard_file_name(s)).string();
-    ShardInfo info = write_shard(path, set, part, meta, s, count, options);
-    m.samples += info.samples;
-    m.tokens += info.tokens;
-    m.trained += info.trained;
-    m.shards.push_back(std::move(info));
+  int written = 0;
+  try {
+    for (int s = 0; s < count; ++s) {
+      std::span<const size_t> part(order.data() + ranges[s].first, ranges[s].second - ranges[s].first);
+      std::string path = (fs::path(dir) / shard_file_name(s)).string();
+      ShardInfo info = write_shard(path, set, part, meta, s, count, options);
+      ++written;
+      m.samples += info.samples;
+      m.tokens += info.tokens;
+      m.trained += info.trained;
+      m.shards.push_back(std::move(info));
+    }
+    fsync_path(dir, true);
+    m.write(dir);
+  } catch (Error& e) {
+    // An unfinished set is of no use (no manifest): leave the folder without this run's files.
+    for (int s = 0; s < written; ++s) fs::remove(fs::path(dir) / shard_file_name(s), ec);
+    if (e.hint_text().empty() || e.hint_text() == "is the disk full?")
+      e.hint(str("nothing was kept in ", dir, ": free space on its disk (the shards need about ",
+                 format_bytes(double(set.num_tokens()) * 5.0),
+                 " uncompressed) and run prep again, or "
+                 "choose another --out"));
+    throw;
   }
-  fsync_path(dir, true);
-  m.write(dir);
 
   // Shards of an earlier, larger set in this folder are not part of this one: remove them (only files
   // named like ours).

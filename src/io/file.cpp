@@ -38,7 +38,10 @@ void write_all(int fd, std::string_view bytes, const std::string& path) {
       if (errno == EINTR) continue;
       int e = errno;
       ::close(fd);
-      throw Error(str("write failed: ", std::strerror(e))).at(path).hint("is the disk full?");
+      throw Error(str("write failed: ", std::strerror(e)))
+          .at(path)
+          .hint(e == ENOSPC || e == EFBIG || e == EDQUOT ? "free space on that disk, or write elsewhere"
+                                                         : "is the disk full?");
     }
     p += n;
     left -= size_t(n);
@@ -52,8 +55,17 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
   std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error(str("cannot create file: ", std::strerror(errno))).at(tmp);
-  write_all(fd, bytes, tmp);
-  if (::fsync(fd) != 0 || ::close(fd) != 0) throw Error(str("fsync/close failed: ", std::strerror(errno))).at(tmp);
+  try {
+    write_all(fd, bytes, tmp);  // closes fd when it throws
+  } catch (...) {
+    ::unlink(tmp.c_str());  // a full disk leaves no temp file behind
+    throw;
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    throw Error(str("fsync/close failed: ", std::strerror(e))).at(path).hint("is the disk full?");
+  }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     int e = errno;
     ::unlink(tmp.c_str());

@@ -147,7 +147,7 @@ HfConfig parse_hf_config(std::string_view text, const std::string& source) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const std::exception& e) {
+  } catch (const json::exception& e) {
     throw Error(str("not valid JSON: ", e.what())).at(source);
   }
   if (!j.is_object()) throw Error("config.json is not a JSON object").at(source);

@@ -256,7 +256,7 @@ std::vector<TensorInfo> SafetensorsFile::parse(const uint8_t* bytes, size_t size
   json header;
   try {
     header = json::parse(text);
-  } catch (const std::exception& e) {
+  } catch (const json::exception& e) {
     throw Error(str("header is not valid JSON: ", e.what())).at(path).hint("the file is corrupt");
   }
   if (!header.is_object()) throw Error("header is not a JSON object").at(path);
@@ -390,7 +390,7 @@ Checkpoint Checkpoint::open(const std::string& path, const std::string& stem) {
       index = json::parse(read_file(file));
     } catch (const Error&) {
       throw;
-    } catch (const std::exception& e) {
+    } catch (const json::exception& e) {
       throw Error(str("index is not valid JSON: ", e.what())).at(file);
     }
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())

@@ -135,10 +135,22 @@ void Bpe::load(const JsonRef& model, bool byte_level, ModelData&& data) {
   vocab_ = StringMap<int32_t>();
   vocab_.reserve(data.vocab.size());
   int64_t max_id = -1;
+  const std::string* max_tok = nullptr;
   for (const auto& [tok, id] : data.vocab) {
     vocab_.insert(tok, int32_t(id));
-    max_id = std::max<int64_t>(max_id, id);
+    if (id > max_id) {
+      max_id = id;
+      max_tok = &tok;
+    }
   }
+  // Tables are indexed by id: an id far beyond the number of entries would cost memory for every id up
+  // to it (one id of 50M in a 10-entry vocab: gigabytes). Real vocabularies are dense.
+  const int64_t entries = int64_t(data.vocab.size());
+  if (max_id >= 2 * entries + 1024)
+    model["vocab"].fail(
+        str("token '", *max_tok, "' has id ", max_id, ", far beyond the vocabulary's ", entries,
+            " entries (ids must be about 0..", entries - 1, ")"),
+        "the tokenizer.json is damaged or not a real tokenizer: ids of model.vocab must be dense");
   id_to_token_.assign(size_t(max_id + 1), std::string());
   vocab_.for_each([&](std::string_view tok, int32_t id) { id_to_token_[size_t(id)] = tok; });
   data.vocab.clear();

@@ -47,6 +47,7 @@ std::optional<std::string> token_name(const JsonRef& config, const char* key) {
 
 struct Tokenizer::Impl {
   std::string path, sha, chat_template;
+  std::optional<int64_t> model_max_length;
   SpecialTokens specials;
   std::unique_ptr<Normalizer> normalizer;
   std::unique_ptr<PreTokenizer> pre_tokenizer;
@@ -138,6 +139,14 @@ void Tokenizer::Impl::load_config(const std::string& dir) {
     if (!config.is_object()) config.fail("expected a JSON object");
     const char* keys[4] = {"bos_token", "eos_token", "pad_token", "unk_token"};
     for (int i = 0; i < 4; ++i) names[i] = token_name(config, keys[i]);
+    if (config.has("model_max_length")) {
+      const nlohmann::json& v = config["model_max_length"].raw();
+      constexpr double kUnsetAbove = 1e7;  // HF's "no limit" is int(1e30); real contexts are far below
+      if (!v.is_number())
+        log::warn(config_path, ": model_max_length is ", JsonRef::type_name(v), ", not a number; ignored");
+      else if (double d = v.get<double>(); d >= 2 && d <= kUnsetAbove)
+        model_max_length = int64_t(d);
+    }
     if (config.has("chat_template")) {
       JsonRef ct = config["chat_template"];
       if (ct.is_string()) {
@@ -371,6 +380,7 @@ bool Tokenizer::is_special(int32_t id) const {
 const SpecialTokens& Tokenizer::specials() const { return impl_->specials; }
 const std::string& Tokenizer::sha256() const { return impl_->sha; }
 const std::string& Tokenizer::chat_template() const { return impl_->chat_template; }
+std::optional<int64_t> Tokenizer::model_max_length() const { return impl_->model_max_length; }
 const std::string& Tokenizer::path() const { return impl_->path; }
 
 }  // namespace hs::tokenizer

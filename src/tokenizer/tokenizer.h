@@ -64,6 +64,9 @@ class Tokenizer {
   const SpecialTokens& specials() const;
   const std::string& sha256() const;         // hex sha256 of the tokenizer.json bytes
   const std::string& chat_template() const;  // raw Jinja from tokenizer_config.json, or ""
+  // tokenizer_config.json's model_max_length when it is a real limit (2 .. 10M tokens); nullopt when
+  // absent or "unset" (HF writes ~1e30 for that).
+  std::optional<int64_t> model_max_length() const;
   const std::string& path() const;           // resolved tokenizer.json path
 
  private:

@@ -75,7 +75,7 @@ def main():
         first = open(path).readline()
         check(first.startswith("# ") and ("hsloth" in first or "launch/" in first), f"{f} starts with its command")
         r = run("train", "--config", path, "--model.path", "/nonexistent/hsloth-config-check")
-        check(r.returncode == 1 and "'model.path' names nothing" in r.stderr and "/nonexistent/hsloth-config-check" in r.stderr,
+        check(r.returncode == 1 and "'model.path': " in r.stderr and "not found" in r.stderr and "/nonexistent/hsloth-config-check" in r.stderr,
               f"{f} parses (error only on the model path): " + r.stderr.strip())
 
     # info: against independent sources.

@@ -176,14 +176,15 @@ TEST(Config, MissingInputPathNamesTheConfigLine) {
   }
   std::string msg = message_of([&] { hs::config::parse(s, {"--config", ini}); });
   EXPECT_NE(msg.find(ini + ":5"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("'data.train' names nothing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'data.train': "), std::string::npos) << msg;
+  EXPECT_NE(msg.find("not found"), std::string::npos) << msg;
   EXPECT_NE(msg.find((d.root / "sub" / "shards").string()), std::string::npos) << msg;
   EXPECT_NE(msg.find("relative to the file's folder"), std::string::npos) << msg;
   msg = message_of([&] {
     hs::config::parse(s, {"--model.path", "no-such-model", "--data.train", (d.root / "shards").string()});
   });
   EXPECT_NE(msg.find("command line"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("'model.path' names nothing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'model.path': "), std::string::npos) << msg;
 }
 
 TEST(Config, TrainSchemaHasTheDesignContractKeys) {

@@ -1,7 +1,9 @@
 // Shard format round trip and validation: the writer's output read back by ShardIndex (and by the
 // HDF5 C API directly, and h5dump when installed), byte-identical files for the same samples in any
 // insertion order, and a clear hs::Error for each kind of damage (version, magic, missing dataset,
-// offsets, truncation, flipped bytes, manifest mismatch, tokenizer mismatch).
+// offsets, truncation, flipped bytes, manifest mismatch, tokenizer mismatch). open() reads every shard
+// whole against the manifest's crc32 (checked here against a bitwise CRC-32), or through HDF5's chunk
+// checksums for older manifests; manifest fields of the wrong type are errors naming the key.
 #include <hdf5.h>
 
 #include <algorithm>
@@ -88,6 +90,20 @@ std::vector<size_t> expected_order(const std::vector<Raw>& raws) {
   std::stable_sort(v.begin(), v.end(),
                    [&](size_t a, size_t b) { return raws[a].ids.size() < raws[b].ids.size(); });
   return v;
+}
+
+// CRC-32 (IEEE, reflected, as zlib and Python's zlib.crc32), one bit at a time: the oracle for the
+// manifest's crc32.
+std::string bitwise_crc32(const std::string& file) {
+  std::string bytes = hs::io::read_file(file);
+  uint32_t c = 0xFFFFFFFFu;
+  for (unsigned char b : bytes) {
+    c ^= b;
+    for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+  }
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%08x", unsigned(c ^ 0xFFFFFFFFu));
+  return hex;
 }
 
 struct TempDir {
@@ -180,6 +196,7 @@ TEST(DataShards, ManifestListsShardsWithSha256) {
   for (const auto& s : j["shards"]) {
     EXPECT_EQ(s["sha256"].get<std::string>(),
               hs::io::sha256_file(tmp.path + "/" + s["file"].get<std::string>()));
+    EXPECT_EQ(s["crc32"].get<std::string>(), bitwise_crc32(tmp.path + "/" + s["file"].get<std::string>()));
     samples += s["samples"].get<int64_t>();
   }
   EXPECT_EQ(samples, 100);
@@ -408,17 +425,37 @@ TEST(DataShardsValidation, FlippedByteInTokenDataIsCaughtByChecksum) {
     io.seekp(std::streamoff(addr + size / 2));
     io.write(&c, 1);
   }
-  ShardIndex idx = ShardIndex::open(tmp.path);  // only lengths/offsets are read at open
-  std::string msg = expect_error([&] {
+  // open() reads every shard whole (the manifest's crc32): the damage is found before any sample is read.
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "shard-00000.h5: crc32 is ")) << msg;
+  EXPECT_TRUE(contains(msg, "damaged after prep")) << msg;
+  EXPECT_TRUE(contains(msg, "re-run hsloth prep")) << msg;
+  // Without that check only lengths/offsets are read at open; the sample's chunk checksum still catches it.
+  ShardIndex::Options lazy;
+  lazy.verify_data = false;
+  ShardIndex idx = ShardIndex::open(tmp.path, lazy);
+  msg = expect_error([&] {
     for (int64_t i = 0; i < idx.num_samples(); ++i) idx.read_sample(i);
   });
   EXPECT_TRUE(contains(msg, "shard-00000.h5 sample")) << msg;
   EXPECT_TRUE(contains(msg, "damaged")) << msg;
-  // And the manifest checksum catches it too.
+  // And the manifest's sha256 catches it too.
   ShardIndex::Options o;
   o.verify_checksums = true;
   msg = expect_error([&] { ShardIndex::open(tmp.path, o); });
-  EXPECT_TRUE(contains(msg, "sha256")) << msg;
+  EXPECT_TRUE(contains(msg, "is ")) << msg;
+  EXPECT_TRUE(contains(msg, "damaged after prep")) << msg;
+  // An older manifest without crc32: the chunks are read through HDF5 at open, and found damaged there.
+  auto j = nlohmann::json::parse(hs::io::read_file(tmp.path + "/manifest.json"));
+  for (auto& sh : j["shards"]) sh.erase("crc32");
+  hs::io::write_file_atomic(tmp.path + "/manifest.json", j.dump());
+  msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "shard-00000.h5")) << msg;
+  EXPECT_TRUE(contains(msg, "damaged")) << msg;
+  // And a single shard file (no manifest) the same way.
+  msg = expect_error([&] { ShardIndex::open(file); });
+  EXPECT_TRUE(contains(msg, "shard-00000.h5")) << msg;
+  EXPECT_TRUE(contains(msg, "damaged")) << msg;
 }
 
 TEST(DataShardsValidation, NotAnHdf5File) {
@@ -479,6 +516,54 @@ TEST(DataShardsValidation, TokenizerMismatchNamesBoth) {
   EXPECT_TRUE(contains(msg, "re-run hsloth prep with --tokenizer /models/llama/tokenizer.json")) << msg;
   o.expected_tokenizer_sha256 = std::string(64, 'a');
   EXPECT_NO_THROW(ShardIndex::open(tmp.path, o));
+}
+
+TEST(DataShardsValidation, ManifestWithoutChecksumsStillOpens) {
+  // Manifests of an older hsloth have no crc32: they open, every shard read through HDF5 instead.
+  TempDir tmp;
+  write_set(tmp.path, make_samples(100, 50, 1), 500, 0);
+  auto j = nlohmann::json::parse(hs::io::read_file(tmp.path + "/manifest.json"));
+  for (auto& sh : j["shards"]) sh.erase("crc32");
+  hs::io::write_file_atomic(tmp.path + "/manifest.json", j.dump());
+  ShardIndex idx = ShardIndex::open(tmp.path);
+  EXPECT_EQ(idx.num_samples(), 100);
+  EXPECT_TRUE(idx.shards()[0].crc32.empty());
+  // A crc32 that is not 8 hex digits is a damaged manifest.
+  j["shards"][0]["crc32"] = "xyz";
+  hs::io::write_file_atomic(tmp.path + "/manifest.json", j.dump());
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "shards[0]: key 'crc32' is 'xyz'")) << msg;
+}
+
+TEST(DataShardsValidation, ShardChangedAfterPrepIsNamedAtOpen) {
+  // Same structure, different bytes (a shard swapped for one with equal counts, or damage that HDF5's
+  // structure checks cannot see): the crc32 names the file before any sample is read.
+  TempDir tmp;
+  write_set(tmp.path, make_samples(100, 50, 1), 500, 0);
+  auto j = nlohmann::json::parse(hs::io::read_file(tmp.path + "/manifest.json"));
+  j["shards"][1]["crc32"] = "00000000";
+  hs::io::write_file_atomic(tmp.path + "/manifest.json", j.dump());
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "shard-00001.h5: crc32 is " + bitwise_crc32(tmp.path + "/shard-00001.h5") +
+                                " but manifest.json says 00000000"))
+      << msg;
+  EXPECT_TRUE(contains(msg, "re-run hsloth prep")) << msg;
+}
+
+TEST(DataShardsValidation, ManifestPrepCountersOfTheWrongTypeNameTheKey) {
+  // Fuzzing found `"written": "12"` ending in "internal error" in inspect: now an error at open.
+  TempDir tmp;
+  write_set(tmp.path, make_samples(10, 10, 1), 1 << 20, 0);
+  auto j = nlohmann::json::parse(hs::io::read_file(tmp.path + "/manifest.json"));
+  j["prep"] = {{"input_records", 10}, {"written", "12"}, {"skipped", {{"too_long", 0}}}};
+  hs::io::write_file_atomic(tmp.path + "/manifest.json", j.dump());
+  std::string msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "manifest.json prep: key 'written' has the wrong type")) << msg;
+  EXPECT_TRUE(contains(msg, "re-run hsloth prep")) << msg;
+  j["prep"] = {{"written", 10}, {"skipped", {{"too_long", "x"}}}};
+  hs::io::write_file_atomic(tmp.path + "/manifest.json", j.dump());
+  msg = expect_error([&] { ShardIndex::open(tmp.path); });
+  EXPECT_TRUE(contains(msg, "prep.skipped: key 'too_long' has the wrong type")) << msg;
 }
 
 TEST(DataShards, Hdf5VersionString) {
