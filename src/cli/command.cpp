@@ -1,3 +1,5 @@
+// The subcommand registry: a function-local static list that Registrar objects in each cmd_*.cpp append to
+// at start-up (no central table to edit when a command is added); see command.h.
 #include "cli/command.h"
 
 namespace hs::cli {

@@ -1,3 +1,5 @@
+// Build facts baked in by CMake as compile definitions (version, build type, compiler, CUDA/NCCL compiled
+// in, CUDA archs), returned as one struct for `hsloth info` and the run's metadata; see build_info.h.
 #include "core/build_info.h"
 
 namespace hs {

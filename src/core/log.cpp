@@ -1,3 +1,5 @@
+// Rank-aware logging to stderr: one mutex so lines of threads never interleave, the level from HS_LOG read
+// once, and the rank prefix only in multi-rank worlds; see log.h.
 #include "core/log.h"
 
 #include <cstdio>

@@ -1,3 +1,5 @@
+// Steady-clock timers and the formatting of durations, counts and rates; Progress prints a line with rate
+// and ETA at most once per interval (and once at the end); see timer.h.
 #include "core/timer.h"
 
 #include <cmath>

@@ -1,3 +1,5 @@
+// Whole-file reads and atomic writes (temp file beside the target, fsync, rename, fsync of the folder);
+// every error names the path and the errno text; see file.h.
 #include "io/file.h"
 
 #include <fcntl.h>

@@ -1,3 +1,5 @@
+// SHA-256 (FIPS 180-4) in plain C++, streaming over 64-byte blocks; sha256_file reads in large chunks so a
+// shard or tokenizer is hashed at disk speed without holding it whole; see sha256.h.
 #include "io/sha256.h"
 
 #include <cstdio>

@@ -1,3 +1,5 @@
+// Test helpers: where the shared reference data is, fresh temp folders, the hsloth binary's path; see
+// test_support.h.
 #include "support/test_support.h"
 
 #include <cstdlib>
