@@ -89,7 +89,8 @@ def make_adapter(model_dir, out, targets):
 
 
 def read_shards(folder, limit):
-    """(input_ids, loss_mask) per sample, in the shards' global order, as written by hsloth prep."""
+    """(input_ids, loss_mask) of the samples `eval --max-samples limit` evaluates, from the shards' global order
+    as written by hsloth prep."""
     manifest = json.load(open(os.path.join(folder, "manifest.json")))
     out = []
     for s in manifest["shards"]:
@@ -98,7 +99,8 @@ def read_shards(folder, limit):
         for i in range(len(off) - 1):
             out.append((torch.tensor(ids[off[i]:off[i + 1]], dtype=torch.long),
                         torch.tensor(mask[off[i]:off[i + 1]], dtype=torch.long)))
-    return out[:limit]
+    # `eval --max-samples N` takes N samples spread over the length-sorted order: floor(i * total / N), i < N.
+    return out if limit >= len(out) else [out[(i * len(out)) // limit] for i in range(limit)]
 
 
 def hf_eval_loss(model, samples):
