@@ -1,21 +1,28 @@
 // Statistics of a shard set from its per-sample lengths and trained counts (what `hsloth inspect`
 // prints): totals, length percentiles, a length histogram (power-of-two octaves, each cut into 4 equal bins
-// from length 4 up), and the padding waste of two
-// batching strategies at a token budget N per batch (per rank and micro-batch):
+// from length 4 up), and the padding waste of batching strategies at a token budget N per micro-batch.
+// The two that `hsloth train` can run come from data::BatchPlan itself, for the run's world × grad_accum
+// micro-batches per step, so inspect reports the micro-batches the trainer makes:
 //
-//   padded  Batches of consecutive samples, each padded to the longest in its batch, growing a batch
-//           while (samples + 1) x longest <= N. Computed in two orders: "shuffled" (a seeded random order:
-//           what a padded loader without length grouping sees) and "length-grouped" (the shards' sorted
-//           order). waste = pad tokens / batch slots, slots = samples x longest summed over batches.
-//   packed  Samples concatenated into rows of N tokens without splitting any (best-fit decreasing bin
-//           packing). waste = empty slots / (rows x N).
-// A sample longer than N gets a batch (or row) of its own exactly its size, and is counted as over_budget.
+//   packed          BatchPlan's packed micro-batches (best-fit decreasing; with several micro-batches per
+//                   step, refilled evenly over a whole number of steps' worth). Each is one row of at most N
+//                   tokens; waste = unused budget = empty slots / (micro-batches x N).
+//   padded grouped  BatchPlan's padded micro-batches (train.packing = padded): samples sorted longest first,
+//                   a micro-batch takes rows while rows x its longest <= N. waste = pad tokens / slots,
+//                   slots = rows x longest summed over micro-batches.
+//   padded shuffled For comparison only (hsloth never batches this way): consecutive samples of a seeded
+//                   random order, growing a batch while (samples + 1) x longest <= N -- what a padded
+//                   loader without length grouping sees.
+// A sample longer than N (the trainer refuses those) gets a batch of its own exactly its size, and is
+// counted as over_budget.
 #pragma once
 
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "data/batch_plan.h"
 
 namespace hs::data {
 
@@ -42,13 +49,16 @@ struct ShardStats {
   BatchWaste padded_shuffled, padded_grouped, packed;
 };
 
-// Padded batching of lengths in the given order (see above).
+// Padded batching of lengths in the given order (the "padded shuffled" rule above).
 BatchWaste padded_batches(std::span<const int32_t> lengths, int64_t tokens_per_batch);
-// Best-fit decreasing packing into rows of tokens_per_batch.
-BatchWaste packed_rows(std::span<const int32_t> lengths, int64_t tokens_per_batch);
+// BatchPlan's micro-batches of these samples at tokens_per_batch, for world × grad_accum micro-batches per
+// step (the "packed" and "padded grouped" rules above; waste counted as described there).
+BatchWaste plan_waste(std::span<const int32_t> lengths, int64_t tokens_per_batch, Packing packing,
+                      int world = 1, int grad_accum = 1);
 
-// All statistics; `seed` fixes the shuffled order (std::mt19937_64 Fisher-Yates).
+// All statistics; `seed` fixes the shuffled order (std::mt19937_64 Fisher-Yates); world and grad_accum
+// shape the packed plan as in the planned run.
 ShardStats compute_stats(std::span<const int32_t> lengths, std::span<const int32_t> trained,
-                         int64_t tokens_per_batch, uint64_t seed = 0);
+                         int64_t tokens_per_batch, uint64_t seed = 0, int world = 1, int grad_accum = 1);
 
 }  // namespace hs::data
