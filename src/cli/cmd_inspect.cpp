@@ -120,6 +120,7 @@ int run(const hs::config::Config& cfg) {
     j["over_budget"] = s.over_budget;
     j["padded_shuffled"] = waste_json(s.padded_shuffled);
     j["padded_grouped"] = waste_json(s.padded_grouped);
+    j["padded"] = waste_json(s.padded);
     j["packed"] = waste_json(s.packed);
     if (planned) {
       j["plan"] = {{"world", world},
@@ -197,16 +198,17 @@ int run(const hs::config::Config& cfg) {
     std::printf("  %-26s %6s waste  (%lld batches, %lld pad tokens of %lld slots)\n", name,
                 pct(w.waste()).c_str(), (long long)w.batches, (long long)w.padding, (long long)w.slots);
   };
+  row("packed (hsloth train)", s.packed);
+  row("padded (hsloth train)", s.padded);
   row("padded, shuffled", s.padded_shuffled);
   row("padded, length-grouped", s.padded_grouped);
-  row("packed", s.packed);
   std::printf(
-      "  packed and length-grouped: the micro-batches hsloth train makes (its BatchPlan, for --world x\n"
-      "          --grad-accum micro-batches per step). packed: samples concatenated into rows of at most N\n"
-      "          tokens, none split; its waste is unused budget. length-grouped: train.packing = padded,\n"
-      "          longest first, rows x longest <= N.\n"
-      "  padded, shuffled: for comparison only (hsloth never batches so): a seeded random order, each batch\n"
-      "          grown while count x longest <= N.\n"
+      "  hsloth train: the micro-batches it makes (its BatchPlan, for --world x --grad-accum micro-batches\n"
+      "          per step). packed: samples concatenated into rows of at most N tokens, none split; its\n"
+      "          waste is unused budget. padded (train.packing = padded): longest first, rows x longest <= "
+      "N.\n"
+      "  for comparison, padded loaders hsloth does not run: consecutive samples, each batch grown while\n"
+      "          count x longest <= N; shuffled = a seeded random order, length-grouped = ascending length.\n"
       "  waste = padding tokens / token slots of all batches (compute spent on padding).\n");
   if (planned) {
     std::printf(

@@ -1,5 +1,5 @@
-// Shard statistics and batching waste (definitions in shard_stats.h). The packed and length-grouped padded
-// numbers are BatchPlan's own micro-batches, so they are what `hsloth train` runs, not an estimate.
+// Shard statistics and batching waste (definitions in shard_stats.h). The packed and padded numbers are
+// BatchPlan's own micro-batches, so they are what `hsloth train` runs, not an estimate of it.
 #include "data/shard_stats.h"
 
 #include <algorithm>
@@ -100,7 +100,7 @@ ShardStats compute_stats(std::span<const int32_t> lengths, std::span<const int32
   }
   for (int32_t l : sorted) s.over_budget += l > n;
 
-  s.padded_grouped = plan_waste(lengths, n, Packing::padded, world, grad_accum);
+  s.padded_grouped = padded_batches(sorted, n);
   std::vector<int32_t> shuffled(lengths.begin(), lengths.end());
   std::mt19937_64 rng(seed);
   for (size_t i = shuffled.size(); i > 1; --i) {
@@ -109,6 +109,7 @@ ShardStats compute_stats(std::span<const int32_t> lengths, std::span<const int32
   }
   s.padded_shuffled = padded_batches(shuffled, n);
   s.packed = plan_waste(lengths, n, Packing::packed, world, grad_accum);
+  s.padded = plan_waste(lengths, n, Packing::padded, world, grad_accum);
   return s;
 }
 

@@ -9,7 +9,7 @@ must report exactly what the trainer wrote:
   * per optimizer step: tokens, trained tokens and the rank imbalance of metrics.jsonl (log.every 1);
   * the plan: micro-batches, padding and steps per epoch of the trainer's "data:" log line, the steps per
     epoch also as metrics.jsonl's epoch = step / steps_per_epoch;
-  * inspect's batching table: the packed (packed run) or length-grouped padded (padded run) row has the
+  * inspect's batching table: the packed (packed run) or padded (padded run) row has the
     trainer's micro-batches, and the padded row's waste is the trainer's padding.
 The trainer is the oracle here, inspect the code under test: they share only BatchPlan, so a second
 packing or imbalance formula in either one shows up as a mismatch.
@@ -86,12 +86,12 @@ def case(d, ds, np, accum, packing, seed):
           f"{what}: metrics.jsonl's epoch = step / {t_spe}")
     check(round(plan["padding"] * 1000) / 10 == t_padding,
           f"{what}: inspect's plan padding {100 * plan['padding']:.2f}% = the trainer's {t_padding}%")
-    table = j["packed"] if packing == "packed" else j["padded_grouped"]
+    table = j[packing]
     check(table["batches"] == t_micro,
           f"{what}: inspect's {packing} batching row has {table['batches']} batches = the trainer's micro-batches")
     if packing == "padded":
         check(round(table["waste"] * 1000) / 10 == t_padding,
-              f"{what}: the length-grouped padded waste {100 * table['waste']:.2f}% = the trainer's padding")
+              f"{what}: the padded (hsloth train) waste {100 * table['waste']:.2f}% = the trainer's padding")
     per_step = plan["steps"]
     check(len(per_step) == t_spe and sum(s["micro_batches"] for s in per_step) == t_micro and
           all(s["micro_batches"] <= np * accum for s in per_step),
