@@ -18,8 +18,8 @@ struct Collated {
   int64_t rows = 0, row_len = 0;  // ids and mask are [rows, row_len], row-major
   std::vector<int64_t> ids;       // token ids, 0 at pads
   std::vector<uint8_t> mask;      // 1 where the token is a loss target
-  std::vector<int64_t>
-      cu_seqlens;  // samples + 1 offsets into the flattened tokens (packed only; empty if padded)
+  // samples + 1 offsets into the flattened tokens (packed only; empty when padded)
+  std::vector<int64_t> cu_seqlens;
 };
 
 // Reads the micro-batch's samples from `data` in row order. A sample whose stored length differs from the
