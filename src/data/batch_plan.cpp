@@ -1,3 +1,7 @@
+// BatchPlan (see batch_plan.h for the rules): packing by best-fit decreasing, even refill when a step takes
+// several micro-batches, a portable per-epoch shuffle and a snake deal of each step's micro-batches to
+// ranks. Everything is a pure function of lengths, trained counts and options, so every rank, `hsloth
+// train` and `hsloth inspect` compute the same plan and the same per-step statistics (step_stats()).
 #include "data/batch_plan.h"
 
 #include <algorithm>
@@ -200,6 +204,41 @@ std::vector<int64_t> BatchPlan::step_tokens_per_rank(int64_t step) const {
     out.push_back(t);
   }
   return out;
+}
+
+StepStats BatchPlan::step_stats(int64_t step) const {
+  StepStats s;
+  int64_t largest = 0;
+  for (const auto& r : deal(step)) {
+    int64_t t = 0;
+    for (int64_t m : r) {
+      t += micro_[size_t(m)].tokens;
+      s.trained += micro_[size_t(m)].trained;
+    }
+    s.rank_tokens.push_back(t);
+    s.rank_micro_batches.push_back(int64_t(r.size()));
+    s.micro_batches += int64_t(r.size());
+    s.tokens += t;
+    largest = std::max(largest, t);
+  }
+  const double mean = double(s.tokens) / double(options_.world_size);
+  s.imbalance = mean > 0 ? double(largest) / mean : 1.0;
+  return s;
+}
+
+int64_t BatchPlan::padded_tokens() const {
+  int64_t n = 0;
+  for (const auto& mb : micro_) n += mb.padded_tokens();
+  return n;
+}
+
+double BatchPlan::padding_fraction() const {
+  int64_t padded = 0, real = 0;
+  for (const auto& mb : micro_) {
+    padded += mb.padded_tokens();
+    real += mb.tokens;
+  }
+  return padded > 0 ? 1.0 - double(real) / double(padded) : 0;
 }
 
 }  // namespace hs::data

@@ -36,6 +36,15 @@ struct MicroBatch {
   int64_t padded_tokens() const { return rows * row_len; }
 };
 
+// One optimizer step of a plan, as the trainer runs and logs it (metrics.jsonl's tokens, trained_tokens and
+// imbalance) and as `hsloth inspect --world N --grad-accum G` prints it.
+struct StepStats {
+  std::vector<int64_t> rank_tokens;         // real tokens per rank
+  std::vector<int64_t> rank_micro_batches;  // micro-batches per rank
+  int64_t micro_batches = 0, tokens = 0, trained = 0;
+  double imbalance = 1;  // the largest rank's tokens / the mean over ranks; 1 for a step without tokens
+};
+
 struct PlanOptions {
   int64_t tokens_per_batch = 8192;
   Packing packing = Packing::packed;
@@ -65,6 +74,12 @@ class BatchPlan {
   int64_t step_trained(int64_t step) const;
   // Real tokens per rank in the step (for the imbalance metric).
   std::vector<int64_t> step_tokens_per_rank(int64_t step) const;
+  // Everything the trainer logs about the step's batching; the one place the imbalance is computed.
+  StepStats step_stats(int64_t step) const;
+  // Token slots of all micro-batches (rows × row length) and the fraction of them that is padding (0 when
+  // packed: a packed row is exactly its samples). What `hsloth train` logs as "padding".
+  int64_t padded_tokens() const;
+  double padding_fraction() const;
   int64_t epoch_of(int64_t step) const { return step / steps_per_epoch(); }
 
  private:

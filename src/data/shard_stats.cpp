@@ -1,11 +1,11 @@
-// Shard statistics and batching-waste estimates (definitions in shard_stats.h).
+// Shard statistics and batching waste (definitions in shard_stats.h). The packed and padded numbers are
+// BatchPlan's own micro-batches, so they are what `hsloth train` runs, not an estimate of it.
 #include "data/shard_stats.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
-#include <set>
 
 #include "core/error.h"
 
@@ -33,37 +33,41 @@ BatchWaste padded_batches(std::span<const int32_t> lengths, int64_t n) {
   return w;
 }
 
-BatchWaste packed_rows(std::span<const int32_t> lengths, int64_t n) {
+BatchWaste plan_waste(std::span<const int32_t> lengths, int64_t n, Packing packing, int world,
+                      int grad_accum) {
   HS_CHECK(n > 0, "tokens_per_batch must be positive");
-  std::vector<int32_t> sorted(lengths.begin(), lengths.end());
-  std::sort(sorted.begin(), sorted.end(), std::greater<>());
+  // Over-budget samples (the trainer refuses them) each count as a batch exactly their size; BatchPlan
+  // plans the others.
   BatchWaste w;
-  std::multiset<int64_t> free_space;  // remaining capacity of each open row
+  std::vector<int32_t> all(lengths.begin(), lengths.end()), trained(lengths.size(), 0);
+  std::vector<int64_t> ids;
   int64_t total_tokens = 0;
-  for (int32_t len : sorted) {
-    total_tokens += len;
-    if (len >= n) {  // fills a row by itself (exactly its size when over budget)
+  for (size_t i = 0; i < all.size(); ++i) {
+    total_tokens += all[i];
+    if (all[i] > n) {
       ++w.batches;
-      w.slots += std::max<int64_t>(len, n);
-      continue;
-    }
-    auto it = free_space.lower_bound(len);  // best fit: the fullest row that still has room
-    if (it == free_space.end()) {
-      ++w.batches;
-      w.slots += n;
-      free_space.insert(n - len);
+      w.slots += all[i];
     } else {
-      int64_t left = *it - len;
-      free_space.erase(it);
-      free_space.insert(left);
+      ids.push_back(int64_t(i));
     }
+  }
+  if (!ids.empty()) {
+    PlanOptions po;
+    po.tokens_per_batch = n;
+    po.packing = packing;
+    po.world_size = world;
+    po.grad_accum = grad_accum;
+    po.shuffle = false;  // the order of micro-batches does not change their shapes
+    BatchPlan plan = BatchPlan::build(all, trained, ids, po);
+    w.batches += int64_t(plan.micro_batches().size());
+    w.slots += packing == Packing::packed ? int64_t(plan.micro_batches().size()) * n : plan.padded_tokens();
   }
   w.padding = w.slots - total_tokens;
   return w;
 }
 
 ShardStats compute_stats(std::span<const int32_t> lengths, std::span<const int32_t> trained, int64_t n,
-                         uint64_t seed) {
+                         uint64_t seed, int world, int grad_accum) {
   HS_CHECK(lengths.size() == trained.size(), "lengths and trained differ in size");
   ShardStats s;
   s.samples = int64_t(lengths.size());
@@ -104,7 +108,8 @@ ShardStats compute_stats(std::span<const int32_t> lengths, std::span<const int32
     std::swap(shuffled[i - 1], shuffled[pick(rng)]);
   }
   s.padded_shuffled = padded_batches(shuffled, n);
-  s.packed = packed_rows(lengths, n);
+  s.packed = plan_waste(lengths, n, Packing::packed, world, grad_accum);
+  s.padded = plan_waste(lengths, n, Packing::padded, world, grad_accum);
   return s;
 }
 

@@ -1,3 +1,7 @@
+// Tensors around data::collate_rows() and the eval loop over a BatchPlan. The rows themselves are laid out in
+// data/collate.cpp (torch-free); this file only copies them into CPU tensors the model moves to its device.
+// sum_over_ranks() still all-gathers the totals with dist::Mpi directly; it moves onto the Communicator
+// once that has a small-host-data all-gather (issue #11 item 4).
 #include "train/batches.h"
 
 #include <cstring>
@@ -6,32 +10,26 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include "data/collate.h"
 #include "dist/mpi_runtime.h"
 
 namespace hs::train {
 
 Batch collate(const data::ShardIndex& data, const data::MicroBatch& mb, data::Packing packing) {
+  data::Collated c = data::collate_rows(data, mb, packing);
   Batch b;
-  const int64_t rows = packing == data::Packing::packed ? 1 : mb.rows;
-  const int64_t len = packing == data::Packing::packed ? mb.tokens : mb.row_len;
-  at::Tensor ids = at::zeros({rows, len}, at::kLong), mask = at::zeros({rows, len}, at::kByte);
-  at::Tensor cu = at::zeros({int64_t(mb.samples.size()) + 1}, at::kLong);
-  int64_t* ip = ids.data_ptr<int64_t>();
-  uint8_t* mp = mask.data_ptr<uint8_t>();
-  int64_t* cp = cu.data_ptr<int64_t>();
-  int64_t pos = 0;
-  for (size_t i = 0; i < mb.samples.size(); ++i) {
-    data::Sample s = data.read_sample(mb.samples[i]);
-    if (packing == data::Packing::padded) pos = int64_t(i) * len;
-    for (size_t t = 0; t < s.ids.size(); ++t) {
-      ip[pos + int64_t(t)] = s.ids[t];
-      mp[pos + int64_t(t)] = s.mask[t];
-    }
-    pos += int64_t(s.ids.size());
-    cp[i + 1] = pos;
+  at::Tensor ids = at::empty({c.rows, c.row_len}, at::kLong),
+             mask = at::empty({c.rows, c.row_len}, at::kByte);
+  if (!c.ids.empty()) {
+    std::memcpy(ids.data_ptr<int64_t>(), c.ids.data(), c.ids.size() * sizeof(int64_t));
+    std::memcpy(mask.data_ptr<uint8_t>(), c.mask.data(), c.mask.size());
   }
   b.inputs.input_ids = ids;
-  if (packing == data::Packing::packed) b.inputs.cu_seqlens = cu;
+  if (packing == data::Packing::packed) {
+    at::Tensor cu = at::empty({int64_t(c.cu_seqlens.size())}, at::kLong);
+    std::memcpy(cu.data_ptr<int64_t>(), c.cu_seqlens.data(), c.cu_seqlens.size() * sizeof(int64_t));
+    b.inputs.cu_seqlens = cu;
+  }
   b.mask = mask;
   return b;
 }

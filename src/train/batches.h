@@ -1,8 +1,9 @@
-// Micro-batches from shards, shared by `hsloth train` and `hsloth eval`: collate() turns a BatchPlan
-// micro-batch into model inputs (one packed row with cu_seqlens, positions restarting per sample and
-// attention never crossing samples; or padded rows, pads after each sample, never attended to by real
-// tokens under causal attention and never targets), and eval_loss() runs a plan's micro-batches (this
-// rank's share: every world-th, starting at rank) forward without gradients and sums the token losses.
+// Micro-batches from shards as model inputs, shared by `hsloth train` and `hsloth eval`: collate() wraps
+// data::collate_rows()'s host rows (data/collate.h: one packed row with cu_seqlens, positions restarting per
+// sample and attention never crossing samples; or padded rows, pads after each sample, never attended to
+// by real tokens under causal attention and never targets) in CPU tensors, and eval_loss() runs a plan's
+// micro-batches (this rank's share: every world-th, starting at rank) forward without gradients and sums
+// the token losses.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,7 @@ struct Batch {
   at::Tensor mask;  // uint8 loss mask, the shape of inputs.input_ids
 };
 
+// data::collate_rows() as tensors: input_ids int64 [rows, row_len], mask uint8, cu_seqlens int64 when packed.
 Batch collate(const data::ShardIndex& data, const data::MicroBatch& mb, data::Packing packing);
 
 // Sums over the trained tokens of this rank's micro-batches of `plan` (on `device`), to be added across ranks.

@@ -262,3 +262,73 @@ TEST(BatchPlan, TooLongSamplesNameTheLongestAndTheCount) {
 }
 
 }  // namespace
+
+namespace {
+
+// step_stats() is what the trainer logs and inspect prints: checked against the step's micro-batches read
+// back through step_batches(), and the imbalance against its definition (largest rank / mean over ranks).
+TEST(BatchPlan, StepStatsAreTheStepsMicroBatches) {
+  Data d = random_data(500, 21, 1000);
+  for (auto [world, accum] : {std::pair{1, 3}, {2, 2}, {3, 1}, {4, 2}}) {
+    PlanOptions o;
+    o.tokens_per_batch = 2500;
+    o.world_size = world;
+    o.grad_accum = accum;
+    BatchPlan p = BatchPlan::build(d.lengths, d.trained, d.ids, o);
+    int64_t all_mb = 0;
+    for (int64_t s = 0; s < 2 * p.steps_per_epoch(); ++s) {
+      auto st = p.step_stats(s);
+      ASSERT_EQ(st.rank_tokens.size(), size_t(world));
+      int64_t tok = 0, trained = 0, mbs = 0, largest = 0;
+      for (int r = 0; r < world; ++r) {
+        int64_t rt = 0;
+        for (int64_t m : p.step_batches(s, r)) {
+          rt += p.micro_batches()[size_t(m)].tokens;
+          trained += p.micro_batches()[size_t(m)].trained;
+        }
+        EXPECT_EQ(st.rank_tokens[size_t(r)], rt);
+        EXPECT_EQ(st.rank_micro_batches[size_t(r)], int64_t(p.step_batches(s, r).size()));
+        mbs += int64_t(p.step_batches(s, r).size());
+        tok += rt;
+        largest = std::max(largest, rt);
+      }
+      EXPECT_EQ(st.tokens, tok);
+      EXPECT_EQ(st.trained, trained);
+      EXPECT_EQ(st.trained, p.step_trained(s));
+      EXPECT_EQ(st.micro_batches, mbs);
+      EXPECT_LE(st.micro_batches, int64_t(world) * accum);
+      EXPECT_DOUBLE_EQ(st.imbalance, double(largest) * world / double(tok));
+      if (world == 1) {
+        EXPECT_EQ(st.imbalance, 1.0);
+      }
+      if (s < p.steps_per_epoch()) all_mb += st.micro_batches;
+    }
+    EXPECT_EQ(all_mb, int64_t(p.micro_batches().size())) << "world " << world << " accum " << accum;
+  }
+}
+
+// Hand-computed: lengths 6 5 3 2 at a budget of 8, two ranks. Packed refills 2 bins evenly: [6 2] [5 3]
+// (8 and 8 tokens, no padding); padded takes rows while rows x longest <= 8: [6] [5] [3 2] -> slots 6+5+6.
+TEST(BatchPlan, PaddingFractionAndImbalanceByHand) {
+  std::vector<int32_t> len = {3, 6, 2, 5}, tr = {1, 1, 1, 1};
+  std::vector<int64_t> ids = {0, 1, 2, 3};
+  PlanOptions o;
+  o.tokens_per_batch = 8;
+  o.world_size = 2;
+  BatchPlan packed = BatchPlan::build(len, tr, ids, o);
+  ASSERT_EQ(packed.micro_batches().size(), 2u);
+  EXPECT_EQ(packed.padded_tokens(), 16);
+  EXPECT_EQ(packed.padding_fraction(), 0.0);
+  EXPECT_EQ(packed.step_stats(0).imbalance, 1.0);
+  o.packing = Packing::padded;
+  BatchPlan padded = BatchPlan::build(len, tr, ids, o);
+  ASSERT_EQ(padded.micro_batches().size(), 3u);
+  EXPECT_EQ(padded.padded_tokens(), 17);
+  EXPECT_DOUBLE_EQ(padded.padding_fraction(), 1.0 - 16.0 / 17.0);
+  // Step 0 holds two of the three micro-batches, one per rank; step 1 the last one on rank 0.
+  auto last = padded.step_stats(1);
+  EXPECT_EQ(last.micro_batches, 1);
+  EXPECT_DOUBLE_EQ(last.imbalance, 2.0);  // one rank has all the tokens: max / mean = 2
+}
+
+}  // namespace

@@ -614,3 +614,33 @@ TEST(DataStats, PaddedPackedAndPercentiles) {
   EXPECT_EQ(w.batches, 3);
   EXPECT_EQ(w.slots, 24);
 }
+
+// Hand-computed: the packed and padded rows are the micro-batches hsloth train makes (BatchPlan), for the
+// run's world x grad_accum, and differ from the comparison loaders where those group differently.
+TEST(DataStats, PackedAndPaddedAreTheTrainersMicroBatches) {
+  std::vector<int32_t> len = {5, 3, 3, 2}, tr = {1, 1, 1, 1};
+  ShardStats one = compute_stats(len, tr, 8);
+  // Best-fit decreasing: [5 3] [3 2] -> 2 rows of 8 for 13 tokens.
+  EXPECT_EQ(one.packed.batches, 2);
+  EXPECT_EQ(one.packed.slots, 16);
+  EXPECT_EQ(one.packed.padding, 3);
+  // Longest first, rows x longest <= 8: [5] [3 3] [2] -> slots 5 + 6 + 2, no padding.
+  EXPECT_EQ(one.padded.batches, 3);
+  EXPECT_EQ(one.padded.slots, 13);
+  EXPECT_EQ(one.padded.padding, 0);
+  // The ascending comparison loader: [2 3] [3] [5] -> slots 6 + 3 + 5.
+  EXPECT_EQ(one.padded_grouped.slots, 14);
+  // 2 ranks x 2 micro-batches per step: a whole step's worth (4) of micro-batches, one sample each.
+  ShardStats four = compute_stats(len, tr, 8, 0, 2, 2);
+  EXPECT_EQ(four.packed.batches, 4);
+  EXPECT_EQ(four.packed.slots, 32);
+  EXPECT_EQ(four.packed.padding, 19);
+  EXPECT_EQ(four.padded.slots, 13);
+  // An over-budget sample is a batch of its own, exactly its size, beside the plan of the others.
+  std::vector<int32_t> len2 = {5, 3, 3, 2, 11}, tr2 = {1, 1, 1, 1, 1};
+  ShardStats over = compute_stats(len2, tr2, 8);
+  EXPECT_EQ(over.over_budget, 1);
+  EXPECT_EQ(over.packed.batches, 3);
+  EXPECT_EQ(over.packed.slots, 16 + 11);
+  EXPECT_EQ(over.padded.slots, 13 + 11);
+}
