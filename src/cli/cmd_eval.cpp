@@ -51,8 +51,8 @@ hs::config::Schema schema() {
             "evaluate N samples spread evenly over the lengths (sample floor(i * total / N) of the length-sorted "
             "shards, i < N), not the N shortest (0 = all)",
             0, 9.2e18);
-  s.str("device", "auto", "auto, cpu, cuda or cuda:N");
-  s.str("dtype", "auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16");
+  s.str("device", "auto", hs::model::kDeviceHelp);
+  s.str("dtype", "auto", hs::model::kDtypeHelp);
   s.config_file(false);
   return s;
 }

@@ -6,8 +6,8 @@
 // ends in the middle of a character waits for the next). Stops at an EOS id (config.json,
 // generation_config.json and the tokenizer's) or after --max-new tokens. Sampling follows transformers'
 // order: temperature, top-k, top-p, then a draw from a seeded generator; --greedy takes the argmax (the same
-// tokens as transformers' greedy generate).
-#include <ATen/CPUGeneratorImpl.h>
+// tokens as transformers' greedy generate). The decoding itself is model/generate.h's, shared with the
+// trainer's exact-match eval.
 #include <ATen/core/grad_mode.h>
 
 #include <cstdio>
@@ -23,6 +23,7 @@
 #include "core/timer.h"
 #include "io/file.h"
 #include "lora/lora.h"
+#include "model/generate.h"
 #include "model/model.h"
 #include "model/runtime.h"
 #include "tokenizer/chat_template.h"
@@ -50,8 +51,8 @@ hs::config::Schema schema() {
   s.flag("greedy", "always take the most likely token (deterministic)");
   s.integer("seed", 0, "seed of the sampler", 0, 9.2e18);
   s.flag("ids", "print the generated token ids (one line) instead of streaming text");
-  s.str("device", "auto", "auto, cpu, cuda or cuda:N");
-  s.str("dtype", "auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16");
+  s.str("device", "auto", hs::model::kDeviceHelp);
+  s.str("dtype", "auto", hs::model::kDtypeHelp);
   s.config_file(false);
   return s;
 }
@@ -97,29 +98,6 @@ size_t complete_prefix(const std::string& s) {
   return n;
 }
 
-int64_t pick(const at::Tensor& logits_row, const hs::config::Config& cfg, at::Generator& gen) {
-  at::Tensor l = logits_row.to(at::kCPU, at::kFloat);
-  const double temperature = cfg.get_real("temperature");
-  if (cfg.get_bool("greedy") || temperature == 0) return l.argmax().item<int64_t>();
-  l = l / temperature;
-  const int64_t top_k = cfg.get_int("top-k");
-  if (top_k > 0 && top_k < l.size(0)) {
-    at::Tensor kth = std::get<0>(l.topk(top_k)).select(0, top_k - 1);
-    l = l.masked_fill(l < kth, -INFINITY);
-  }
-  const double top_p = cfg.get_real("top-p");
-  if (top_p < 1.0) {
-    auto [sorted, order] = l.sort(/*dim=*/0, /*descending=*/true);
-    at::Tensor probs = at::softmax(sorted, 0);
-    at::Tensor before = probs.cumsum(0) - probs;  // probability mass ranked above each token
-    at::Tensor drop = before > top_p;
-    drop.index_put_({0}, false);  // always keep the most likely token
-    l = l.index_put({order.masked_select(drop)}, at::scalar_tensor(-INFINITY));
-  }
-  at::Tensor probs = at::softmax(l, 0);
-  return at::multinomial(probs, 1, /*replacement=*/false, gen).item<int64_t>();
-}
-
 int run(const hs::config::Config& cfg) {
   const std::string model_dir = cfg.get("model");
   at::Device device = hs::model::resolve_device(cfg.get("device"));
@@ -157,17 +135,11 @@ int run(const hs::config::Config& cfg) {
                 " tokens");
 
   at::NoGradGuard no_grad;
-  at::Generator gen = at::detail::createCPUGenerator(uint64_t(cfg.get_int("seed")));
-  hs::model::KvCache cache = model.make_cache(1, total);
-  hs::Timer timer;
-  std::vector<int64_t> ids64(prompt.begin(), prompt.end());
-  hs::model::Inputs in;
-  in.input_ids = at::tensor(ids64, at::kLong).view({1, -1});
-  // Only the last position's logits are needed: lm_head runs on one row, not on every prompt position.
-  auto next_logits = [&] { return model.lm_head(model.hidden_states(in, &cache).select(1, -1)).squeeze(0); };
-  at::Tensor logits = next_logits();
-  const double prefill_s = timer.seconds();
-
+  hs::model::Sampling sampling;
+  sampling.greedy = cfg.get_bool("greedy");
+  sampling.temperature = cfg.get_real("temperature");
+  sampling.top_p = cfg.get_real("top-p");
+  sampling.top_k = cfg.get_int("top-k");
   const bool print_ids = cfg.get_bool("ids");
   std::vector<int32_t> generated;
   size_t printed = 0;  // bytes of the decoded generation already written
@@ -182,18 +154,13 @@ int run(const hs::config::Config& cfg) {
       printed = n;
     }
   };
-  std::string stop = "max-new";
-  for (int64_t step = 0; step < max_new; ++step) {
-    const int64_t next = pick(logits, cfg, gen);
-    generated.push_back(int32_t(next));
-    if (!print_ids) stream(false);
-    if (eos.count(next)) {
-      stop = "eos";
-      break;
-    }
-    in.input_ids = at::full({1, 1}, next, at::kLong);
-    logits = next_logits();
-  }
+  const std::vector<int64_t> ids64(prompt.begin(), prompt.end());
+  const hs::model::Generated g =
+      hs::model::generate(model, ids64, max_new, sampling, uint64_t(cfg.get_int("seed")), eos, device,
+                          [&](int64_t next) {
+                            generated.push_back(int32_t(next));
+                            if (!print_ids) stream(false);
+                          });
   if (!print_ids) stream(true);
   if (print_ids) {
     std::string line;
@@ -202,10 +169,9 @@ int run(const hs::config::Config& cfg) {
   }
   std::printf("\n");
   std::fflush(stdout);
-  const double decode_s = timer.seconds() - prefill_s;
-  const double rate = generated.size() > 1 ? double(generated.size() - 1) / std::max(decode_s, 1e-9) : 0.0;
-  hs::log::info(generated.size(), " tokens (stop: ", stop, "); prefill ", prompt.size(), " tokens in ",
-                hs::format_duration(prefill_s), ", decode ", hs::format_count(rate), " tokens/s");
+  const double rate = generated.size() > 1 ? double(generated.size() - 1) / std::max(g.decode_s, 1e-9) : 0.0;
+  hs::log::info(generated.size(), " tokens (stop: ", g.stop, "); prefill ", prompt.size(), " tokens in ",
+                hs::format_duration(g.prefill_s), ", decode ", hs::format_count(rate), " tokens/s");
   return 0;
 }
 

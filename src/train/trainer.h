@@ -1,5 +1,6 @@
-// Trainer: one class, a fixed lifecycle (setup -> train -> evaluate -> save), every variant chosen by
-// config (lora | full, packed | padded, schedules, checkpoint cadence), never a copied recipe.
+// Trainer: one class, a fixed lifecycle (setup -> train -> evaluate -> save), every variant chosen by its
+// TrainOptions (lora | full, packed | padded, schedules, checkpoint cadence; see options.h, built from the
+// config by from_config()), never a copied recipe.
 //
 // Per optimizer step: the BatchPlan names this rank's micro-batches; each is read from the shards,
 // collated (packed rows with cu_seqlens, or padded rows), run forward to a token-sum loss and backward
@@ -20,7 +21,7 @@
 #include <memory>
 #include <string>
 
-#include "config/config.h"
+#include "train/options.h"
 
 namespace hs::dist {
 class Communicator;
@@ -39,7 +40,7 @@ struct EvalResult {
 
 class Trainer {
  public:
-  Trainer(const config::Config& config, dist::Communicator& comm);
+  Trainer(TrainOptions options, dist::Communicator& comm);
   ~Trainer();
   // Runs the whole lifecycle; returns the process exit code.
   int run();
