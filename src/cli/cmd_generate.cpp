@@ -57,6 +57,36 @@ hs::config::Schema schema() {
   return s;
 }
 
+// The options of a `hsloth generate` run, read from its config here and nowhere else.
+struct Options {
+  std::string model, adapter, prompt, system, template_name;
+  bool chat = false, print_ids = false;
+  int64_t max_new = 256;
+  uint64_t seed = 0;
+  hs::model::Sampling sampling;
+  std::string device, dtype;  // model::resolve_device / resolve_dtype words
+};
+
+Options read_options(const hs::config::Config& cfg) {
+  Options o;
+  o.model = cfg.get("model");
+  o.adapter = cfg.get("adapter");
+  o.prompt = cfg.get("prompt");
+  o.system = cfg.get("system");
+  o.template_name = cfg.get("template");
+  o.chat = cfg.get_bool("chat");
+  o.print_ids = cfg.get_bool("ids");
+  o.max_new = cfg.get_int("max-new");
+  o.seed = uint64_t(cfg.get_int("seed"));
+  o.sampling.greedy = cfg.get_bool("greedy");
+  o.sampling.temperature = cfg.get_real("temperature");
+  o.sampling.top_p = cfg.get_real("top-p");
+  o.sampling.top_k = cfg.get_int("top-k");
+  o.device = cfg.get("device");
+  o.dtype = cfg.get("dtype");
+  return o;
+}
+
 // Token ids that end generation.
 std::set<int64_t> eos_ids(const std::string& model_dir, const hs::io::HfConfig& config,
                           const hs::tokenizer::Tokenizer& tok) {
@@ -99,12 +129,13 @@ size_t complete_prefix(const std::string& s) {
 }
 
 int run(const hs::config::Config& cfg) {
-  const std::string model_dir = cfg.get("model");
-  at::Device device = hs::model::resolve_device(cfg.get("device"));
-  hs::model::LoadOptions lo{hs::model::resolve_dtype(cfg.get("dtype"), device), device};
+  const Options o = read_options(cfg);
+  const std::string& model_dir = o.model;
+  at::Device device = hs::model::resolve_device(o.device);
+  hs::model::LoadOptions lo{hs::model::resolve_dtype(o.dtype, device), device};
   hs::Timer load_timer;
   hs::tokenizer::Tokenizer tok = hs::tokenizer::Tokenizer::from_file(model_dir);
-  hs::model::Model model = hs::lora::load_for_inference(model_dir, cfg.get("adapter"), lo, /*merge=*/true);
+  hs::model::Model model = hs::lora::load_for_inference(model_dir, o.adapter, lo, /*merge=*/true);
   const hs::io::HfConfig& hc = model.config();
   if (tok.vocab_size() > hc.vocab_size)
     throw hs::Error(
@@ -112,13 +143,13 @@ int run(const hs::config::Config& cfg) {
         .at(model_dir)
         .hint("tokenizer.json does not belong to this model");
 
-  std::string text = cfg.get("prompt");
+  const std::string& text = o.prompt;
   std::vector<int32_t> prompt;
-  if (cfg.get_bool("chat")) {
+  if (o.chat) {
     hs::tokenizer::TemplateContext ctx{tok.specials().bos_text, tok.specials().eos_text, tok.chat_template()};
-    auto tmpl = hs::tokenizer::ChatTemplate::named(cfg.get("template"), ctx);
+    auto tmpl = hs::tokenizer::ChatTemplate::named(o.template_name, ctx);
     hs::tokenizer::Conversation conv;
-    if (!cfg.get("system").empty()) conv.messages.push_back({"system", cfg.get("system"), ""});
+    if (!o.system.empty()) conv.messages.push_back({"system", o.system, ""});
     conv.messages.push_back({"user", text, ""});
     prompt =
         tok.encode_ids(tmpl.render(conv, /*add_generation_prompt=*/true).text, /*add_special_tokens=*/false);
@@ -126,7 +157,7 @@ int run(const hs::config::Config& cfg) {
     prompt = tok.encode_ids(text, /*add_special_tokens=*/true);
   }
   if (prompt.empty()) throw hs::Error("the prompt encodes to no tokens").at("--prompt");
-  const int64_t max_new = cfg.get_int("max-new");
+  const int64_t max_new = o.max_new;
   const int64_t total = int64_t(prompt.size()) + max_new;
   hc.check_sequence_length(total, "--prompt + --max-new");
   const std::set<int64_t> eos = eos_ids(model_dir, hc, tok);
@@ -135,12 +166,7 @@ int run(const hs::config::Config& cfg) {
                 " tokens");
 
   at::NoGradGuard no_grad;
-  hs::model::Sampling sampling;
-  sampling.greedy = cfg.get_bool("greedy");
-  sampling.temperature = cfg.get_real("temperature");
-  sampling.top_p = cfg.get_real("top-p");
-  sampling.top_k = cfg.get_int("top-k");
-  const bool print_ids = cfg.get_bool("ids");
+  const bool print_ids = o.print_ids;
   std::vector<int32_t> generated;
   size_t printed = 0;  // bytes of the decoded generation already written
   auto stream = [&](bool final) {
@@ -156,7 +182,7 @@ int run(const hs::config::Config& cfg) {
   };
   const std::vector<int64_t> ids64(prompt.begin(), prompt.end());
   const hs::model::Generated g =
-      hs::model::generate(model, ids64, max_new, sampling, uint64_t(cfg.get_int("seed")), eos, device,
+      hs::model::generate(model, ids64, max_new, o.sampling, o.seed, eos, device,
                           [&](int64_t next) {
                             generated.push_back(int32_t(next));
                             if (!print_ids) stream(false);

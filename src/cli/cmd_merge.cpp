@@ -92,18 +92,38 @@ std::vector<std::string> ordered_names(const hs::io::Checkpoint& ck) {
   return names;
 }
 
+// The options of a `hsloth merge` run, read from its config here and nowhere else.
+struct Options {
+  std::string model, adapter, out;
+  std::string dtype = "auto";  // "auto": as stored; else a model::resolve_dtype word
+  uint64_t max_shard = 0;
+  bool overwrite = false;
+};
+
+Options read_options(const hs::config::Config& cfg) {
+  Options o;
+  o.model = cfg.get("model");
+  o.adapter = cfg.get("adapter");
+  o.out = cfg.get("out");
+  o.dtype = cfg.get("dtype");
+  o.max_shard = parse_size(cfg.get("max-shard-size"));
+  o.overwrite = cfg.get_bool("overwrite");
+  return o;
+}
+
 int run(const hs::config::Config& cfg) {
-  const std::string model_dir = cfg.get("model"), adapter_dir = cfg.get("adapter"), out_dir = cfg.get("out");
+  const Options o = read_options(cfg);
+  const std::string &model_dir = o.model, &adapter_dir = o.adapter, &out_dir = o.out;
   hs::Timer timer;
   hs::io::HfConfig hf = hs::io::load_hf_config(model_dir);
   hs::lora::AdapterFile adapter = hs::lora::AdapterFile::open(adapter_dir, hf);
   hs::io::Checkpoint base = hs::io::Checkpoint::open(model_dir);
-  const uint64_t max_shard = parse_size(cfg.get("max-shard-size"));
+  const uint64_t max_shard = o.max_shard;
 
   std::error_code ec;
   if (fs::exists(out_dir, ec) && fs::equivalent(out_dir, model_dir, ec))
     throw hs::Error("the output folder is the base model's folder").at(out_dir).hint("choose a new folder");
-  if (fs::exists(out_dir, ec) && !fs::is_empty(out_dir, ec) && !cfg.get_bool("overwrite"))
+  if (fs::exists(out_dir, ec) && !fs::is_empty(out_dir, ec) && !o.overwrite)
     throw hs::Error("output folder is not empty").at(out_dir).hint("choose a new folder or pass --overwrite");
 
   // The weights each targeted base tensor takes the LoRA from.
@@ -120,7 +140,7 @@ int run(const hs::config::Config& cfg) {
         targets[w] = {pair};
       }
 
-  const std::string dtype_word = cfg.get("dtype");
+  const std::string& dtype_word = o.dtype;
   const bool keep_dtype = dtype_word == "auto";
   const at::ScalarType out_type =
       keep_dtype ? at::ScalarType::Undefined : hs::model::resolve_dtype(dtype_word, at::kCPU);

@@ -2,15 +2,11 @@
 // train loop (stop agreement, micro-batches, gradient sum and all-reduce, clip, AdamW, metrics) -> eval ->
 // checkpoint -> final/. Options are typed (options.h); decoding is model/generate, HF export
 // model/hf_export, the device table model/runtime, and every cross-rank operation goes through the
-// Communicator. The stop-signal handlers live here too: they only set flags the loop reads.
+// Communicator; stop signals and fault injection are run_control.h's.
 #include "train/trainer.h"
 
-#include <unistd.h>
-
-#include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -46,62 +42,11 @@
 #include "train/grad_ckpt.h"
 #include "train/lr_schedule.h"
 #include "train/options.h"
+#include "train/run_control.h"
 #include "train/tensorboard.h"
 
 namespace hs::train {
 namespace {
-
-std::atomic<bool> g_stop{false};
-std::atomic<int> g_interrupts{0};
-std::atomic<int64_t> g_step{0};  // the optimizer step being run (1-based); 0 before training
-int g_print_rank = 0;            // the signal handler writes only on rank 0
-
-void say(const char* a, int64_t n, const char* b);
-
-// SIGTERM/SIGUSR1 (Slurm's preemption notice, or mpirun passing on a Ctrl-C as SIGTERM): stop at the next
-// step boundary, checkpoint, exit 75.
-void on_signal(int) {
-  if (g_stop.exchange(true)) return;
-  const int64_t step = g_step.load();
-  if (step > 0) say("\nstop requested (SIGTERM/SIGUSR1): finishing step ", step, " and saving\n");
-}
-
-// Async-signal-safe: write(2) of a fixed buffer, no allocation, no locks.
-void say(const char* a, int64_t n, const char* b) {
-  char buf[256];
-  size_t len = 0;
-  auto add = [&](const char* s) {
-    while (*s && len + 1 < sizeof buf) buf[len++] = *s++;
-  };
-  add(a);
-  if (n >= 0) {
-    char digits[24];
-    int k = 0;
-    do digits[k++] = char('0' + n % 10);
-    while ((n /= 10) > 0 && k < 23);
-    while (k > 0 && len + 1 < sizeof buf) buf[len++] = digits[--k];
-  }
-  add(b);
-  if (g_print_rank == 0) (void)!::write(STDERR_FILENO, buf, len);
-}
-
-// SIGINT (Ctrl-C): the first one asks for a stop like SIGTERM (finish the step, checkpoint, exit 75); the
-// second one ends the process at once, by SIGINT, without saving.
-void on_interrupt(int) {
-  if (g_interrupts.fetch_add(1) > 0) {
-    say("\nsecond interrupt: aborting without saving", -1, "\n");
-    ::signal(SIGINT, SIG_DFL);
-    ::raise(SIGINT);
-    return;
-  }
-  g_stop.store(true);
-  const int64_t step = g_step.load();
-  if (step > 0)
-    say("\ninterrupted: finishing step ", step, " and saving; press Ctrl-C again to abort without saving\n");
-  else
-    say("\ninterrupted: stopping before the first step and saving; press Ctrl-C again to abort without saving",
-        -1, "\n");
-}
 
 std::string fs_name(const std::string& path) { return std::filesystem::path(path).filename().string(); }
 
@@ -110,19 +55,6 @@ std::string join_path(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
-
-void install_stop_handlers() {
-  g_print_rank = log::rank();
-  struct sigaction sa {};
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGUSR1, &sa, nullptr);
-  sa.sa_handler = on_interrupt;
-  sigaction(SIGINT, &sa, nullptr);
-}
-bool stop_requested() { return g_stop.load(); }
 
 double EvalResult::ppl() const { return std::exp(loss); }
 
@@ -150,7 +82,10 @@ struct Trainer::Impl {
   std::unique_ptr<TensorBoardWriter> tb;
   std::ofstream metrics;
 
-  Impl(TrainOptions o, dist::Communicator& m) : opts(std::move(o)), comm(m), rank(m.rank()), world(m.world()) {}
+  FaultInjection faults;  // HSLOTH_FAIL_AT (tests and cluster drills)
+
+  Impl(TrainOptions o, dist::Communicator& m)
+      : opts(std::move(o)), comm(m), rank(m.rank()), world(m.world()), faults(m.rank()) {}
 
   void setup();
   void setup_data(const std::string& tokenizer_sha);
@@ -162,26 +97,12 @@ struct Trainer::Impl {
   void save_final();
   void log_metrics(const nlohmann::ordered_json& j);
   void check_params_equal(int64_t step);
-  void maybe_inject_failure(int64_t step) const;
-  bool injected(int64_t step, const char* kind) const;
   void trim_metrics();
   void end_with_error(int64_t done, const std::string& local_error, bool in_eval);
   std::string save_after_error(int64_t step);
   [[noreturn]] void stop_all(Error e) const;
 };
 
-namespace {
-// An hs::Error as bytes and back, so that rank 0 can report another rank's error with its where and hint.
-std::string pack_error(const Error& e) { return e.message() + '\x1f' + e.where() + '\x1f' + e.hint_text(); }
-Error unpack_error(const std::string& s) {
-  size_t a = s.find('\x1f'), b = a == std::string::npos ? a : s.find('\x1f', a + 1);
-  if (b == std::string::npos) return Error(s);
-  Error e(s.substr(0, a));
-  if (b > a + 1) e.at(s.substr(a + 1, b - a - 1));
-  if (b + 1 < s.size()) e.hint(s.substr(b + 1));
-  return e;
-}
-}  // namespace
 
 Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     : impl_(std::make_unique<Impl>(std::move(options), comm)) {}
@@ -569,7 +490,7 @@ EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::Bat
   LossTotals mine;
   std::string local_error;
   try {
-    if (injected(done - 1, "eval"))
+    if (faults.at(done - 1, "eval"))
       throw Error("injected data error: an eval sample cannot be read").hint("HSLOTH_FAIL_AT is set");
     mine = eval_loss(*model, data, ep, device, rank, world);
   } catch (const Error& e) {
@@ -644,38 +565,6 @@ void Trainer::Impl::check_params_equal(int64_t step) {
   }
 }
 
-// HSLOTH_FAIL_AT=RANK:STEP makes that rank throw at the start of that (1-based) step, as a crash would: a way
-// to check that a job whose rank fails ends promptly on your cluster (tests use it under mpirun).
-// RANK:STEP:data throws inside the step as an unreadable sample does, RANK:STEP:eval in the eval after step
-// STEP, RANK:STEP:nan makes that rank's loss NaN: they take the path that saves the last completed step.
-bool Trainer::Impl::injected(int64_t step, const char* kind) const {
-  const char* v = std::getenv("HSLOTH_FAIL_AT");
-  if (!v || !*v) return false;
-  const std::string spec = v;
-  const size_t a = spec.find(':'), b = a == std::string::npos ? a : spec.find(':', a + 1);
-  const std::string what = b == std::string::npos ? "" : spec.substr(b + 1);
-  int64_t r = -1, k = -1;
-  try {
-    size_t used = 0;
-    r = std::stoll(spec.substr(0, a), &used);
-    const std::string ks = spec.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
-    k = std::stoll(ks, &used);
-    if (used != ks.size()) k = -2;
-  } catch (const std::exception&) {
-    k = -2;
-  }
-  if (a == std::string::npos || k == -2 || (what != "" && what != "data" && what != "nan" && what != "eval"))
-    throw Error(hs::str("HSLOTH_FAIL_AT='", spec, "' is not RANK:STEP or RANK:STEP:data|nan|eval"))
-        .hint("e.g. HSLOTH_FAIL_AT=1:3");
-  return r == rank && k == step + 1 && what == kind;
-}
-
-void Trainer::Impl::maybe_inject_failure(int64_t step) const {
-  if (injected(step, ""))
-    throw Error(hs::str("injected failure at step ", step + 1,
-                        " (HSLOTH_FAIL_AT=", std::getenv("HSLOTH_FAIL_AT"), ")"));
-}
-
 int Trainer::Impl::train_loop() {
   const int64_t log_every = opts.log.every, eval_every = opts.eval.every, ckpt_every = opts.checkpoint.every,
                 check_every = opts.dist.check_every;
@@ -719,8 +608,8 @@ int Trainer::Impl::train_loop() {
       save_checkpoint_now(step);
       return kExitInterrupted;
     }
-    g_step.store(step + 1);
-    maybe_inject_failure(step);
+    note_step(step + 1);
+    faults.fail_if_planned(step);
     const int64_t step_trained = plan->step_trained(step);
     flat->zero_grad();
     if (grad_sum.defined()) grad_sum.zero_();
@@ -730,7 +619,7 @@ int Trainer::Impl::train_loop() {
     // ranks before the all-reduce, and the last completed step is saved (end_with_error).
     std::string local_error;
     try {
-      if (injected(step, "data"))
+      if (faults.at(step, "data"))
         throw Error(hs::str("injected data error: a sample cannot be read"))
             .at(opts.data.train)
             .hint("HSLOTH_FAIL_AT is set");
@@ -754,7 +643,7 @@ int Trainer::Impl::train_loop() {
           flat->zero_grad();
         }
       }
-      if (injected(step, "nan")) loss_sum += std::nan("");
+      if (faults.at(step, "nan")) loss_sum += std::nan("");
     } catch (const Error& e) {
       local_error = pack_error(e);
     } catch (const c10::OutOfMemoryError& e) {

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "train/options.h"
+#include "train/run_control.h"  // install_stop_handlers(), for `hsloth train`
 
 namespace hs::dist {
 class Communicator;
@@ -50,10 +51,5 @@ class Trainer {
  private:
   std::unique_ptr<Impl> impl_;
 };
-
-// Installs the SIGTERM/SIGUSR1/SIGINT handlers that request a stop at the next step boundary (a second
-// SIGINT aborts). Call after MPI start-up: only rank 0 prints the interrupt notice.
-void install_stop_handlers();
-bool stop_requested();
 
 }  // namespace hs::train
