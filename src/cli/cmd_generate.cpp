@@ -182,11 +182,10 @@ int run(const hs::config::Config& cfg) {
   };
   const std::vector<int64_t> ids64(prompt.begin(), prompt.end());
   const hs::model::Generated g =
-      hs::model::generate(model, ids64, max_new, o.sampling, o.seed, eos, device,
-                          [&](int64_t next) {
-                            generated.push_back(int32_t(next));
-                            if (!print_ids) stream(false);
-                          });
+      hs::model::generate(model, ids64, max_new, o.sampling, o.seed, eos, device, [&](int64_t next) {
+        generated.push_back(int32_t(next));
+        if (!print_ids) stream(false);
+      });
   if (!print_ids) stream(true);
   if (print_ids) {
     std::string line;

@@ -29,11 +29,15 @@
 
 namespace hs::dist {
 
-std::vector<std::string> Communicator::all_gather_bytes(const std::string& bytes) { return Mpi::allgather(bytes); }
+std::vector<std::string> Communicator::all_gather_bytes(const std::string& bytes) {
+  return Mpi::allgather(bytes);
+}
 std::vector<std::string> Communicator::gather_bytes(const std::string& bytes, int root) {
   return Mpi::gather(bytes, root);
 }
-std::string Communicator::broadcast_bytes(const std::string& bytes, int root) { return Mpi::broadcast(bytes, root); }
+std::string Communicator::broadcast_bytes(const std::string& bytes, int root) {
+  return Mpi::broadcast(bytes, root);
+}
 
 namespace {
 

@@ -39,7 +39,8 @@ at::Tensor Decoder::next_logits() {
 }
 
 at::Tensor Decoder::prefill(std::span<const int64_t> prompt) {
-  in_.input_ids = at::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), at::kLong).view({1, -1}).to(device_);
+  in_.input_ids =
+      at::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), at::kLong).view({1, -1}).to(device_);
   return next_logits();
 }
 

@@ -19,10 +19,10 @@
 namespace hs::model {
 
 struct Sampling {
-  bool greedy = false;       // argmax (also when temperature is 0)
+  bool greedy = false;  // argmax (also when temperature is 0)
   double temperature = 0.7;
-  double top_p = 0.9;        // 1: off
-  int64_t top_k = 0;         // 0: off
+  double top_p = 0.9;  // 1: off
+  int64_t top_k = 0;   // 0: off
 };
 
 // The next token from one row of logits [vocab] (any device/dtype; chosen in float32 on the CPU).

@@ -1,4 +1,5 @@
-// HF folder writing (see hf_export.h): io::ShardedWriter for the weights, io::write_hf_side_files for the rest.
+// HF folder writing (see hf_export.h): io::ShardedWriter for the weights, io::write_hf_side_files for the
+// rest.
 #include "model/hf_export.h"
 
 #include "io/file.h"
@@ -34,8 +35,8 @@ HfFolderWritten save_hf_folder(const Model& model, const std::string& base_dir, 
   const std::string dtype_name = model.options().dtype == at::kBFloat16 ? "bfloat16" : "float32";
   return write_hf_folder(
       out_dir, base_dir, specs,
-      [&](size_t i, const PutBytes& put) { put(host[i].data_ptr(), size_t(host[i].nbytes())); }, max_shard_bytes,
-      dtype_name);
+      [&](size_t i, const PutBytes& put) { put(host[i].data_ptr(), size_t(host[i].nbytes())); },
+      max_shard_bytes, dtype_name);
 }
 
 }  // namespace hs::model

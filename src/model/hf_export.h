@@ -20,8 +20,8 @@ namespace hs::model {
 using PutBytes = std::function<void(const void* data, size_t nbytes)>;
 
 struct HfFolderWritten {
-  size_t shards = 0;      // safetensors files
-  int side_files = 0;     // copied besides config.json
+  size_t shards = 0;   // safetensors files
+  int side_files = 0;  // copied besides config.json
 };
 
 // Writes specs[i]'s bytes, supplied by fill(i, put) in order, into out_dir (created), then the side files of

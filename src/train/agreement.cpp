@@ -65,7 +65,7 @@ void shard_facts(const std::string& key, const std::string& path, std::vector<di
 }  // namespace
 
 std::vector<dist::Fact> startup_facts(const config::Config& cfg, const TrainOptions& o,
-                                     const std::string& device_kind) {
+                                      const std::string& device_kind) {
   std::vector<dist::Fact> f;
   f.push_back({"build", "hsloth version", build_info().version, ""});
   f.push_back({"build", "device kind", device_kind, ""});
@@ -125,7 +125,8 @@ std::vector<dist::Fact> plan_facts(const data::BatchPlan& plan, int64_t total_st
   return f;
 }
 
-void check_startup_agreement(const config::Config& cfg, const TrainOptions& o, const std::string& device_kind) {
+void check_startup_agreement(const config::Config& cfg, const TrainOptions& o,
+                             const std::string& device_kind) {
   if (!dist::Mpi::active() || dist::Mpi::world() == 1) return;  // nothing to compare with
   dist::check_ranks_agree(startup_facts(cfg, o, device_kind), "at start-up");
 }

@@ -19,8 +19,9 @@ void check_warmup(const ScheduleOptions& s, int64_t total_steps) {
   const std::string steps = s.max_steps > 0
                                 ? hs::str("train.max_steps = ", total_steps)
                                 : hs::str(total_steps, " steps (train.epochs = ", s.epochs_text, ")");
-  const std::string fix = hs::str("set --train.warmup_steps to at most ", total_steps, " (e.g. ",
-                                  std::max<int64_t>(1, total_steps / 10), ", about 10% of the run), or run longer");
+  const std::string fix =
+      hs::str("set --train.warmup_steps to at most ", total_steps, " (e.g. ",
+              std::max<int64_t>(1, total_steps / 10), ", about 10% of the run), or run longer");
   if (!s.warmup_origin.empty())
     throw Error(hs::str("train.warmup_steps = ", warmup, " is more than the run's ", steps,
                         ": the learning rate would never reach train.lr"))
@@ -34,7 +35,8 @@ TrainOptions from_config(const config::Config& cfg) {
   TrainOptions o;
   const std::string finetune = cfg.get("finetune");
   if (finetune == "qlora")
-    throw Error("finetune = qlora is not available yet").hint("use finetune = lora (QLoRA lands with NF4 kernels)");
+    throw Error("finetune = qlora is not available yet")
+        .hint("use finetune = lora (QLoRA lands with NF4 kernels)");
   o.finetune = finetune == "full" ? Finetune::full : Finetune::lora;
   o.run_dir = cfg.get("run.dir");
   o.seed = uint64_t(cfg.get_int("train.seed"));
@@ -82,7 +84,10 @@ TrainOptions from_config(const config::Config& cfg) {
   o.log.every = cfg.get_int("log.every");
   o.dist.check_every = cfg.get_int("dist.check_every");
 
-  if (o.schedule.max_steps > 0) check_warmup(o.schedule, o.schedule.max_steps);
+  // A given warmup longer than max_steps is an error before anything loads; the default's warning (and the
+  // check against the steps of train.epochs epochs) comes from the trainer once it knows the run's steps.
+  if (o.schedule.max_steps > 0 && !o.schedule.warmup_origin.empty())
+    check_warmup(o.schedule, o.schedule.max_steps);
   o.resolved_ini = cfg.to_ini();
   return o;
 }

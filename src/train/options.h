@@ -23,14 +23,14 @@ enum class Finetune { lora, full };
 enum class GradSum { auto_, fp64, fp32 };
 
 struct ModelOptions {
-  std::string path;             // HF folder (config.json + safetensors + tokenizer.json)
-  std::string dtype = "auto";   // a model::resolve_dtype word
+  std::string path;            // HF folder (config.json + safetensors + tokenizer.json)
+  std::string dtype = "auto";  // a model::resolve_dtype word
   GradCkpt grad_ckpt = GradCkpt::off;
 };
 
 struct DataOptions {
-  std::string train;            // shard folder
-  std::string eval;             // "" : hold out eval_fraction of train
+  std::string train;  // shard folder
+  std::string eval;   // "" : hold out eval_fraction of train
   double eval_fraction = 0;
 };
 
@@ -43,7 +43,7 @@ struct PlanOptions {
 
 struct OptimizerOptions {
   AdamWConfig adamw;
-  double max_grad_norm = 1.0;   // 0: no clipping
+  double max_grad_norm = 1.0;  // 0: no clipping
   GradSum grad_sum = GradSum::auto_;
 };
 
@@ -51,7 +51,7 @@ struct ScheduleOptions {
   Schedule kind = Schedule::cosine;
   double lr = 2e-4;
   int64_t warmup_steps = 10;
-  int64_t max_steps = 0;        // 0: run `epochs` epochs
+  int64_t max_steps = 0;  // 0: run `epochs` epochs
   double epochs = 1;
   // Where warmup_steps came from ("" : the default) and how epochs was written, for check_warmup's errors.
   std::string warmup_origin;
@@ -59,9 +59,9 @@ struct ScheduleOptions {
 };
 
 struct CheckpointOptions {
-  int64_t every = 0;            // 0: only at the end and on a stop signal
+  int64_t every = 0;  // 0: only at the end and on a stop signal
   int keep = 3;
-  std::string resume = "off";   // off | auto | a checkpoint folder
+  std::string resume = "off";  // off | auto | a checkpoint folder
 };
 
 struct EvalOptions {
@@ -75,7 +75,7 @@ struct LogOptions {
 };
 
 struct DistOptions {
-  int64_t check_every = 100;    // parameter-equality check cadence of multi-rank runs (0: never)
+  int64_t check_every = 100;  // parameter-equality check cadence of multi-rank runs (0: never)
 };
 
 struct TrainOptions {
@@ -84,7 +84,7 @@ struct TrainOptions {
   uint64_t seed = 42;
   ModelOptions model;
   DataOptions data;
-  lora::LoraConfig lora;        // used when finetune == lora; base_model_name_or_path = model.path
+  lora::LoraConfig lora;  // used when finetune == lora; base_model_name_or_path = model.path
   PlanOptions plan;
   OptimizerOptions optimizer;
   ScheduleOptions schedule;
@@ -100,9 +100,9 @@ struct TrainOptions {
 // The one place that reads the `hsloth train` keys (config::train_schema()) and checks their combinations.
 TrainOptions from_config(const config::Config& cfg);
 
-// warmup_steps must not exceed the run's steps: an error when warmup_steps was given, a warning for the
-// default. from_config() checks it when max_steps is set; the trainer, once the plan knows the steps of
-// train.epochs epochs.
+// warmup_steps must not exceed the run's steps: an error when warmup_steps was given (warmup_origin set), a
+// warning for the default. from_config() checks a given warmup against max_steps; the trainer checks every
+// run once the plan knows its steps.
 void check_warmup(const ScheduleOptions& s, int64_t total_steps);
 
 // "packed" | "padded", as the config spells them.

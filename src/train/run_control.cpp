@@ -62,7 +62,8 @@ void on_interrupt(int) {
   if (step > 0)
     say("\ninterrupted: finishing step ", step, " and saving; press Ctrl-C again to abort without saving\n");
   else
-    say("\ninterrupted: stopping before the first step and saving; press Ctrl-C again to abort without saving",
+    say("\ninterrupted: stopping before the first step and saving; press Ctrl-C again to abort without "
+        "saving",
         -1, "\n");
 }
 

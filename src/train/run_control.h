@@ -24,7 +24,8 @@ void note_step(int64_t step);
 class FaultInjection {
  public:
   explicit FaultInjection(int rank) : rank_(rank) {}
-  // Whether a fault of `kind` ("" | "data" | "nan" | "eval") is planned for this rank in step `step` (0-based).
+  // Whether a fault of `kind` ("" | "data" | "nan" | "eval") is planned for this rank in step `step`
+  // (0-based).
   bool at(int64_t step, const char* kind) const;
   // Throws the plain injected failure when one is planned for `step`.
   void fail_if_planned(int64_t step) const;

@@ -103,7 +103,6 @@ struct Trainer::Impl {
   [[noreturn]] void stop_all(Error e) const;
 };
 
-
 Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
     : impl_(std::make_unique<Impl>(std::move(options), comm)) {}
 Trainer::~Trainer() = default;
@@ -283,9 +282,9 @@ void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
   }
   const int64_t spe = plan->steps_per_epoch();
   const ScheduleOptions& sc = opts.schedule;
-  total_steps = sc.max_steps > 0 ? sc.max_steps
-                                  : std::max<int64_t>(1, int64_t(std::ceil(sc.epochs * double(spe))));
-  if (sc.max_steps == 0) check_warmup(sc, total_steps);  // with max_steps, from_config() checked it
+  total_steps =
+      sc.max_steps > 0 ? sc.max_steps : std::max<int64_t>(1, int64_t(std::ceil(sc.epochs * double(spe))));
+  check_warmup(sc, total_steps);
   sched = LrSchedule{sc.kind, sc.lr, sc.warmup_steps, total_steps};
   double waste = 0;
   int64_t padded = 0, real = 0;
@@ -342,7 +341,8 @@ void Trainer::Impl::resume() {
             "resume with the model and LoRA settings (lora.r, lora.targets, finetune) of the run that wrote "
             "it");
   if (st.seed != opts.seed)
-    log::warn("checkpoint was written with train.seed ", st.seed, "; this run uses ", opts.seed, ": the data order after resuming differs from the original run's");
+    log::warn("checkpoint was written with train.seed ", st.seed, "; this run uses ", opts.seed,
+              ": the data order after resuming differs from the original run's");
   if (st.world_size != world)
     log::info("resuming a ", st.world_size, "-rank checkpoint on ", world,
               " ranks (the data cursor is global)");
@@ -527,8 +527,8 @@ void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchP
       while (begin > 1 && s.mask[size_t(begin - 1)]) --begin;
       if (end == 0 || begin >= end) continue;
       ++total;
-      const std::vector<int64_t> prefix(s.ids.begin(), s.ids.begin() + begin), span(s.ids.begin() + begin,
-                                                                                    s.ids.begin() + end);
+      const std::vector<int64_t> prefix(s.ids.begin(), s.ids.begin() + begin),
+          span(s.ids.begin() + begin, s.ids.begin() + end);
       const bool ok = model::greedy_reproduces(*model, prefix, span, device);
       exact += ok ? 1 : 0;
     }

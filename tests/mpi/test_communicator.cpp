@@ -11,7 +11,9 @@
 namespace {
 using hs::dist::Mpi;
 
-std::string payload(int r) { return std::string(size_t(r) * 3 + 2, char('a' + r)) + "\x1f" + std::to_string(r); }
+std::string payload(int r) {
+  return std::string(size_t(r) * 3 + 2, char('a' + r)) + "\x1f" + std::to_string(r);
+}
 
 TEST(Communicator, ByteCollectivesDeliverEveryRanksBytes) {
   ASSERT_TRUE(Mpi::active());

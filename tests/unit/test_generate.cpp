@@ -90,7 +90,8 @@ TEST_F(Generate, EosStopsAndSamplingFollowsItsSeed) {
   k1.top_k = 1;
   Sampling greedy;
   greedy.greedy = true;
-  EXPECT_EQ(generate(m, prompt, 6, k1, 5, {}, at::kCPU).tokens, generate(m, prompt, 6, greedy, 0, {}, at::kCPU).tokens);
+  EXPECT_EQ(generate(m, prompt, 6, k1, 5, {}, at::kCPU).tokens,
+            generate(m, prompt, 6, greedy, 0, {}, at::kCPU).tokens);
 }
 
 }  // namespace

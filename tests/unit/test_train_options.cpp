@@ -15,11 +15,11 @@
 #include "data/shard_writer.h"
 #include "dist/communicator.h"
 #include "io/file.h"
+#include "model/registry.h"
 #include "support/test_support.h"
 #include "tiny_llama.h"
 #include "train/options.h"
 #include "train/trainer.h"
-#include "model/registry.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -89,10 +89,11 @@ class TinyRun : public ::testing::Test {
   }
   // The same run as an INI file through config::parse and from_config().
   std::string ini(const std::string& run) const {
-    return "[model]\npath = " + model_ + "\ndtype = float32\n[data]\ntrain = " + shards_ + "\n[run]\ndir = " +
-           join(dir_, run) +
+    return "[model]\npath = " + model_ + "\ndtype = float32\n[data]\ntrain = " + shards_ +
+           "\n[run]\ndir = " + join(dir_, run) +
            "\n[lora]\nr = 4\nalpha = 8\ntargets = q_proj v_proj\n"
-           "[train]\nseed = 5\ntokens_per_batch = 32\ngrad_accum = 2\nweight_decay = 0.01\nschedule = linear\n"
+           "[train]\nseed = 5\ntokens_per_batch = 32\ngrad_accum = 2\nweight_decay = 0.01\nschedule = "
+           "linear\n"
            "lr = 1e-2\nwarmup_steps = 1\nmax_steps = 3\n[dist]\ncheck_every = 0\n";
   }
   static std::string adapter_bytes(const TrainOptions& o) {
@@ -107,7 +108,8 @@ class TinyRun : public ::testing::Test {
 
 TEST_F(TinyRun, OptionsBuiltInCodeTrainLikeTheConfigPath) {
   const std::string from_code = adapter_bytes(in_code("code"));
-  const auto cfg = hs::config::parse_ini_text(hs::config::train_schema(), ini("config"), join(dir_, "run.ini"));
+  const auto cfg =
+      hs::config::parse_ini_text(hs::config::train_schema(), ini("config"), join(dir_, "run.ini"));
   const TrainOptions parsed = hs::train::from_config(cfg);
   EXPECT_EQ(parsed.lora.r, 4);
   EXPECT_EQ(parsed.plan.tokens_per_batch, 32);
@@ -125,8 +127,8 @@ TEST_F(TinyRun, OptionsBuiltInCodeTrainLikeTheConfigPath) {
 
 TEST_F(TinyRun, DefaultsOfTheStructsAreTheSchemaDefaults) {
   const std::string text = "[model]\npath = " + model_ + "\n[data]\ntrain = " + shards_ + "\n";
-  const TrainOptions p =
-      hs::train::from_config(hs::config::parse_ini_text(hs::config::train_schema(), text, join(dir_, "a.ini")));
+  const TrainOptions p = hs::train::from_config(
+      hs::config::parse_ini_text(hs::config::train_schema(), text, join(dir_, "a.ini")));
   const TrainOptions d;
   EXPECT_EQ(p.finetune, d.finetune);
   EXPECT_EQ(p.seed, d.seed);

@@ -28,7 +28,8 @@ inline void write_tiny_llama(const std::string& dir, uint64_t seed) {
   add(names::tensor(Slot::final_norm), {16}, 0.1, 1.0);
   add(names::tensor(Slot::lm_head), {40, 16}, 0.3);
   // q, k, v, o, gate, up, down as [out, in]
-  const std::pair<int64_t, int64_t> shapes[] = {{16, 16}, {8, 16}, {8, 16}, {16, 16}, {24, 16}, {24, 16}, {16, 24}};
+  const std::pair<int64_t, int64_t> shapes[] = {{16, 16}, {8, 16},  {8, 16}, {16, 16},
+                                                {24, 16}, {24, 16}, {16, 24}};
   for (int i = 0; i < 2; ++i) {
     add(names::tensor(Slot::input_norm, i), {16}, 0.1, 1.0);
     add(names::tensor(Slot::post_attn_norm, i), {16}, 0.1, 1.0);
@@ -42,8 +43,9 @@ inline void write_tiny_llama(const std::string& dir, uint64_t seed) {
   for (auto& h : host) refs.push_back(h.ref());
   const std::filesystem::path d(dir);
   hs::io::write_safetensors((d / "model.safetensors").string(), refs, {{"format", "pt"}});
-  hs::io::write_file_atomic((d / "config.json").string(),
-                            R"({"model_type":"llama","hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,
+  hs::io::write_file_atomic(
+      (d / "config.json").string(),
+      R"({"model_type":"llama","hidden_size":16,"intermediate_size":24,"num_hidden_layers":2,
   "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":40,"rms_norm_eps":1e-5,"max_position_embeddings":64})");
 }
 
