@@ -51,18 +51,42 @@ hs::config::Schema schema() {
             "evaluate N samples spread evenly over the lengths (sample floor(i * total / N) of the length-sorted "
             "shards, i < N), not the N shortest (0 = all)",
             0, 9.2e18);
-  s.str("device", "auto", "auto, cpu, cuda or cuda:N");
-  s.str("dtype", "auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16");
+  s.str("device", "auto", hs::model::kDeviceHelp);
+  s.str("dtype", "auto", hs::model::kDtypeHelp);
   s.config_file(false);
   return s;
 }
 
+// The options of a `hsloth eval` run, read from its config here and nowhere else.
+struct Options {
+  std::string model, adapter, data;
+  bool json = false;
+  int64_t tokens_per_batch = 4096, max_samples = 0;
+  hs::data::Packing packing = hs::data::Packing::packed;
+  std::string device, dtype;  // model::resolve_device / resolve_dtype words
+};
+
+Options read_options(const hs::config::Config& cfg) {
+  Options o;
+  o.model = cfg.get("model");
+  o.adapter = cfg.get("adapter");
+  o.data = cfg.get("data");
+  o.json = cfg.get_bool("json");
+  o.tokens_per_batch = cfg.get_int("tokens-per-batch");
+  o.max_samples = cfg.get_int("max-samples");
+  o.packing = hs::data::parse_packing(cfg.get("packing"));
+  o.device = cfg.get("device");
+  o.dtype = cfg.get("dtype");
+  return o;
+}
+
 int run(const hs::config::Config& cfg) {
   using hs::dist::Mpi;
-  const std::string model_dir = cfg.get("model");
+  const Options o = read_options(cfg);
+  const std::string& model_dir = o.model;
   hs::Timer timer;
-  at::Device device = hs::model::resolve_device(cfg.get("device"), Mpi::local_rank());
-  hs::model::LoadOptions lo{hs::model::resolve_dtype(cfg.get("dtype"), device), device};
+  at::Device device = hs::model::resolve_device(o.device, Mpi::local_rank());
+  hs::model::LoadOptions lo{hs::model::resolve_dtype(o.dtype, device), device};
 
   hs::data::ShardIndex::Options opts;
   fs::path tok = fs::path(model_dir) / "tokenizer.json";
@@ -74,32 +98,32 @@ int run(const hs::config::Config& cfg) {
     hs::log::warn("no tokenizer.json in ", model_dir,
                   ": cannot check that the shards were made with this model's tokenizer");
   }
-  hs::data::ShardIndex index = hs::data::ShardIndex::open(cfg.get("data"), opts);
-  hs::model::Model model = hs::lora::load_for_inference(model_dir, cfg.get("adapter"), lo, /*merge=*/false);
+  hs::data::ShardIndex index = hs::data::ShardIndex::open(o.data, opts);
+  hs::model::Model model = hs::lora::load_for_inference(model_dir, o.adapter, lo, /*merge=*/false);
   const hs::io::HfConfig& hc = model.config();
   if (index.meta().vocab_size > hc.vocab_size)
     throw hs::Error(hs::str("the shards' tokenizer has ", index.meta().vocab_size,
                             " tokens but the model only ", hc.vocab_size))
-        .at(cfg.get("data"))
+        .at(o.data)
         .hint("evaluate with the model the shards were made for");
 
   // The shards are sorted by length, so the first N would be the N shortest: take N spread evenly instead.
   const int64_t total = index.num_samples();
   int64_t n = total;
-  if (cfg.get_int("max-samples") > 0) n = std::min<int64_t>(n, cfg.get_int("max-samples"));
+  if (o.max_samples > 0) n = std::min<int64_t>(n, o.max_samples);
   const int rank = Mpi::rank(), world = Mpi::world();
   std::vector<int64_t> ids(static_cast<size_t>(n));
   int64_t longest = 0;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t id = n == total ? i : int64_t((__int128)i * total / n);
-    hc.check_sequence_length(index.length(id), hs::str(cfg.get("data"), ": sample ", id));
+    hc.check_sequence_length(index.length(id), hs::str(o.data, ": sample ", id));
     longest = std::max<int64_t>(longest, index.length(id));
     ids[size_t(i)] = id;
   }
   hs::data::PlanOptions po;
   // A sample longer than the budget is evaluated in a batch of its own size.
-  po.tokens_per_batch = std::max(cfg.get_int("tokens-per-batch"), longest);
-  po.packing = hs::data::parse_packing(cfg.get("packing"));
+  po.tokens_per_batch = std::max(o.tokens_per_batch, longest);
+  po.packing = o.packing;
   po.shuffle = false;
   hs::data::BatchPlan plan = hs::data::BatchPlan::build(index.lengths(), index.trained(), ids, po);
 
@@ -112,12 +136,12 @@ int run(const hs::config::Config& cfg) {
   const int64_t total_count = totals.tokens;
   if (total_count == 0)
     throw hs::Error("no trained tokens (loss_mask = 1) in the evaluated samples")
-        .at(cfg.get("data"))
+        .at(o.data)
         .hint("the shards were made with a loss policy that trains nothing, or --max-samples is too small");
   const double loss = total_sum / double(total_count);
   const double ppl = std::exp(loss);
   if (rank == 0) {
-    if (cfg.get_bool("json")) {
+    if (o.json) {
       nlohmann::ordered_json j;
       j["loss"] = loss;
       j["ppl"] = ppl;

@@ -6,8 +6,8 @@
 // ends in the middle of a character waits for the next). Stops at an EOS id (config.json,
 // generation_config.json and the tokenizer's) or after --max-new tokens. Sampling follows transformers'
 // order: temperature, top-k, top-p, then a draw from a seeded generator; --greedy takes the argmax (the same
-// tokens as transformers' greedy generate).
-#include <ATen/CPUGeneratorImpl.h>
+// tokens as transformers' greedy generate). The decoding itself is model/generate.h's, shared with the
+// trainer's exact-match eval.
 #include <ATen/core/grad_mode.h>
 
 #include <cstdio>
@@ -23,6 +23,7 @@
 #include "core/timer.h"
 #include "io/file.h"
 #include "lora/lora.h"
+#include "model/generate.h"
 #include "model/model.h"
 #include "model/runtime.h"
 #include "tokenizer/chat_template.h"
@@ -50,10 +51,40 @@ hs::config::Schema schema() {
   s.flag("greedy", "always take the most likely token (deterministic)");
   s.integer("seed", 0, "seed of the sampler", 0, 9.2e18);
   s.flag("ids", "print the generated token ids (one line) instead of streaming text");
-  s.str("device", "auto", "auto, cpu, cuda or cuda:N");
-  s.str("dtype", "auto", "auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16");
+  s.str("device", "auto", hs::model::kDeviceHelp);
+  s.str("dtype", "auto", hs::model::kDtypeHelp);
   s.config_file(false);
   return s;
+}
+
+// The options of a `hsloth generate` run, read from its config here and nowhere else.
+struct Options {
+  std::string model, adapter, prompt, system, template_name;
+  bool chat = false, print_ids = false;
+  int64_t max_new = 256;
+  uint64_t seed = 0;
+  hs::model::Sampling sampling;
+  std::string device, dtype;  // model::resolve_device / resolve_dtype words
+};
+
+Options read_options(const hs::config::Config& cfg) {
+  Options o;
+  o.model = cfg.get("model");
+  o.adapter = cfg.get("adapter");
+  o.prompt = cfg.get("prompt");
+  o.system = cfg.get("system");
+  o.template_name = cfg.get("template");
+  o.chat = cfg.get_bool("chat");
+  o.print_ids = cfg.get_bool("ids");
+  o.max_new = cfg.get_int("max-new");
+  o.seed = uint64_t(cfg.get_int("seed"));
+  o.sampling.greedy = cfg.get_bool("greedy");
+  o.sampling.temperature = cfg.get_real("temperature");
+  o.sampling.top_p = cfg.get_real("top-p");
+  o.sampling.top_k = cfg.get_int("top-k");
+  o.device = cfg.get("device");
+  o.dtype = cfg.get("dtype");
+  return o;
 }
 
 // Token ids that end generation.
@@ -97,36 +128,14 @@ size_t complete_prefix(const std::string& s) {
   return n;
 }
 
-int64_t pick(const at::Tensor& logits_row, const hs::config::Config& cfg, at::Generator& gen) {
-  at::Tensor l = logits_row.to(at::kCPU, at::kFloat);
-  const double temperature = cfg.get_real("temperature");
-  if (cfg.get_bool("greedy") || temperature == 0) return l.argmax().item<int64_t>();
-  l = l / temperature;
-  const int64_t top_k = cfg.get_int("top-k");
-  if (top_k > 0 && top_k < l.size(0)) {
-    at::Tensor kth = std::get<0>(l.topk(top_k)).select(0, top_k - 1);
-    l = l.masked_fill(l < kth, -INFINITY);
-  }
-  const double top_p = cfg.get_real("top-p");
-  if (top_p < 1.0) {
-    auto [sorted, order] = l.sort(/*dim=*/0, /*descending=*/true);
-    at::Tensor probs = at::softmax(sorted, 0);
-    at::Tensor before = probs.cumsum(0) - probs;  // probability mass ranked above each token
-    at::Tensor drop = before > top_p;
-    drop.index_put_({0}, false);  // always keep the most likely token
-    l = l.index_put({order.masked_select(drop)}, at::scalar_tensor(-INFINITY));
-  }
-  at::Tensor probs = at::softmax(l, 0);
-  return at::multinomial(probs, 1, /*replacement=*/false, gen).item<int64_t>();
-}
-
 int run(const hs::config::Config& cfg) {
-  const std::string model_dir = cfg.get("model");
-  at::Device device = hs::model::resolve_device(cfg.get("device"));
-  hs::model::LoadOptions lo{hs::model::resolve_dtype(cfg.get("dtype"), device), device};
+  const Options o = read_options(cfg);
+  const std::string& model_dir = o.model;
+  at::Device device = hs::model::resolve_device(o.device);
+  hs::model::LoadOptions lo{hs::model::resolve_dtype(o.dtype, device), device};
   hs::Timer load_timer;
   hs::tokenizer::Tokenizer tok = hs::tokenizer::Tokenizer::from_file(model_dir);
-  hs::model::Model model = hs::lora::load_for_inference(model_dir, cfg.get("adapter"), lo, /*merge=*/true);
+  hs::model::Model model = hs::lora::load_for_inference(model_dir, o.adapter, lo, /*merge=*/true);
   const hs::io::HfConfig& hc = model.config();
   if (tok.vocab_size() > hc.vocab_size)
     throw hs::Error(
@@ -134,13 +143,13 @@ int run(const hs::config::Config& cfg) {
         .at(model_dir)
         .hint("tokenizer.json does not belong to this model");
 
-  std::string text = cfg.get("prompt");
+  const std::string& text = o.prompt;
   std::vector<int32_t> prompt;
-  if (cfg.get_bool("chat")) {
+  if (o.chat) {
     hs::tokenizer::TemplateContext ctx{tok.specials().bos_text, tok.specials().eos_text, tok.chat_template()};
-    auto tmpl = hs::tokenizer::ChatTemplate::named(cfg.get("template"), ctx);
+    auto tmpl = hs::tokenizer::ChatTemplate::named(o.template_name, ctx);
     hs::tokenizer::Conversation conv;
-    if (!cfg.get("system").empty()) conv.messages.push_back({"system", cfg.get("system"), ""});
+    if (!o.system.empty()) conv.messages.push_back({"system", o.system, ""});
     conv.messages.push_back({"user", text, ""});
     prompt =
         tok.encode_ids(tmpl.render(conv, /*add_generation_prompt=*/true).text, /*add_special_tokens=*/false);
@@ -148,7 +157,7 @@ int run(const hs::config::Config& cfg) {
     prompt = tok.encode_ids(text, /*add_special_tokens=*/true);
   }
   if (prompt.empty()) throw hs::Error("the prompt encodes to no tokens").at("--prompt");
-  const int64_t max_new = cfg.get_int("max-new");
+  const int64_t max_new = o.max_new;
   const int64_t total = int64_t(prompt.size()) + max_new;
   hc.check_sequence_length(total, "--prompt + --max-new");
   const std::set<int64_t> eos = eos_ids(model_dir, hc, tok);
@@ -157,18 +166,7 @@ int run(const hs::config::Config& cfg) {
                 " tokens");
 
   at::NoGradGuard no_grad;
-  at::Generator gen = at::detail::createCPUGenerator(uint64_t(cfg.get_int("seed")));
-  hs::model::KvCache cache = model.make_cache(1, total);
-  hs::Timer timer;
-  std::vector<int64_t> ids64(prompt.begin(), prompt.end());
-  hs::model::Inputs in;
-  in.input_ids = at::tensor(ids64, at::kLong).view({1, -1});
-  // Only the last position's logits are needed: lm_head runs on one row, not on every prompt position.
-  auto next_logits = [&] { return model.lm_head(model.hidden_states(in, &cache).select(1, -1)).squeeze(0); };
-  at::Tensor logits = next_logits();
-  const double prefill_s = timer.seconds();
-
-  const bool print_ids = cfg.get_bool("ids");
+  const bool print_ids = o.print_ids;
   std::vector<int32_t> generated;
   size_t printed = 0;  // bytes of the decoded generation already written
   auto stream = [&](bool final) {
@@ -182,18 +180,12 @@ int run(const hs::config::Config& cfg) {
       printed = n;
     }
   };
-  std::string stop = "max-new";
-  for (int64_t step = 0; step < max_new; ++step) {
-    const int64_t next = pick(logits, cfg, gen);
-    generated.push_back(int32_t(next));
-    if (!print_ids) stream(false);
-    if (eos.count(next)) {
-      stop = "eos";
-      break;
-    }
-    in.input_ids = at::full({1, 1}, next, at::kLong);
-    logits = next_logits();
-  }
+  const std::vector<int64_t> ids64(prompt.begin(), prompt.end());
+  const hs::model::Generated g =
+      hs::model::generate(model, ids64, max_new, o.sampling, o.seed, eos, device, [&](int64_t next) {
+        generated.push_back(int32_t(next));
+        if (!print_ids) stream(false);
+      });
   if (!print_ids) stream(true);
   if (print_ids) {
     std::string line;
@@ -202,10 +194,9 @@ int run(const hs::config::Config& cfg) {
   }
   std::printf("\n");
   std::fflush(stdout);
-  const double decode_s = timer.seconds() - prefill_s;
-  const double rate = generated.size() > 1 ? double(generated.size() - 1) / std::max(decode_s, 1e-9) : 0.0;
-  hs::log::info(generated.size(), " tokens (stop: ", stop, "); prefill ", prompt.size(), " tokens in ",
-                hs::format_duration(prefill_s), ", decode ", hs::format_count(rate), " tokens/s");
+  const double rate = generated.size() > 1 ? double(generated.size() - 1) / std::max(g.decode_s, 1e-9) : 0.0;
+  hs::log::info(generated.size(), " tokens (stop: ", g.stop, "); prefill ", prompt.size(), " tokens in ",
+                hs::format_duration(g.prefill_s), ", decode ", hs::format_count(rate), " tokens/s");
   return 0;
 }
 

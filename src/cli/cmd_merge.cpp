@@ -2,7 +2,8 @@
 // a complete Hugging Face folder (sharded safetensors + index, config.json, generation and tokenizer
 // files copied) that transformers loads directly. Works tensor by tensor on the mapped checkpoint: untouched
 // tensors are copied byte for byte, targeted weights become W + scaling * B A (computed in float32,
-// rounded once to the output dtype); at most one shard is held in memory.
+// rounded once to the output dtype); at most one shard is held in memory. The folder is written by
+// model::write_hf_folder, as the trainer's full fine-tuning final/ is.
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -17,10 +18,11 @@
 #include "core/timer.h"
 #include "io/file.h"
 #include "io/hf_config.h"
-#include "io/hf_folder.h"
 #include "io/safetensors.h"
 #include "lora/lora.h"
+#include "model/hf_export.h"
 #include "model/registry.h"
+#include "model/runtime.h"
 #include "model/tensor_io.h"
 
 namespace {
@@ -90,20 +92,39 @@ std::vector<std::string> ordered_names(const hs::io::Checkpoint& ck) {
   return names;
 }
 
+// The options of a `hsloth merge` run, read from its config here and nowhere else.
+struct Options {
+  std::string model, adapter, out;
+  std::string dtype = "auto";  // "auto": as stored; else a model::resolve_dtype word
+  uint64_t max_shard = 0;
+  bool overwrite = false;
+};
+
+Options read_options(const hs::config::Config& cfg) {
+  Options o;
+  o.model = cfg.get("model");
+  o.adapter = cfg.get("adapter");
+  o.out = cfg.get("out");
+  o.dtype = cfg.get("dtype");
+  o.max_shard = parse_size(cfg.get("max-shard-size"));
+  o.overwrite = cfg.get_bool("overwrite");
+  return o;
+}
+
 int run(const hs::config::Config& cfg) {
-  const std::string model_dir = cfg.get("model"), adapter_dir = cfg.get("adapter"), out_dir = cfg.get("out");
+  const Options o = read_options(cfg);
+  const std::string &model_dir = o.model, &adapter_dir = o.adapter, &out_dir = o.out;
   hs::Timer timer;
   hs::io::HfConfig hf = hs::io::load_hf_config(model_dir);
   hs::lora::AdapterFile adapter = hs::lora::AdapterFile::open(adapter_dir, hf);
   hs::io::Checkpoint base = hs::io::Checkpoint::open(model_dir);
-  const uint64_t max_shard = parse_size(cfg.get("max-shard-size"));
+  const uint64_t max_shard = o.max_shard;
 
   std::error_code ec;
   if (fs::exists(out_dir, ec) && fs::equivalent(out_dir, model_dir, ec))
     throw hs::Error("the output folder is the base model's folder").at(out_dir).hint("choose a new folder");
-  if (fs::exists(out_dir, ec) && !fs::is_empty(out_dir, ec) && !cfg.get_bool("overwrite"))
+  if (fs::exists(out_dir, ec) && !fs::is_empty(out_dir, ec) && !o.overwrite)
     throw hs::Error("output folder is not empty").at(out_dir).hint("choose a new folder or pass --overwrite");
-  hs::io::make_dirs(out_dir);
 
   // The weights each targeted base tensor takes the LoRA from.
   struct Target {
@@ -119,10 +140,10 @@ int run(const hs::config::Config& cfg) {
         targets[w] = {pair};
       }
 
-  const std::string dtype_word = cfg.get("dtype");
+  const std::string& dtype_word = o.dtype;
   const bool keep_dtype = dtype_word == "auto";
   const at::ScalarType out_type =
-      keep_dtype ? at::ScalarType::Undefined : hs::model::parse_scalar_type(dtype_word);
+      keep_dtype ? at::ScalarType::Undefined : hs::model::resolve_dtype(dtype_word, at::kCPU);
   auto is_float = [](hs::io::DType d) {
     return d == hs::io::DType::F32 || d == hs::io::DType::BF16 || d == hs::io::DType::F16 ||
            d == hs::io::DType::F64;
@@ -135,40 +156,37 @@ int run(const hs::config::Config& cfg) {
     hs::io::DType d = (!keep_dtype && is_float(t.dtype)) ? hs::model::to_io_dtype(out_type) : t.dtype;
     specs.push_back({n, d, t.shape});
   }
-  hs::io::ShardedWriter writer(out_dir, specs, max_shard, {{"format", "pt"}});
   const double scaling = adapter.config().scaling();
   hs::Progress progress("merge", int64_t(names.size()), "tensors");
-  for (size_t k = 0; k < names.size(); ++k) {
-    const std::string& n = names[k];
-    const hs::io::TensorInfo& t = base.get(n);
-    auto it = targets.find(n);
-    if (it == targets.end() && specs[k].dtype == t.dtype) {
-      writer.put(n, t.data, t.nbytes);  // untouched: the mapped bytes as they are
-    } else {
-      at::Tensor w = hs::model::view_tensor(t);
-      if (it != targets.end()) {
-        at::Tensor a = hs::model::view_tensor(*it->second.pair->a);
-        at::Tensor b = hs::model::view_tensor(*it->second.pair->b);
-        w = hs::lora::merge_weight(w, a, b, scaling);
-      }
-      hs::model::HostTensor h = hs::model::to_host(n, w, hs::model::to_scalar_type(specs[k].dtype));
-      writer.put(n, h.tensor.data_ptr(), h.spec.nbytes());
-    }
-    progress.update(int64_t(k + 1));
-  }
-  progress.finish();
-  std::vector<std::string> written = writer.finish();
-
   // config.json as given (its torch_dtype/dtype updated when the dtype changed); the rest copied.
-  const int copied =
-      hs::io::write_hf_side_files(model_dir, out_dir, keep_dtype ? "" : hs::model::scalar_type_name(out_type));
+  const hs::model::HfFolderWritten written = hs::model::write_hf_folder(
+      out_dir, model_dir, specs,
+      [&](size_t k, const hs::model::PutBytes& put) {
+        const std::string& n = names[k];
+        const hs::io::TensorInfo& t = base.get(n);
+        auto it = targets.find(n);
+        if (it == targets.end() && specs[k].dtype == t.dtype) {
+          put(t.data, t.nbytes);  // untouched: the mapped bytes as they are
+        } else {
+          at::Tensor w = hs::model::view_tensor(t);
+          if (it != targets.end()) {
+            at::Tensor a = hs::model::view_tensor(*it->second.pair->a);
+            at::Tensor b = hs::model::view_tensor(*it->second.pair->b);
+            w = hs::lora::merge_weight(w, a, b, scaling);
+          }
+          hs::model::HostTensor h = hs::model::to_host(n, w, hs::model::to_scalar_type(specs[k].dtype));
+          put(h.tensor.data_ptr(), h.spec.nbytes());
+        }
+        progress.update(int64_t(k + 1));
+      },
+      size_t(max_shard), keep_dtype ? "" : hs::model::scalar_type_name(out_type));
+  progress.finish();
   if (!fs::exists(fs::path(model_dir) / "tokenizer.json", ec))
     hs::log::warn("the base model folder has no tokenizer.json; the merged folder has none either");
   hs::log::info("merged ", adapter.num_modules(), " LoRA modules (r=", adapter.config().r,
-                ", scaling=", scaling, ") into ", names.size(), " tensors; wrote ", writer.shard_count(),
-                " shard(s) + ", copied + 1, " config/tokenizer file(s) to ", out_dir, " in ",
+                ", scaling=", scaling, ") into ", names.size(), " tensors; wrote ", written.shards,
+                " shard(s) + ", written.side_files + 1, " config/tokenizer file(s) to ", out_dir, " in ",
                 hs::format_duration(timer.seconds()));
-  (void)written;
   return 0;
 }
 

@@ -1,3 +1,6 @@
+// Communicator implementations: local (world of one), MPI (CPU tensors over MPI_COMM_WORLD) and NCCL (GPU
+// tensors; CPU tensors and bytes over MPI), and rank_device(). Byte collectives share one MPI path (the
+// base class), since they carry small host payloads whatever the tensors' device.
 #include "dist/communicator.h"
 
 #include <mpi.h>
@@ -25,6 +28,17 @@
 #include "dist/mpi_runtime.h"
 
 namespace hs::dist {
+
+std::vector<std::string> Communicator::all_gather_bytes(const std::string& bytes) {
+  return Mpi::allgather(bytes);
+}
+std::vector<std::string> Communicator::gather_bytes(const std::string& bytes, int root) {
+  return Mpi::gather(bytes, root);
+}
+std::string Communicator::broadcast_bytes(const std::string& bytes, int root) {
+  return Mpi::broadcast(bytes, root);
+}
+
 namespace {
 
 class LocalCommunicator final : public Communicator {
@@ -35,6 +49,9 @@ class LocalCommunicator final : public Communicator {
   void all_reduce_sum(at::Tensor&) override {}
   void broadcast(at::Tensor&, int) override {}
   void barrier() override {}
+  std::vector<std::string> all_gather_bytes(const std::string& bytes) override { return {bytes}; }
+  std::vector<std::string> gather_bytes(const std::string& bytes, int) override { return {bytes}; }
+  std::string broadcast_bytes(const std::string& bytes, int) override { return bytes; }
 };
 
 MPI_Datatype mpi_type(const at::Tensor& t) {

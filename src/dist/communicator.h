@@ -1,11 +1,13 @@
-// Communicator: the collectives the trainer needs on tensors (sum all-reduce, broadcast, barrier), behind
-// one interface so the trainer has a single path for every world size: a local one for a single process,
+// Communicator: every cross-rank operation of the trainer and the subcommands goes through it, behind one
+// interface so there is a single path for every world size: a local one for a single process,
 // MPI_Allreduce for CPU tensors across ranks, and NCCL for GPU tensors (the multi-GPU issue). Tensors are
-// reduced in place and must be contiguous.
+// reduced in place and must be contiguous. Small host payloads (error texts, checksums, agreed facts) go as
+// bytes: all-gather, gather to a root, broadcast; they always travel over MPI (world of one: no-ops).
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -20,6 +22,12 @@ class Communicator {
   virtual void all_reduce_sum(at::Tensor& tensor) = 0;
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
+  // Every rank's bytes, in rank order, on every rank.
+  virtual std::vector<std::string> all_gather_bytes(const std::string& bytes);
+  // Every rank's bytes, in rank order, on `root` only (other ranks get an empty vector).
+  virtual std::vector<std::string> gather_bytes(const std::string& bytes, int root = 0);
+  // Rank `root`'s bytes (a string, a serialized plan) on every rank.
+  virtual std::string broadcast_bytes(const std::string& bytes, int root = 0);
 };
 
 // This rank's device: GPU number (node-local rank mod visible GPUs) when CUDA is available, else the CPU.

@@ -1,3 +1,5 @@
+// MPI runtime (see mpi_runtime.h): init/finalize once, node-local rank by MPI_Comm_split_type, chunked byte
+// collectives (64-bit sizes), MPI_Abort; everything is a world of one before/without init.
 #include "dist/mpi_runtime.h"
 
 #include <mpi.h>

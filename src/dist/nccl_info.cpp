@@ -1,3 +1,4 @@
+// NCCL facts for `hsloth info` (see nccl_info.h): compiled in or not, and the library version.
 #include "dist/nccl_info.h"
 
 #ifdef HS_HAVE_NCCL

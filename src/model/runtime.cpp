@@ -1,7 +1,14 @@
 // Device and dtype choice; see runtime.h.
 #include "model/runtime.h"
 
+#include <sys/resource.h>
+
 #include <ATen/detail/CUDAHooksInterface.h>
+#if HS_HAVE_KERNELS
+#include <c10/cuda/CUDACachingAllocator.h>
+
+#include "kernels/device_info.h"
+#endif
 
 #include "core/error.h"
 #include "model/tensor_io.h"
@@ -38,6 +45,33 @@ at::ScalarType resolve_dtype(const std::string& name, const at::Device& device) 
   } catch (const Error& e) {
     throw Error(e.message()).at("--dtype").hint("use auto, float32, bfloat16 or float16");
   }
+}
+
+std::string device_name(const at::Device& device) {
+  if (!device.is_cuda()) return device.str();
+#if HS_HAVE_KERNELS
+  for (const auto& d : kernels::visible_devices())
+    if (d.index == device.index()) return d.name;
+#endif
+  return "";
+}
+
+double peak_bf16_flops(const std::string& name) {
+  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) return 989.4e12;
+  if (name.find("A100") != std::string::npos) return 312e12;
+  return 0;
+}
+
+double peak_memory_bytes(const at::Device& device) {
+#if HS_HAVE_KERNELS
+  if (device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return double(stats.allocated_bytes[size_t(c10::CachingAllocator::StatType::AGGREGATE)].peak);
+  }
+#endif
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return double(u.ru_maxrss) * 1024.0;
 }
 
 }  // namespace hs::model

@@ -1,3 +1,5 @@
+// AdamW (see adamw.h): PyTorch's single-tensor arithmetic op for op on the flat fp32 master, so a step is
+// bit-identical to torch.optim.AdamW(foreach=False); the moments live beside the master on its device.
 #include "train/adamw.h"
 
 #include <cmath>

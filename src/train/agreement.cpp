@@ -64,7 +64,8 @@ void shard_facts(const std::string& key, const std::string& path, std::vector<di
 
 }  // namespace
 
-std::vector<dist::Fact> startup_facts(const config::Config& cfg, const std::string& device_kind) {
+std::vector<dist::Fact> startup_facts(const config::Config& cfg, const TrainOptions& o,
+                                      const std::string& device_kind) {
   std::vector<dist::Fact> f;
   f.push_back({"build", "hsloth version", build_info().version, ""});
   f.push_back({"build", "device kind", device_kind, ""});
@@ -73,7 +74,7 @@ std::vector<dist::Fact> startup_facts(const config::Config& cfg, const std::stri
     if (k.name == "model.path" || k.name == "data.train" || k.name == "data.eval") continue;
     f.push_back({"config", k.name, cfg.get(k.name), cfg.origin(k.name)});
   }
-  const std::string model = cfg.get("model.path");
+  const std::string& model = o.model.path;
   if (io::is_directory(model)) {
     const std::string cj = join(model, "config.json");
     if (io::exists(cj)) {
@@ -97,8 +98,8 @@ std::vector<dist::Fact> startup_facts(const config::Config& cfg, const std::stri
     f.push_back({"tokenizer", "the model's tokenizer.json (sha256)",
                  io::exists(tok) ? io::sha256_file(tok) : "none", "in " + tok});
   }
-  shard_facts("data.train", cfg.get("data.train"), f);
-  if (cfg.has("data.eval")) shard_facts("data.eval", cfg.get("data.eval"), f);
+  shard_facts("data.train", o.data.train, f);
+  if (!o.data.eval.empty()) shard_facts("data.eval", o.data.eval, f);
   return f;
 }
 
@@ -124,9 +125,10 @@ std::vector<dist::Fact> plan_facts(const data::BatchPlan& plan, int64_t total_st
   return f;
 }
 
-void check_startup_agreement(const config::Config& cfg, const std::string& device_kind) {
+void check_startup_agreement(const config::Config& cfg, const TrainOptions& o,
+                             const std::string& device_kind) {
   if (!dist::Mpi::active() || dist::Mpi::world() == 1) return;  // nothing to compare with
-  dist::check_ranks_agree(startup_facts(cfg, device_kind), "at start-up");
+  dist::check_ranks_agree(startup_facts(cfg, o, device_kind), "at start-up");
 }
 
 }  // namespace hs::train

@@ -14,6 +14,7 @@
 
 #include "config/config.h"
 #include "dist/agree.h"
+#include "train/options.h"
 
 namespace hs::data {
 class BatchPlan;
@@ -21,13 +22,16 @@ class BatchPlan;
 
 namespace hs::train {
 
-std::vector<dist::Fact> startup_facts(const config::Config& cfg, const std::string& device_kind);
+// `cfg` gives the resolved config (every key and its origin, compared as text); `o` the inputs to look into.
+std::vector<dist::Fact> startup_facts(const config::Config& cfg, const TrainOptions& o,
+                                      const std::string& device_kind);
 
 // The plan of this rank's world and where training starts (resumed step, checksum of the parameters).
 std::vector<dist::Fact> plan_facts(const data::BatchPlan& plan, int64_t total_steps, int64_t start_step,
                                    const at::Tensor& master);
 
 // Start-up check of a training job: the facts above, compared across ranks; throws naming what differs.
-void check_startup_agreement(const config::Config& cfg, const std::string& device_kind);
+void check_startup_agreement(const config::Config& cfg, const TrainOptions& o,
+                             const std::string& device_kind);
 
 }  // namespace hs::train

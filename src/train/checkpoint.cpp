@@ -1,3 +1,6 @@
+// Checkpoint folders (see checkpoint.h): built as .tmp-step-N with every file fsynced, COMPLETE (sha256 of
+// each file) written last, then renamed; a scan trusts only folders whose COMPLETE matches, and pruning
+// keeps the newest ckpt.keep.
 #include "train/checkpoint.h"
 
 #include <fcntl.h>

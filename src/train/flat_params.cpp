@@ -1,3 +1,5 @@
+// FlatParams (see flat_params.h): trainable tensors re-seated as views of one fp32 master buffer and their
+// gradients as views of one gradient buffer, so all-reduce, norm and AdamW are one call each.
 #include "train/flat_params.h"
 
 #include <ATen/ATen.h>

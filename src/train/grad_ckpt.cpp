@@ -1,3 +1,5 @@
+// Per-layer gradient checkpointing (see grad_ckpt.h): a custom autograd function keeps only the layer's
+// input (on the host with offload) and RNG states, and re-runs the layer under autograd in the backward.
 #include "train/grad_ckpt.h"
 
 #include <torch/csrc/autograd/autograd.h>

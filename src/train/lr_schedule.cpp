@@ -1,3 +1,5 @@
+// Warmup + constant/linear/cosine factors (see lr_schedule.h), the formulas of HF transformers'
+// get_*_schedule_with_warmup, step index 0-based.
 #include "train/lr_schedule.h"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// TensorBoard event writer (see tensorboard.h): TFRecord framing with masked CRC32C around hand-encoded
+// Event protobufs; no TensorFlow or protobuf dependency.
 #include "train/tensorboard.h"
 
 #include <unistd.h>

@@ -1,12 +1,12 @@
+// Trainer lifecycle (see trainer.h): setup (device, model, trainables, optimizer, data plan, resume) ->
+// train loop (stop agreement, micro-batches, gradient sum and all-reduce, clip, AdamW, metrics) -> eval ->
+// checkpoint -> final/. Options are typed (options.h); decoding is model/generate, HF export
+// model/hf_export, the device table model/runtime, and every cross-rank operation goes through the
+// Communicator; stop signals and fault injection are run_control.h's.
 #include "train/trainer.h"
 
-#include <sys/resource.h>
-#include <unistd.h>
-
-#include <atomic>
 #include <cmath>
 #include <cstdio>
-#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -27,10 +27,11 @@
 #include "dist/communicator.h"
 #include "dist/mpi_runtime.h"
 #include "io/file.h"
-#include "io/hf_folder.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "lora/lora.h"
+#include "model/generate.h"
+#include "model/hf_export.h"
 #include "model/model.h"
 #include "model/runtime.h"
 #include "train/adamw.h"
@@ -40,84 +41,12 @@
 #include "train/flat_params.h"
 #include "train/grad_ckpt.h"
 #include "train/lr_schedule.h"
+#include "train/options.h"
+#include "train/run_control.h"
 #include "train/tensorboard.h"
-#if HS_CUDA_COMPILED
-#include <c10/cuda/CUDACachingAllocator.h>
-
-#include "kernels/device_info.h"
-#endif
 
 namespace hs::train {
 namespace {
-
-std::atomic<bool> g_stop{false};
-std::atomic<int> g_interrupts{0};
-std::atomic<int64_t> g_step{0};  // the optimizer step being run (1-based); 0 before training
-int g_print_rank = 0;            // the signal handler writes only on rank 0
-
-void say(const char* a, int64_t n, const char* b);
-
-// SIGTERM/SIGUSR1 (Slurm's preemption notice, or mpirun passing on a Ctrl-C as SIGTERM): stop at the next
-// step boundary, checkpoint, exit 75.
-void on_signal(int) {
-  if (g_stop.exchange(true)) return;
-  const int64_t step = g_step.load();
-  if (step > 0) say("\nstop requested (SIGTERM/SIGUSR1): finishing step ", step, " and saving\n");
-}
-
-// Async-signal-safe: write(2) of a fixed buffer, no allocation, no locks.
-void say(const char* a, int64_t n, const char* b) {
-  char buf[256];
-  size_t len = 0;
-  auto add = [&](const char* s) {
-    while (*s && len + 1 < sizeof buf) buf[len++] = *s++;
-  };
-  add(a);
-  if (n >= 0) {
-    char digits[24];
-    int k = 0;
-    do digits[k++] = char('0' + n % 10);
-    while ((n /= 10) > 0 && k < 23);
-    while (k > 0 && len + 1 < sizeof buf) buf[len++] = digits[--k];
-  }
-  add(b);
-  if (g_print_rank == 0) (void)!::write(STDERR_FILENO, buf, len);
-}
-
-// SIGINT (Ctrl-C): the first one asks for a stop like SIGTERM (finish the step, checkpoint, exit 75); the
-// second one ends the process at once, by SIGINT, without saving.
-void on_interrupt(int) {
-  if (g_interrupts.fetch_add(1) > 0) {
-    say("\nsecond interrupt: aborting without saving", -1, "\n");
-    ::signal(SIGINT, SIG_DFL);
-    ::raise(SIGINT);
-    return;
-  }
-  g_stop.store(true);
-  const int64_t step = g_step.load();
-  if (step > 0)
-    say("\ninterrupted: finishing step ", step, " and saving; press Ctrl-C again to abort without saving\n");
-  else
-    say("\ninterrupted: stopping before the first step and saving; press Ctrl-C again to abort without saving",
-        -1, "\n");
-}
-
-double peak_host_memory() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return double(u.ru_maxrss) * 1024.0;
-}
-
-// Peak memory of the run: on a GPU, the most LibTorch's caching allocator had allocated; else host RSS.
-double peak_memory(const at::Device& device) {
-#if HS_CUDA_COMPILED
-  if (device.is_cuda()) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    return double(stats.allocated_bytes[size_t(c10::CachingAllocator::StatType::AGGREGATE)].peak);
-  }
-#endif
-  return peak_host_memory();
-}
 
 std::string fs_name(const std::string& path) { return std::filesystem::path(path).filename().string(); }
 
@@ -125,33 +54,12 @@ std::string join_path(const std::string& a, const std::string& b) {
   return (std::filesystem::path(a) / b).string();
 }
 
-// Dense bf16 peak of the GPUs we know, for MFU (0 = unknown: MFU is not printed).
-double peak_flops(const std::string& device_name) {
-  if (device_name.find("H100") != std::string::npos || device_name.find("H200") != std::string::npos)
-    return 989.4e12;
-  if (device_name.find("A100") != std::string::npos) return 312e12;
-  return 0;
-}
-
 }  // namespace
-
-void install_stop_handlers() {
-  g_print_rank = log::rank();
-  struct sigaction sa {};
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGUSR1, &sa, nullptr);
-  sa.sa_handler = on_interrupt;
-  sigaction(SIGINT, &sa, nullptr);
-}
-bool stop_requested() { return g_stop.load(); }
 
 double EvalResult::ppl() const { return std::exp(loss); }
 
 struct Trainer::Impl {
-  const config::Config& cfg;
+  const TrainOptions opts;
   dist::Communicator& comm;
   int rank = 0, world = 1;
   std::string run_dir;
@@ -173,9 +81,11 @@ struct Trainer::Impl {
   double flops_per_token = 0, peak = 0;
   std::unique_ptr<TensorBoardWriter> tb;
   std::ofstream metrics;
-  std::string device_name;
 
-  Impl(const config::Config& c, dist::Communicator& m) : cfg(c), comm(m), rank(m.rank()), world(m.world()) {}
+  FaultInjection faults;  // HSLOTH_FAIL_AT (tests and cluster drills)
+
+  Impl(TrainOptions o, dist::Communicator& m)
+      : opts(std::move(o)), comm(m), rank(m.rank()), world(m.world()), faults(m.rank()) {}
 
   void setup();
   void setup_data(const std::string& tokenizer_sha);
@@ -187,29 +97,14 @@ struct Trainer::Impl {
   void save_final();
   void log_metrics(const nlohmann::ordered_json& j);
   void check_params_equal(int64_t step);
-  void maybe_inject_failure(int64_t step) const;
-  bool injected(int64_t step, const char* kind) const;
   void trim_metrics();
   void end_with_error(int64_t done, const std::string& local_error, bool in_eval);
   std::string save_after_error(int64_t step);
   [[noreturn]] void stop_all(Error e) const;
 };
 
-namespace {
-// An hs::Error as bytes and back, so that rank 0 can report another rank's error with its where and hint.
-std::string pack_error(const Error& e) { return e.message() + '\x1f' + e.where() + '\x1f' + e.hint_text(); }
-Error unpack_error(const std::string& s) {
-  size_t a = s.find('\x1f'), b = a == std::string::npos ? a : s.find('\x1f', a + 1);
-  if (b == std::string::npos) return Error(s);
-  Error e(s.substr(0, a));
-  if (b > a + 1) e.at(s.substr(a + 1, b - a - 1));
-  if (b + 1 < s.size()) e.hint(s.substr(b + 1));
-  return e;
-}
-}  // namespace
-
-Trainer::Trainer(const config::Config& config, dist::Communicator& comm)
-    : impl_(std::make_unique<Impl>(config, comm)) {}
+Trainer::Trainer(TrainOptions options, dist::Communicator& comm)
+    : impl_(std::make_unique<Impl>(std::move(options), comm)) {}
 Trainer::~Trainer() = default;
 
 int Trainer::run() {
@@ -225,12 +120,9 @@ int Trainer::run() {
 }
 
 void Trainer::Impl::setup() {
-  run_dir = cfg.get("run.dir");
-  full = cfg.get("finetune") == "full";
-  if (cfg.get("finetune") == "qlora")
-    throw Error("finetune = qlora is not available yet")
-        .hint("use finetune = lora (QLoRA lands with NF4 kernels)");
-  packing = data::parse_packing(cfg.get("train.packing"));
+  run_dir = opts.run_dir;
+  full = opts.finetune == Finetune::full;
+  packing = opts.plan.packing;
 
   // Device and dtype: one GPU per rank when there is one (node-local rank), else CPU.
   device = dist::rank_device();
@@ -240,10 +132,9 @@ void Trainer::Impl::setup() {
         std::max(1, int(std::thread::hardware_concurrency()) / std::max(1, dist::Mpi::local_world()));
     at::set_num_threads(threads);
   }
-  std::string dt = cfg.get("model.dtype");
-  dtype = model::resolve_dtype(dt, device);  // the same words as eval, generate and merge
+  dtype = model::resolve_dtype(opts.model.dtype, device);  // the same words as eval, generate and merge
 
-  const std::string model_path = cfg.get("model.path");
+  const std::string model_path = opts.model.path;
   if (!io::is_directory(model_path))
     throw Error("model folder not found").at(model_path).hint("model.path is an HF folder with config.json");
   std::string tok = join_path(model_path, "tokenizer.json");
@@ -253,18 +144,20 @@ void Trainer::Impl::setup() {
 
   if (rank == 0) {
     io::make_dirs(run_dir);
-    if (cfg.get("train.resume") == "off" && io::is_directory(join_path(run_dir, "checkpoints")) &&
+    if (opts.checkpoint.resume == "off" && io::is_directory(join_path(run_dir, "checkpoints")) &&
         !std::filesystem::is_empty(join_path(run_dir, "checkpoints")))
       throw Error("run.dir already holds checkpoints of an earlier run")
           .at(run_dir)
           .hint("continue it with --train.resume auto, or choose another --run.dir");
-    io::write_file_atomic(join_path(run_dir, "config.resolved.ini"), cfg.to_ini());
-    log::info("resolved config -> ", join_path(run_dir, "config.resolved.ini"));
+    if (!opts.resolved_ini.empty()) {
+      io::write_file_atomic(join_path(run_dir, "config.resolved.ini"), opts.resolved_ini);
+      log::info("resolved config -> ", join_path(run_dir, "config.resolved.ini"));
+    }
   }
 
   Timer t;
   model = std::make_unique<model::Model>(model::Model::load(model_path, {dtype, device}));
-  const uint64_t seed = uint64_t(cfg.get_int("train.seed"));
+  const uint64_t seed = opts.seed;
   at::manual_seed(seed + uint64_t(rank));  // dropout streams differ per rank
   std::vector<at::Tensor*> slots;
   std::vector<std::string> names;
@@ -276,14 +169,7 @@ void Trainer::Impl::setup() {
     }
     for (auto& p : full_params) slots.push_back(&p);
   } else {
-    lora::LoraConfig lc;
-    lc.r = cfg.get_int("lora.r");
-    lc.alpha = cfg.get_real("lora.alpha");
-    lc.dropout = cfg.get_real("lora.dropout");
-    lc.use_rslora = cfg.get_bool("lora.rslora");
-    lc.targets = lora::parse_targets(cfg.get_list("lora.targets"));
-    lc.base_model_name_or_path = model_path;
-    adapter.emplace(lora::Adapter::create(*model, lc, seed, at::kFloat));
+    adapter.emplace(lora::Adapter::create(*model, opts.lora, seed, at::kFloat));
     for (const auto& e : adapter->entries()) {
       slots.push_back(&e.module->a);
       slots.push_back(&e.module->b);
@@ -295,15 +181,12 @@ void Trainer::Impl::setup() {
   comm.broadcast(flat->master(), 0);
   flat->push_params();
   model->set_training(true);
-  const GradCkpt ckpt_mode = parse_grad_ckpt(cfg.get("train.grad_ckpt"));
-  if (ckpt_mode != GradCkpt::off) model->set_layer_runner(checkpoint_runner(ckpt_mode));
-  AdamWConfig ac{cfg.get_real("train.beta1"), cfg.get_real("train.beta2"), cfg.get_real("train.eps"),
-                 cfg.get_real("train.weight_decay")};
-  opt = std::make_unique<AdamW>(flat->master(), ac);
+  if (opts.model.grad_ckpt != GradCkpt::off) model->set_layer_runner(checkpoint_runner(opts.model.grad_ckpt));
+  opt = std::make_unique<AdamW>(flat->master(), opts.optimizer.adamw);
   // Gradient sums in fp64: fp32 sums depend on their order, which changes with grad_accum and world size;
   // in fp64 the order matters ~1e-16, so -np 4 and -np 1 x grad_accum 4 agree to fp32 rounding.
-  const std::string gs = cfg.get("train.grad_sum");
-  if (gs == "fp64" || (gs == "auto" && flat->numel() <= (int64_t(1) << 28)))
+  const GradSum gs = opts.optimizer.grad_sum;
+  if (gs == GradSum::fp64 || (gs == GradSum::auto_ && flat->numel() <= (int64_t(1) << 28)))
     grad_sum = at::zeros({flat->numel()}, at::TensorOptions().dtype(at::kDouble).device(device));
 
   setup_data(tokenizer_sha);
@@ -317,18 +200,13 @@ void Trainer::Impl::setup() {
   // Training FLOPs per token: forward 2·P; backward 2·P for activation gradients, +2·P for weight
   // gradients only when the base is trained; LoRA's own matmuls are small and not counted.
   flops_per_token = (full ? 6.0 : 4.0) * double(linear);
-#if HS_CUDA_COMPILED
-  if (device.is_cuda())
-    for (const auto& d : kernels::visible_devices())
-      if (d.index == device.index()) device_name = d.name;
-#endif
-  peak = device.is_cuda() ? peak_flops(device_name) : 0;
+  peak = device.is_cuda() ? model::peak_bf16_flops(model::device_name(device)) : 0;
   log::info("model ", model_path, " (", mc.model_type, ", ", mc.num_hidden_layers, " layers, ",
             format_count(double(linear)), " matmul params) on ", device.str(), " in ",
             dtype == at::kBFloat16 ? "bf16" : "fp32", ", loaded in ", format_duration(t.seconds()));
   log::info(full ? "full fine-tuning: " : "LoRA: ", format_count(double(flat->numel())),
             " trainable parameters",
-            full ? "" : hs::str(" (r=", cfg.get_int("lora.r"), ", alpha=", cfg.get_real("lora.alpha"), ")"));
+            full ? "" : hs::str(" (r=", opts.lora.r, ", alpha=", opts.lora.alpha, ")"));
   log::info("communicator: ", comm.name());
 
   resume();
@@ -348,32 +226,32 @@ void Trainer::Impl::setup() {
 void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
   data::ShardIndex::Options so;
   so.expected_tokenizer_sha256 = tokenizer_sha;
-  so.expected_tokenizer_name = join_path(cfg.get("model.path"), "tokenizer.json");
-  train_data = std::make_unique<data::ShardIndex>(data::ShardIndex::open(cfg.get("data.train"), so));
-  const uint64_t seed = uint64_t(cfg.get_int("train.seed"));
+  so.expected_tokenizer_name = join_path(opts.model.path, "tokenizer.json");
+  train_data = std::make_unique<data::ShardIndex>(data::ShardIndex::open(opts.data.train, so));
+  const uint64_t seed = opts.seed;
   std::vector<int64_t> train_ids(size_t(train_data->num_samples()));
   for (size_t i = 0; i < train_ids.size(); ++i) train_ids[i] = int64_t(i);
   std::vector<int64_t> eval_ids;
-  if (cfg.has("data.eval")) {
-    eval_data = std::make_unique<data::ShardIndex>(data::ShardIndex::open(cfg.get("data.eval"), so));
+  if (!opts.data.eval.empty()) {
+    eval_data = std::make_unique<data::ShardIndex>(data::ShardIndex::open(opts.data.eval, so));
     eval_ids.resize(size_t(eval_data->num_samples()));
     for (size_t i = 0; i < eval_ids.size(); ++i) eval_ids[i] = int64_t(i);
-  } else if (cfg.get_real("data.eval_fraction") > 0) {
+  } else if (opts.data.eval_fraction > 0) {
     // A seeded held-out subset of train.
     std::vector<int64_t> perm = train_ids;
     data::portable_shuffle(perm, seed ^ 0x5eedull);
-    size_t n_eval = size_t(std::llround(cfg.get_real("data.eval_fraction") * double(perm.size())));
+    size_t n_eval = size_t(std::llround(opts.data.eval_fraction * double(perm.size())));
     eval_ids.assign(perm.begin(), perm.begin() + std::ptrdiff_t(n_eval));
     std::sort(eval_ids.begin(), eval_ids.end());
     train_ids.assign(perm.begin() + std::ptrdiff_t(n_eval), perm.end());
     std::sort(train_ids.begin(), train_ids.end());
   }
   data::PlanOptions po;
-  po.tokens_per_batch = cfg.get_int("train.tokens_per_batch");
+  po.tokens_per_batch = opts.plan.tokens_per_batch;
   po.packing = packing;
   po.seed = seed;
   po.world_size = world;
-  po.grad_accum = int(cfg.get_int("train.grad_accum"));
+  po.grad_accum = opts.plan.grad_accum;
   // The model cannot attend beyond max_position_embeddings: refuse longer samples before any step.
   const int64_t max_pos = model->config().max_position_embeddings;
   auto check_positions = [&](const data::ShardIndex& d, const std::vector<int64_t>& ids, const char* key) {
@@ -403,28 +281,11 @@ void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
     eval_plan.emplace(data::BatchPlan::build(ed.lengths(), ed.trained(), eval_ids, eo));
   }
   const int64_t spe = plan->steps_per_epoch();
-  total_steps = cfg.get_int("train.max_steps") > 0
-                    ? cfg.get_int("train.max_steps")
-                    : std::max<int64_t>(1, int64_t(std::ceil(cfg.get_real("train.epochs") * double(spe))));
-  const int64_t warmup = cfg.get_int("train.warmup_steps");
-  if (warmup > total_steps) {
-    const std::string steps =
-        cfg.get_int("train.max_steps") > 0
-            ? hs::str("train.max_steps = ", total_steps)
-            : hs::str(total_steps, " steps (train.epochs = ", cfg.get("train.epochs"), ")");
-    const std::string fix =
-        hs::str("set --train.warmup_steps to at most ", total_steps, " (e.g. ",
-                std::max<int64_t>(1, total_steps / 10), ", about 10% of the run), or run longer");
-    if (cfg.given("train.warmup_steps"))
-      throw Error(hs::str("train.warmup_steps = ", warmup, " is more than the run's ", steps,
-                          ": the learning rate would never reach train.lr"))
-          .at(cfg.origin("train.warmup_steps"))
-          .hint(fix);
-    log::warn("train.warmup_steps = ", warmup, " (default) is more than the run's ", steps,
-              ": the learning rate never reaches train.lr; ", fix);
-  }
-  sched =
-      LrSchedule{parse_schedule(cfg.get("train.schedule")), cfg.get_real("train.lr"), warmup, total_steps};
+  const ScheduleOptions& sc = opts.schedule;
+  total_steps =
+      sc.max_steps > 0 ? sc.max_steps : std::max<int64_t>(1, int64_t(std::ceil(sc.epochs * double(spe))));
+  check_warmup(sc, total_steps);
+  sched = LrSchedule{sc.kind, sc.lr, sc.warmup_steps, total_steps};
   double waste = 0;
   int64_t padded = 0, real = 0;
   for (const auto& mb : plan->micro_batches()) {
@@ -433,13 +294,13 @@ void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
   }
   waste = padded > 0 ? 1.0 - double(real) / double(padded) : 0;
   log::info("data: ", plan->num_samples(), " samples, ", format_count(double(plan->num_trained())),
-            " trained tokens, ", plan->micro_batches().size(), " micro-batches (", cfg.get("train.packing"),
+            " trained tokens, ", plan->micro_batches().size(), " micro-batches (", packing_name(packing),
             ", padding ", hs::str(std::round(waste * 1000) / 10), "%), ", spe, " steps/epoch, ", total_steps,
             " steps; eval: ", eval_ids.size(), " samples");
 }
 
 void Trainer::Impl::resume() {
-  std::string mode = cfg.get("train.resume");
+  const std::string& mode = opts.checkpoint.resume;
   std::string dir;
   if (mode == "off") return;
   if (mode == "auto") {
@@ -479,9 +340,9 @@ void Trainer::Impl::resume() {
         .hint(
             "resume with the model and LoRA settings (lora.r, lora.targets, finetune) of the run that wrote "
             "it");
-  if (st.seed != uint64_t(cfg.get_int("train.seed")))
-    log::warn("checkpoint was written with train.seed ", st.seed, "; this run uses ",
-              cfg.get_int("train.seed"), ": the data order after resuming differs from the original run's");
+  if (st.seed != opts.seed)
+    log::warn("checkpoint was written with train.seed ", st.seed, "; this run uses ", opts.seed,
+              ": the data order after resuming differs from the original run's");
   if (st.world_size != world)
     log::info("resuming a ", st.world_size, "-rank checkpoint on ", world,
               " ranks (the data cursor is global)");
@@ -533,7 +394,7 @@ void Trainer::Impl::trim_metrics() {
 // the error is printed once, and no rank ends the job before rank 0 has printed it.
 void Trainer::Impl::stop_all(Error e) const {
   if (rank != 0 && world > 1) {
-    dist::Mpi::barrier();  // rank 0 never arrives: it aborts the job
+    comm.barrier();  // rank 0 never arrives: it aborts the job
     throw Error("stopped (rank 0 reports why)");
   }
   throw std::move(e);
@@ -560,7 +421,7 @@ void Trainer::Impl::end_with_error(int64_t done, const std::string& local_error,
   at::Tensor failed = at::tensor({local_error.empty() ? 0.0 : 1.0}, at::kDouble);
   comm.all_reduce_sum(failed);
   if (failed.item<double>() == 0) return;
-  const auto errors = dist::Mpi::gather(local_error, 0);
+  const auto errors = comm.gather_bytes(local_error, 0);
   Error e("");
   int bad = -1;
   for (size_t r = 0; r < errors.size() && bad < 0; ++r)
@@ -592,19 +453,19 @@ void Trainer::Impl::save_checkpoint_now(int64_t step) {
   TrainState st;
   st.step = step;
   st.world_size = world;
-  st.seed = uint64_t(cfg.get_int("train.seed"));
-  st.config_ini = cfg.to_ini();
+  st.seed = opts.seed;
+  st.config_ini = opts.resolved_ini;
   st.master = flat->master().to(at::kCPU).contiguous();
   st.exp_avg = opt->exp_avg().to(at::kCPU).contiguous();
   st.exp_avg_sq = opt->exp_avg_sq().to(at::kCPU).contiguous();
   st.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
-  st.extra["finetune"] = cfg.get("finetune");
+  st.extra["finetune"] = full ? "full" : "lora";
   std::string dir = save_checkpoint(
       run_dir, st,
       [&](const std::string& d) {
         if (adapter) adapter->save(d);
       },
-      int(cfg.get_int("ckpt.keep")));
+      opts.checkpoint.keep);
   log::info("checkpoint ", dir, " (", format_duration(t.seconds()), ")");
   last_saved = step;
   comm.barrier();
@@ -617,21 +478,7 @@ void Trainer::Impl::save_final() {
     adapter->save(dir);
     log::info("adapter (PEFT format) -> ", dir);
   } else {
-    // The full model as an HF folder: safetensors shards + index in the run dtype, and the config and
-    // tokenizer files of the base folder, so transformers (and hsloth) load it as they load the base.
-    std::vector<io::TensorSpec> specs;
-    std::vector<at::Tensor> host;
-    for (const auto& nt : model->named_parameters()) {
-      host.push_back(nt.tensor.detach().to(at::kCPU).contiguous());
-      io::DType dt = host.back().scalar_type() == at::kBFloat16 ? io::DType::BF16 : io::DType::F32;
-      specs.push_back({nt.name, dt, host.back().sizes().vec()});
-    }
-    io::make_dirs(dir);
-    io::ShardedWriter writer(dir, specs, size_t(5) << 30, {{"format", "pt"}});
-    for (size_t i = 0; i < specs.size(); ++i)
-      writer.put(specs[i].name, host[i].data_ptr(), size_t(host[i].nbytes()));
-    writer.finish();
-    io::write_hf_side_files(cfg.get("model.path"), dir, dtype == at::kBFloat16 ? "bfloat16" : "float32");
+    model::save_hf_folder(*model, opts.model.path, dir);  // weights in the run dtype + base config/tokenizer
     log::info("full model (HF folder) -> ", dir);
   }
 }
@@ -643,7 +490,7 @@ EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::Bat
   LossTotals mine;
   std::string local_error;
   try {
-    if (injected(done - 1, "eval"))
+    if (faults.at(done - 1, "eval"))
       throw Error("injected data error: an eval sample cannot be read").hint("HSLOTH_FAIL_AT is set");
     mine = eval_loss(*model, data, ep, device, rank, world);
   } catch (const Error& e) {
@@ -655,7 +502,7 @@ EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::Bat
   r.tokens = t.tokens;
   r.samples = t.samples;
   r.loss = r.tokens > 0 ? t.sum / double(r.tokens) : 0;
-  if (cfg.get_bool("eval.exact_match")) exact_match(data, ep, r, done);
+  if (opts.eval.exact_match) exact_match(data, ep, r, done);
   model->set_training(true);
   return r;
 }
@@ -667,7 +514,7 @@ void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchP
   std::vector<int64_t> ids;
   for (const auto& mb : ep.micro_batches()) ids.insert(ids.end(), mb.samples.begin(), mb.samples.end());
   std::sort(ids.begin(), ids.end());
-  const int64_t limit = cfg.get_int("eval.max_samples");
+  const int64_t limit = opts.eval.max_samples;
   if (limit > 0 && int64_t(ids.size()) > limit) ids.resize(size_t(limit));
   int64_t exact = 0, total = 0;
   std::string local_error;
@@ -680,20 +527,9 @@ void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchP
       while (begin > 1 && s.mask[size_t(begin - 1)]) --begin;
       if (end == 0 || begin >= end) continue;
       ++total;
-      std::vector<int64_t> prefix(s.ids.begin(), s.ids.begin() + begin);
-      auto cache = model->make_cache(1, end);
-      model::Inputs in;
-      in.input_ids = at::tensor(prefix, at::kLong).view({1, -1}).to(device);
-      bool ok = true;
-      for (int64_t t = begin; t < end; ++t) {
-        at::Tensor logits = model->forward(in, &cache);
-        int64_t next = logits[0][-1].argmax().item<int64_t>();
-        if (next != s.ids[size_t(t)]) {
-          ok = false;
-          break;
-        }
-        in.input_ids = at::full({1, 1}, next, at::TensorOptions().dtype(at::kLong).device(device));
-      }
+      const std::vector<int64_t> prefix(s.ids.begin(), s.ids.begin() + begin),
+          span(s.ids.begin() + begin, s.ids.begin() + end);
+      const bool ok = model::greedy_reproduces(*model, prefix, span, device);
       exact += ok ? 1 : 0;
     }
   } catch (const Error& e) {
@@ -715,7 +551,7 @@ void Trainer::Impl::check_params_equal(int64_t step) {
   at::Tensor bits = m.view(at::kInt);
   at::Tensor sums = at::stack({bits.sum(at::kLong), bits.slice(0, 0, bits.numel(), 2).sum(at::kLong)}).cpu();
   std::string mine(reinterpret_cast<const char*>(sums.data_ptr<int64_t>()), 2 * sizeof(int64_t));
-  auto all = dist::Mpi::allgather(mine);
+  auto all = comm.all_gather_bytes(mine);
   std::vector<int> differ;
   for (size_t r = 1; r < all.size(); ++r)
     if (all[r] != all[0]) differ.push_back(int(r));
@@ -729,42 +565,10 @@ void Trainer::Impl::check_params_equal(int64_t step) {
   }
 }
 
-// HSLOTH_FAIL_AT=RANK:STEP makes that rank throw at the start of that (1-based) step, as a crash would: a way
-// to check that a job whose rank fails ends promptly on your cluster (tests use it under mpirun).
-// RANK:STEP:data throws inside the step as an unreadable sample does, RANK:STEP:eval in the eval after step
-// STEP, RANK:STEP:nan makes that rank's loss NaN: they take the path that saves the last completed step.
-bool Trainer::Impl::injected(int64_t step, const char* kind) const {
-  const char* v = std::getenv("HSLOTH_FAIL_AT");
-  if (!v || !*v) return false;
-  const std::string spec = v;
-  const size_t a = spec.find(':'), b = a == std::string::npos ? a : spec.find(':', a + 1);
-  const std::string what = b == std::string::npos ? "" : spec.substr(b + 1);
-  int64_t r = -1, k = -1;
-  try {
-    size_t used = 0;
-    r = std::stoll(spec.substr(0, a), &used);
-    const std::string ks = spec.substr(a + 1, b == std::string::npos ? std::string::npos : b - a - 1);
-    k = std::stoll(ks, &used);
-    if (used != ks.size()) k = -2;
-  } catch (const std::exception&) {
-    k = -2;
-  }
-  if (a == std::string::npos || k == -2 || (what != "" && what != "data" && what != "nan" && what != "eval"))
-    throw Error(hs::str("HSLOTH_FAIL_AT='", spec, "' is not RANK:STEP or RANK:STEP:data|nan|eval"))
-        .hint("e.g. HSLOTH_FAIL_AT=1:3");
-  return r == rank && k == step + 1 && what == kind;
-}
-
-void Trainer::Impl::maybe_inject_failure(int64_t step) const {
-  if (injected(step, ""))
-    throw Error(hs::str("injected failure at step ", step + 1,
-                        " (HSLOTH_FAIL_AT=", std::getenv("HSLOTH_FAIL_AT"), ")"));
-}
-
 int Trainer::Impl::train_loop() {
-  const int64_t log_every = cfg.get_int("log.every"), eval_every = cfg.get_int("eval.every"),
-                ckpt_every = cfg.get_int("ckpt.every"), check_every = cfg.get_int("dist.check_every");
-  const double max_norm = cfg.get_real("train.max_grad_norm");
+  const int64_t log_every = opts.log.every, eval_every = opts.eval.every, ckpt_every = opts.checkpoint.every,
+                check_every = opts.dist.check_every;
+  const double max_norm = opts.optimizer.max_grad_norm;
   auto run_eval = [&](int64_t step, const char* when) {
     if (!eval_plan) return;
     const data::ShardIndex& ed = eval_data ? *eval_data : *train_data;
@@ -804,8 +608,8 @@ int Trainer::Impl::train_loop() {
       save_checkpoint_now(step);
       return kExitInterrupted;
     }
-    g_step.store(step + 1);
-    maybe_inject_failure(step);
+    note_step(step + 1);
+    faults.fail_if_planned(step);
     const int64_t step_trained = plan->step_trained(step);
     flat->zero_grad();
     if (grad_sum.defined()) grad_sum.zero_();
@@ -815,9 +619,9 @@ int Trainer::Impl::train_loop() {
     // ranks before the all-reduce, and the last completed step is saved (end_with_error).
     std::string local_error;
     try {
-      if (injected(step, "data"))
+      if (faults.at(step, "data"))
         throw Error(hs::str("injected data error: a sample cannot be read"))
-            .at(cfg.get("data.train"))
+            .at(opts.data.train)
             .hint("HSLOTH_FAIL_AT is set");
       for (int64_t m : plan->step_batches(step, rank)) {
         const auto& mb = plan->micro_batches()[size_t(m)];
@@ -827,7 +631,7 @@ int Trainer::Impl::train_loop() {
         if (ls.count != mb.trained)
           throw Error(
               hs::str("micro-batch has ", ls.count, " trained targets, the shard index says ", mb.trained))
-              .at(cfg.get("data.train"))
+              .at(opts.data.train)
               .hint("the shards are inconsistent; re-run hsloth prep");
         (ls.sum / double(std::max<int64_t>(1, step_trained))).backward();
         clear_checkpoint_calls();
@@ -839,7 +643,7 @@ int Trainer::Impl::train_loop() {
           flat->zero_grad();
         }
       }
-      if (injected(step, "nan")) loss_sum += std::nan("");
+      if (faults.at(step, "nan")) loss_sum += std::nan("");
     } catch (const Error& e) {
       local_error = pack_error(e);
     } catch (const c10::OutOfMemoryError& e) {
@@ -893,7 +697,7 @@ int Trainer::Impl::train_loop() {
       const double secs = window.seconds();
       const double tps = double(window_tokens) / secs, ttps = double(window_trained) / secs;
       const double eta = run_timer.seconds() / double(done - start_step) * double(total_steps - done);
-      const double mem = peak_memory(device);
+      const double mem = model::peak_memory_bytes(device);
       std::string mfu;
       double mfu_v = 0;
       if (peak > 0) {

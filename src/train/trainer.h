@@ -1,5 +1,6 @@
-// Trainer: one class, a fixed lifecycle (setup -> train -> evaluate -> save), every variant chosen by
-// config (lora | full, packed | padded, schedules, checkpoint cadence), never a copied recipe.
+// Trainer: one class, a fixed lifecycle (setup -> train -> evaluate -> save), every variant chosen by its
+// TrainOptions (lora | full, packed | padded, schedules, checkpoint cadence; see options.h, built from the
+// config by from_config()), never a copied recipe.
 //
 // Per optimizer step: the BatchPlan names this rank's micro-batches; each is read from the shards,
 // collated (packed rows with cu_seqlens, or padded rows), run forward to a token-sum loss and backward
@@ -20,7 +21,8 @@
 #include <memory>
 #include <string>
 
-#include "config/config.h"
+#include "train/options.h"
+#include "train/run_control.h"  // install_stop_handlers(), for `hsloth train`
 
 namespace hs::dist {
 class Communicator;
@@ -39,7 +41,7 @@ struct EvalResult {
 
 class Trainer {
  public:
-  Trainer(const config::Config& config, dist::Communicator& comm);
+  Trainer(TrainOptions options, dist::Communicator& comm);
   ~Trainer();
   // Runs the whole lifecycle; returns the process exit code.
   int run();
@@ -49,10 +51,5 @@ class Trainer {
  private:
   std::unique_ptr<Impl> impl_;
 };
-
-// Installs the SIGTERM/SIGUSR1/SIGINT handlers that request a stop at the next step boundary (a second
-// SIGINT aborts). Call after MPI start-up: only rank 0 prints the interrupt notice.
-void install_stop_handlers();
-bool stop_requested();
 
 }  // namespace hs::train
