@@ -158,7 +158,15 @@ def main():
                 os.path.exists(f"{d}/wrap/metrics.jsonl") and os.path.getsize(f"{d}/wrap/metrics.jsonl") > 600):
             time.sleep(0.01)
         os.killpg(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
+        try:
+            out, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            ps = subprocess.run(["ps", "-eo", "pid,pgid,sid,stat,etime,args"], capture_output=True, text=True).stdout
+            os.killpg(proc.pid, signal.SIGKILL)
+            subprocess.run(["pkill", "-9", "-f", f"{d}/wrap"])
+            out, _ = proc.communicate(timeout=60)
+            out += "\n[timed out 120 s after Ctrl-C; processes then]\n" + "\n".join(
+                x for x in ps.splitlines() if "hsloth" in x or "mpirun" in x or "train-node" in x)
         ck = sorted(os.listdir(f"{d}/wrap/checkpoints")) if os.path.isdir(f"{d}/wrap/checkpoints") else []
         complete = [c for c in ck if os.path.exists(f"{d}/wrap/checkpoints/{c}/COMPLETE")]
         check(proc.returncode == 75 and len(complete) == 1 and len(ck) == 1,

@@ -200,6 +200,9 @@ def main():
 
         # 3. resume = auto with every checkpoint damaged: an error naming them; final/ is not touched.
         r = train(d, "dmg", **{"ckpt.every": 4, "ckpt.keep": 2})
+        if r.returncode != 0 or not os.path.exists(f"{d}/dmg/final/adapter_model.safetensors"):
+            check(False, f"the run to damage trains to the end: exit {r.returncode}\n{r.stderr[-2000:]}")
+            return 1
         final_before = adapter(d, "dmg")
         mtime = os.path.getmtime(f"{d}/dmg/final/adapter_model.safetensors")
         for c in checkpoints(d, "dmg"):
