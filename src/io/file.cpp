@@ -3,6 +3,8 @@
 #include "io/file.h"
 
 #include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -94,6 +96,21 @@ void make_dirs(const std::string& path) {
   std::error_code ec;
   fs::create_directories(path, ec);
   if (ec) throw Error(str("cannot create folder: ", ec.message())).at(path);
+}
+
+namespace {
+int remove_entry(const char* path, const struct stat*, int type, struct FTW*) {
+  return (type == FTW_DP ? ::rmdir(path) : ::unlink(path)) == 0 ? 0 : errno;
+}
+}  // namespace
+
+std::string remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT ? "" : str(path, ": ", std::strerror(errno));
+  if (!S_ISDIR(st.st_mode)) return ::unlink(path.c_str()) == 0 ? "" : str(path, ": ", std::strerror(errno));
+  int rc = ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  if (rc == 0) return "";
+  return str(path, ": ", std::strerror(rc > 0 ? rc : errno));
 }
 
 }  // namespace hs::io

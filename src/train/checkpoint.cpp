@@ -122,7 +122,7 @@ std::string save_checkpoint(const std::string& run_dir, const TrainState& st,
   const std::string name = "step-" + std::to_string(st.step);
   const std::string tmp = root + "/.tmp-" + name, final_dir = root + "/" + name;
   std::error_code ec;
-  fs::remove_all(tmp, ec);
+  io::remove_tree(tmp);
   std::string cause;
   try {
     write_temp(tmp, st, write_adapter);
@@ -133,7 +133,7 @@ std::string save_checkpoint(const std::string& run_dir, const TrainState& st,
   }
   if (!cause.empty()) {
     // A full disk (or quota, or file-size limit): one error naming the file, and no temp folder left.
-    fs::remove_all(tmp, ec);
+    io::remove_tree(tmp);
     auto all = list_checkpoints(root);
     std::string last = all.empty() ? "there is no earlier checkpoint, so the run starts over"
                                    : "then resume from " + all.back().second + " with --train.resume auto";
@@ -141,19 +141,20 @@ std::string save_checkpoint(const std::string& run_dir, const TrainState& st,
         .at(final_dir)
         .hint("free space where run.dir lives (df -h " + run_dir + "); " + last);
   }
-  fs::remove_all(final_dir, ec);  // a re-save of the same step (e.g. the final one) replaces it
+  io::remove_tree(final_dir);  // a re-save of the same step (e.g. the final one) replaces it
   fs::rename(tmp, final_dir, ec);
   if (ec) {
-    std::error_code ec2;
-    fs::remove_all(tmp, ec2);
+    io::remove_tree(tmp);
     throw Error("cannot move checkpoint into place: " + ec.message()).at(final_dir);
   }
   fsync_path(root, true);
   // Keep the newest `keep`; also clean temp folders left by crashed saves.
   auto all = list_checkpoints(root);
-  for (size_t i = 0; i + size_t(std::max(keep, 1)) < all.size(); ++i) fs::remove_all(all[i].second, ec);
+  for (size_t i = 0; i + size_t(std::max(keep, 1)) < all.size(); ++i) io::remove_tree(all[i].second);
+  std::vector<std::string> stale;  // collected first: no removal while the folder is being listed
   for (const auto& e : fs::directory_iterator(root, ec))
-    if (e.path().filename().string().rfind(".tmp-", 0) == 0) fs::remove_all(e.path(), ec);
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) stale.push_back(e.path().string());
+  for (const auto& p : stale) io::remove_tree(p);
   return final_dir;
 }
 
