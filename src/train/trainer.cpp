@@ -286,13 +286,7 @@ void Trainer::Impl::setup_data(const std::string& tokenizer_sha) {
       sc.max_steps > 0 ? sc.max_steps : std::max<int64_t>(1, int64_t(std::ceil(sc.epochs * double(spe))));
   check_warmup(sc, total_steps);
   sched = LrSchedule{sc.kind, sc.lr, sc.warmup_steps, total_steps};
-  double waste = 0;
-  int64_t padded = 0, real = 0;
-  for (const auto& mb : plan->micro_batches()) {
-    padded += mb.padded_tokens();
-    real += mb.tokens;
-  }
-  waste = padded > 0 ? 1.0 - double(real) / double(padded) : 0;
+  const double waste = plan->padding_fraction();  // the number `hsloth inspect` prints for this plan
   log::info("data: ", plan->num_samples(), " samples, ", format_count(double(plan->num_trained())),
             " trained tokens, ", plan->micro_batches().size(), " micro-batches (", packing_name(packing),
             ", padding ", hs::str(std::round(waste * 1000) / 10), "%), ", spe, " steps/epoch, ", total_steps,
@@ -681,14 +675,9 @@ int Trainer::Impl::train_loop() {
     opt->step(flat->grad(), lr);
     flat->push_params();
 
-    auto per_rank = plan->step_tokens_per_rank(step);
-    int64_t step_tokens = 0, max_tokens = 0;
-    for (int64_t t : per_rank) {
-      step_tokens += t;
-      max_tokens = std::max(max_tokens, t);
-    }
-    const double mean_tokens = double(step_tokens) / double(world);
-    const double imbalance = mean_tokens > 0 ? double(max_tokens) / mean_tokens : 1.0;
+    const data::StepStats st = plan->step_stats(step);  // the numbers `hsloth inspect --steps` prints
+    const int64_t step_tokens = st.tokens;
+    const double imbalance = st.imbalance;
     imbalance_sum += imbalance;
     window_tokens += step_tokens;
     window_trained += step_trained;
