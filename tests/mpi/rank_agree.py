@@ -83,13 +83,7 @@ def main():
 
     d = tempfile.mkdtemp(prefix="hs-rank-agree-")
     try:
-        subprocess.run([sys.executable, f"{SRC}/launch/demo/make_demo.py", f"{d}/demo", "--train", "64", "--eval",
-                        "8", "--vocab", "512"], check=True, capture_output=True)
-        hf_models.make("tinyllama", f"{d}/model", seed=1, vocab_size=512)
-        hf_models.make("tinyllama", f"{d}/model3", seed=1, vocab_size=512, num_hidden_layers=3)
-        for m in ["model", "model3"]:
-            for f in ["tokenizer.json", "tokenizer_config.json"]:
-                shutil.copy(f"{d}/demo/model/{f}", f"{d}/{m}/{f}")
+        hf_models.make_with_demo_data(d, {"model": {}, "model3": {"num_hidden_layers": 3}})
         shutil.copytree(f"{d}/model", f"{d}/model_copy")
         rc, log, _ = run([BIN, "prep", "--input", f"{d}/demo/train.jsonl", "--tokenizer", f"{d}/model", "--out",
                           f"{d}/shards/train", "--loss", "response", "--template", "chatml"])

@@ -7,6 +7,7 @@ heads). Weights are drawn well away from transformers' tiny default init (norm w
 non-zero) so that a wrong op cannot hide behind near-zero activations.
 
     make(arch, out_dir, seed=0, vocab_size=None, dtype=torch.float32) -> out_dir
+    make_with_demo_data(d, models, train=64, evals=8): the demo's data and tokenizer, and tinyllama models
     ARCHS: the names
 """
 
@@ -88,3 +89,20 @@ def load(out_dir, dtype=torch.float32, attn="eager", device="cpu"):
 
     model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=dtype, attn_implementation=attn)
     return model.to(device).eval()
+
+
+def make_with_demo_data(d, models, train=64, evals=8):
+    """The demo's chat data (launch/demo/make_demo.py, vocabulary 512) in d/demo, and one random tinyllama
+    per entry of `models` ({folder name: config overrides}) in d/<name>, each with the demo's tokenizer."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = os.environ.get("HSLOTH_SOURCE",
+                         os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    subprocess.run([sys.executable, f"{src}/launch/demo/make_demo.py", f"{d}/demo", "--train", str(train), "--eval",
+                    str(evals), "--vocab", "512"], check=True, capture_output=True)
+    for name, over in models.items():
+        make("tinyllama", f"{d}/{name}", seed=1, vocab_size=512, **over)
+        for f in ["tokenizer.json", "tokenizer_config.json"]:
+            shutil.copy(f"{d}/demo/model/{f}", f"{d}/{name}/{f}")

@@ -64,11 +64,7 @@ def main():
 
     d = tempfile.mkdtemp(prefix="hs-shard-damage-")
     try:
-        subprocess.run([sys.executable, f"{SRC}/launch/demo/make_demo.py", f"{d}/demo", "--train", "200", "--eval",
-                        "4", "--vocab", "512"], check=True, capture_output=True)
-        hf_models.make("tinyllama", f"{d}/model", seed=1, vocab_size=512)
-        for f in ["tokenizer.json", "tokenizer_config.json"]:
-            shutil.copy(f"{d}/demo/model/{f}", f"{d}/model/{f}")
+        hf_models.make_with_demo_data(d, {"model": {}}, train=200, evals=4)
         r = hsloth("prep", "--input", f"{d}/demo/train.jsonl", "--tokenizer", f"{d}/model", "--out", f"{d}/good",
                    "--template", "chatml")
         if r.returncode != 0:

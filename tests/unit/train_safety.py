@@ -110,13 +110,7 @@ def main():
 
     d = tempfile.mkdtemp(prefix="hs-train-safety-")
     try:
-        subprocess.run([sys.executable, f"{SRC}/launch/demo/make_demo.py", f"{d}/demo", "--train", "64", "--eval",
-                        "8", "--vocab", "512"], check=True, capture_output=True)
-        hf_models.make("tinyllama", f"{d}/model", seed=1, vocab_size=512)
-        hf_models.make("tinyllama", f"{d}/model_short", seed=1, vocab_size=512, max_position_embeddings=32)
-        for m in ["model", "model_short"]:
-            for f in ["tokenizer.json", "tokenizer_config.json"]:
-                shutil.copy(f"{d}/demo/model/{f}", f"{d}/{m}/{f}")
+        hf_models.make_with_demo_data(d, {"model": {}, "model_short": {"max_position_embeddings": 32}})
         r = subprocess.run([BIN, "prep", "--input", f"{d}/demo/train.jsonl", "--tokenizer", f"{d}/model", "--out",
                             f"{d}/shards/train", "--loss", "response", "--template", "chatml"], capture_output=True,
                            text=True)
