@@ -86,6 +86,14 @@ at::Tensor lora_delta(const at::Tensor& x, const at::Tensor& a, const at::Tensor
 at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                        const at::Tensor& a, const at::Tensor& b, double scaling, double dropout_p,
                        bool training) {
+  if (lora_linear_has_fast_path(x, weight, a, b, dropout_p, training))
+    return lora_linear_fast(x, weight, bias, a, b, scaling);
+  return lora_linear_reference(x, weight, bias, a, b, scaling, dropout_p, training);
+}
+
+at::Tensor lora_linear_reference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                 const at::Tensor& a, const at::Tensor& b, double scaling, double dropout_p,
+                                 bool training) {
   at::Tensor result = linear(x, weight, bias);
   at::Tensor sum = result + lora_delta(x, a, b, scaling, dropout_p, training);
   return sum.scalar_type() == result.scalar_type() ? sum : sum.to(result.scalar_type());
@@ -202,6 +210,8 @@ LossSum linear_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight,
            hidden.size(1) == weight.size(1));
   constexpr int64_t kEvalChunk = 4096;
   const int64_t n = targets.size(0);
+  if (n > 0 && linear_cross_entropy_has_fast_path(hidden, weight))
+    return linear_cross_entropy_fast(hidden, weight, targets);
   if (at::GradMode::is_enabled() || n <= kEvalChunk) return cross_entropy_sum(ops::linear(hidden, weight, at::Tensor()), targets);
   double sum = 0;
   for (int64_t b = 0; b < n; b += kEvalChunk) {

@@ -54,10 +54,25 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
 at::Tensor lora_delta(const at::Tensor& x, const at::Tensor& a, const at::Tensor& b, double scaling,
                       double dropout_p, bool training);
 // linear(x, W, bias) + lora_delta(...), in PEFT's order: the base result is added to the delta in the
-// promoted dtype and the sum cast back to the base result's dtype.
+// promoted dtype and the sum cast back to the base result's dtype. The fast path below replaces it when
+// lora_linear_has_fast_path() holds.
 at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                        const at::Tensor& a, const at::Tensor& b, double scaling, double dropout_p,
                        bool training);
+at::Tensor lora_linear_reference(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                 const at::Tensor& a, const at::Tensor& b, double scaling, double dropout_p,
+                                 bool training);
+// The training fast path (CUDA builds, kernels_enabled(), bf16 activations and frozen bf16 base, no dropout,
+// autograd recording): one autograd function with a hand-written backward, everything in bf16 GEMMs with
+// float32 accumulation, A and B rounded to bf16 for the GEMMs (as Unsloth does; their float32 masters get
+// float32 gradients). Forward y = x W^T (+ b) + s (x A^T) B^T with the LoRA product added by the GEMM's
+// epilogue (beta = 1); it saves only x (shared by q/k/v), x A^T [N, r] and the bf16 copies of A and B.
+// Backward: g B [N, r]; dX = g W + s (g B) A; dA = s (g B)^T x; dB = s g^T (x A^T) (float32 outputs);
+// the base weight gets no gradient.
+bool lora_linear_has_fast_path(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& a,
+                               const at::Tensor& b, double dropout_p, bool training);
+at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                            const at::Tensor& a, const at::Tensor& b, double scaling);  // CUDA builds only
 
 // Which tokens a query may attend to. Plain causal rows, or packed rows: several samples per row whose
 // boundaries are given by cu_seqlens (int32, cumulative lengths over the flattened [B*T] tokens, as in
@@ -95,5 +110,12 @@ LossSum cross_entropy_sum(const at::Tensor& logits, const at::Tensor& targets);
 // here without materialising [N, V] logits. Without autograd (eval) the logits are made a chunk of rows at a
 // time (float64 sum of the chunk sums), so memory is bounded however long the sample.
 LossSum linear_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets);
+// The fused path (CUDA builds, kernels_enabled(), bf16): rows in chunks of at most 2^27 / vocab; per chunk the
+// bf16 logits GEMM, float32 log-sum-exp and target logit, and, when autograd records, the gradient
+// softmax - onehot rounded to bf16 and multiplied straight into d hidden (and d weight in float32 when the
+// head trains), so [N, V] logits never exist whole. The backward only scales those by the incoming gradient.
+bool linear_cross_entropy_has_fast_path(const at::Tensor& hidden, const at::Tensor& weight);
+LossSum linear_cross_entropy_fast(const at::Tensor& hidden, const at::Tensor& weight,
+                                  const at::Tensor& targets);  // CUDA builds only
 
 }  // namespace hs::model::ops

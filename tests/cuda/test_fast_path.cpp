@@ -1,0 +1,135 @@
+// The training fast paths of model/ops (LoRA projection with a hand-written backward; fused head +
+// cross-entropy) against float64 references computed from the same (bf16-rounded) inputs, and against the
+// reference ops (PEFT's / HF's formulas in ATen, under autograd) on the same GPU.
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/cuda.h>
+
+#include "model/ops.h"
+#include "support/test_support.h"
+
+namespace {
+
+namespace ops = hs::model::ops;
+
+#define REQUIRE_FAST_PATH()                                                                  \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA GPU visible; fast-path test skipped"; \
+  if (!ops::kernels_enabled()) GTEST_SKIP() << "kernels disabled (HS_KERNELS=0 or a CPU build)"
+
+double rel_err(const at::Tensor& a, const at::Tensor& ref) {
+  auto a64 = a.to(at::kCPU, at::kDouble), r64 = ref.to(at::kCPU, at::kDouble);
+  return (a64 - r64).norm().item<double>() / r64.norm().item<double>();
+}
+
+at::Tensor leaf(const at::Tensor& t) { return t.detach().clone().requires_grad_(true); }
+
+struct LoraGrads {
+  at::Tensor y, dx, da, db;
+};
+
+LoraGrads run_lora(bool fast, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor& a,
+                   const at::Tensor& b, double s, const at::Tensor& g) {
+  auto xl = leaf(x), al = leaf(a), bl = leaf(b);
+  EXPECT_EQ(ops::lora_linear_has_fast_path(xl, w, al, bl, 0.0, true), fast || ops::kernels_enabled());
+  at::Tensor y = fast ? ops::lora_linear_fast(xl, w, bias, al, bl, s)
+                      : ops::lora_linear_reference(xl, w, bias, al, bl, s, 0.0, true);
+  torch::autograd::backward({y}, {g});
+  return {y.detach(), xl.grad(), al.grad(), bl.grad()};
+}
+
+TEST(FastPath, LoraLinearMatchesFloat64AndPeft) {
+  REQUIRE_FAST_PATH();
+  for (bool with_bias : {false, true}) {
+    const int64_t B = 3, T = 101, in = 512, out = 384, r = 16;
+    const double s = 2.0;
+    auto cuda = at::TensorOptions().device(at::kCUDA);
+    auto x = at::randn({B, T, in}, cuda).to(at::kBFloat16);
+    auto w = (at::randn({out, in}, cuda) * 0.05).to(at::kBFloat16);
+    auto bias = with_bias ? (at::randn({out}, cuda) * 0.1).to(at::kBFloat16) : at::Tensor();
+    auto a = at::randn({r, in}, cuda) * 0.05;  // float32 masters, as the trainer keeps them
+    auto b = at::randn({out, r}, cuda) * 0.05;
+    auto g = at::randn({B, T, out}, cuda).to(at::kBFloat16);
+
+    // float64 reference from the same inputs.
+    auto x64 = x.to(at::kDouble).view({-1, in}), w64 = w.to(at::kDouble), a64 = a.to(at::kDouble),
+         b64 = b.to(at::kDouble), g64 = g.to(at::kDouble).view({-1, out});
+    auto xa = at::mm(x64, a64.t());
+    auto y64 = at::mm(x64, w64.t()) + s * at::mm(xa, b64.t());
+    if (with_bias) y64 = y64 + bias.to(at::kDouble);
+    auto gb = at::mm(g64, b64);
+    auto dx64 = at::mm(g64, w64) + s * at::mm(gb, a64);
+    auto da64 = s * at::mm(gb.t(), x64), db64 = s * at::mm(g64.t(), xa);
+
+    LoraGrads f = run_lora(true, x, w, bias, a, b, s, g);
+    LoraGrads p = run_lora(false, x, w, bias, a, b, s, g);
+    ASSERT_EQ(f.y.scalar_type(), at::kBFloat16);
+    ASSERT_EQ(f.da.scalar_type(), at::kFloat);
+    ASSERT_EQ(f.db.scalar_type(), at::kFloat);
+    // bf16 outputs: one rounding (2^-9 relative) plus bf16 copies of A, B and x A^T in the GEMMs.
+    const std::pair<const char*, std::array<at::Tensor, 3>> cases[] = {
+        {"y", {f.y, p.y, y64}}, {"dx", {f.dx, p.dx, dx64}}, {"dA", {f.da, p.da, da64}}, {"dB", {f.db, p.db, db64}}};
+    for (const auto& [name, t] : cases) {
+      const double fast_err = rel_err(t[0].reshape(t[2].sizes()), t[2]);
+      const double peft_err = rel_err(t[1].reshape(t[2].sizes()), t[2]);
+      EXPECT_LT(fast_err, 8e-3) << name << " bias=" << with_bias << " (PEFT's formula: " << peft_err << ")";
+      std::printf("lora %-2s bias=%d: fast %.2e, PEFT formula %.2e (rel. L2 vs float64)\n", name, int(with_bias),
+                  fast_err, peft_err);
+    }
+  }
+}
+
+TEST(FastPath, LinearCrossEntropyMatchesFloat64AndHf) {
+  REQUIRE_FAST_PATH();
+  // Several chunks: 2^27 / 150000 = 894 rows per chunk, 2000 rows.
+  const int64_t n = 2000, h = 64, vocab = 150000;
+  auto cuda = at::TensorOptions().device(at::kCUDA);
+  auto hidden = (at::randn({n, h}, cuda) * 2).to(at::kBFloat16);
+  auto weight = (at::randn({vocab, h}, cuda) * 0.3).to(at::kBFloat16);
+  auto targets = at::randint(0, vocab, {n}, cuda.dtype(at::kLong));
+  const double scale = 1.0 / 37.0;  // the trainer divides the sum by the step's target count
+
+  auto h64 = hidden.to(at::kDouble), w64 = weight.to(at::kDouble);
+  auto logits = at::mm(h64, w64.t());
+  auto lse = at::logsumexp(logits, 1);
+  const double loss64 = (lse - logits.gather(1, targets.view({-1, 1})).squeeze(1)).sum().item<double>();
+  auto p = at::softmax(logits, 1);
+  p.scatter_add_(1, targets.view({-1, 1}), at::full({n, 1}, -1.0, p.options()));
+  auto dh64 = at::mm(p, w64) * scale, dw64 = at::mm(p.t(), h64) * scale;
+  logits = p = at::Tensor();
+
+  auto hf = leaf(hidden), wf = leaf(weight);
+  ASSERT_TRUE(ops::linear_cross_entropy_has_fast_path(hf, wf));
+  ops::LossSum fast = ops::linear_cross_entropy_fast(hf, wf, targets);
+  EXPECT_EQ(fast.count, n);
+  (fast.sum * scale).backward();
+  auto hr = leaf(hidden), wr = leaf(weight);
+  ops::LossSum ref = ops::cross_entropy_sum(ops::linear(hr, wr, at::Tensor()), targets);  // HF: bf16 logits
+  (ref.sum * scale).backward();
+
+  const double lf = fast.sum.item<double>(), lr = ref.sum.item<double>();
+  std::printf("loss: fast %.6f, HF formula %.6f, float64 %.6f\n", lf, lr, loss64);
+  // Same bf16 logits, float32 log-sum-exp: only the summation order differs from HF's formula.
+  EXPECT_LT(std::abs(lf - lr) / std::abs(lr), 2e-6);
+  EXPECT_LT(std::abs(lf - loss64) / loss64, 5e-3);  // bf16 logits vs float64
+  for (auto [name, got, hf_got, want] : {std::tuple{"dh", hf.grad(), hr.grad(), dh64},
+                                         std::tuple{"dW", wf.grad(), wr.grad(), dw64}}) {
+    const double fast_err = rel_err(got, want), hf_err = rel_err(hf_got, want);
+    std::printf("%s: fast %.2e, HF formula %.2e (rel. L2 vs float64)\n", name, fast_err, hf_err);
+    EXPECT_LT(fast_err, 1e-2) << name;
+    EXPECT_LT(fast_err, 2 * hf_err + 1e-3) << name;
+    EXPECT_LT(rel_err(got, hf_got), 1e-2) << name;
+  }
+}
+
+TEST(FastPath, LinearCrossEntropyWithoutGradMatchesReference) {
+  REQUIRE_FAST_PATH();
+  auto cuda = at::TensorOptions().device(at::kCUDA);
+  auto hidden = at::randn({300, 32}, cuda).to(at::kBFloat16);
+  auto weight = at::randn({1000, 32}, cuda).to(at::kBFloat16);
+  auto targets = at::randint(0, 1000, {300}, cuda.dtype(at::kLong));
+  at::NoGradGuard no_grad;
+  EXPECT_FALSE(ops::linear_cross_entropy_has_fast_path(hidden, weight));  // eval keeps the reference numbers
+  ops::LossSum r = ops::linear_cross_entropy(hidden, weight, targets);
+  EXPECT_EQ(r.count, 300);
+}
+
+}  // namespace
