@@ -4,10 +4,18 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include <ATen/ATen.h>
 
 namespace hs::model {
+
+// A low-rank branch added to a projection (LoRA): y += scaling * (dropout(x) A^T) B^T.
+struct LowRank {
+  at::Tensor a;  // [r, in]
+  at::Tensor b;  // [out, r]
+  double scaling = 1, dropout = 0;
+};
 
 class Projection {
  public:
@@ -17,6 +25,8 @@ class Projection {
   virtual int64_t out_features() const = 0;
   // The dense base weights underneath (this, or the base a wrapper holds); nullptr for non-dense bases.
   virtual const class DenseLinear* dense() const { return nullptr; }
+  // The low-rank branch this projection adds, if any (fused blocks read it to run base + branch together).
+  virtual std::optional<LowRank> low_rank() const { return std::nullopt; }
 };
 
 class DenseLinear final : public Projection {

@@ -3,6 +3,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <optional>
 #include <set>
 
 #include "core/error.h"
@@ -18,6 +19,14 @@ std::string shape_str(at::IntArrayRef s) {
   std::string out = "[";
   for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
   return out + "]";
+}
+
+// A projection's dense base and LoRA branch, when it has both (for the fused blocks of ops).
+std::optional<ops::LoraProj> lora_parts(const Projection& p) {
+  const DenseLinear* d = p.dense();
+  auto lr = p.low_rank();
+  if (!d || !lr) return std::nullopt;
+  return ops::LoraProj{d->weight, d->bias, lr->a, lr->b, lr->scaling, lr->dropout};
 }
 
 }  // namespace
@@ -138,6 +147,9 @@ at::Tensor Model::layer_forward(int i, const at::Tensor& hidden, const at::Tenso
   at::Tensor a = ops::attention(q, k, v, layout).transpose(1, 2).reshape({B, T, -1});
   at::Tensor h = hidden + L[Proj::o].forward(a, training_);
   x = ops::rms_norm(h, L.post_attn_norm, eps);
+  auto gate = lora_parts(L[Proj::gate]), up = lora_parts(L[Proj::up]), down = lora_parts(L[Proj::down]);
+  if (gate && up && down && ops::lora_mlp_has_fast_path(x, *gate, *up, *down, training_))
+    return h + ops::lora_mlp_fast(x, *gate, *up, *down);
   at::Tensor mlp = L[Proj::down].forward(
       ops::swiglu(L[Proj::gate].forward(x, training_), L[Proj::up].forward(x, training_)), training_);
   return h + mlp;

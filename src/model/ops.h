@@ -74,6 +74,21 @@ bool lora_linear_has_fast_path(const at::Tensor& x, const at::Tensor& weight, co
 at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                             const at::Tensor& a, const at::Tensor& b, double scaling);  // CUDA builds only
 
+// A frozen dense projection with its LoRA branch, for the fused blocks below.
+struct LoraProj {
+  at::Tensor weight, bias;  // [out, in], [out] or undefined
+  at::Tensor a, b;          // [r, in], [out, r]
+  double scaling = 1, dropout = 0;
+};
+// The SwiGLU MLP with LoRA on gate, up and down as one autograd function (the fast path's conditions as in
+// lora_linear_has_fast_path, for all three): down(silu(gate(x)) * up(x)). It saves x, gate(x) and up(x)
+// (and the [N, r] products) but not silu(gate) * up, which the backward recomputes (Unsloth's LoRA_MLP);
+// the elementwise roundings are transformers' (silu rounded, product rounded; silu_backward).
+bool lora_mlp_has_fast_path(const at::Tensor& x, const LoraProj& gate, const LoraProj& up, const LoraProj& down,
+                            bool training);
+at::Tensor lora_mlp_fast(const at::Tensor& x, const LoraProj& gate, const LoraProj& up,
+                         const LoraProj& down);  // CUDA builds only
+
 // Which tokens a query may attend to. Plain causal rows, or packed rows: several samples per row whose
 // boundaries are given by cu_seqlens (int32, cumulative lengths over the flattened [B*T] tokens, as in
 // flash-attention's varlen API: 0, len0, len0+len1, ..., B*T). Attention never crosses a boundary.

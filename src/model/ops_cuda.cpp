@@ -114,7 +114,7 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
     const int64_t in = x.size(-1), out = w.size(0);
     const at::Tensor x2 = x.reshape({-1, in});
     const at::Tensor a16 = a.to(x.scalar_type()), b16 = b.to(x.scalar_type());
-    at::Tensor y = bias.defined() ? at::addmm(bias, x2, w.t()) : at::mm(x2, w.t());
+    at::Tensor y = bias.numel() > 0 ? at::addmm(bias, x2, w.t()) : at::mm(x2, w.t());
     const at::Tensor xa = at::mm(x2, a16.t());  // [N, r]
     y.addmm_(xa, b16.t(), /*beta=*/1.0, /*alpha=*/scaling);
     ctx->save_for_backward({x2, w, a16, b16, xa});
@@ -145,6 +145,77 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
     if (ctx->needs_input_grad(4))
       db = at::mm(g.t(), xa, at::kFloat).mul_(s).to(ctx->saved_data["b_dtype"].toScalarType());
     return {dx, at::Tensor(), at::Tensor(), da, db, at::Tensor()};
+  }
+};
+
+// The LoRA SwiGLU MLP as one function; see ops.h (lora_mlp_fast). Inputs: x, then per projection (gate, up,
+// down) its frozen weight and LoRA A, B; scalings as doubles.
+struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& wg, const at::Tensor& ag,
+                            const at::Tensor& bg, const at::Tensor& wu, const at::Tensor& au, const at::Tensor& bu,
+                            const at::Tensor& wd, const at::Tensor& ad, const at::Tensor& bd, double sg, double su,
+                            double sd) {
+    const auto dt = x.scalar_type();
+    const at::Tensor x2 = x.reshape({-1, x.size(-1)});
+    const at::Tensor ag16 = ag.to(dt), bg16 = bg.to(dt), au16 = au.to(dt), bu16 = bu.to(dt), ad16 = ad.to(dt),
+                     bd16 = bd.to(dt);
+    at::Tensor g = at::mm(x2, wg.t()), u = at::mm(x2, wu.t());
+    const at::Tensor xag = at::mm(x2, ag16.t()), xau = at::mm(x2, au16.t());
+    g.addmm_(xag, bg16.t(), 1.0, sg);
+    u.addmm_(xau, bu16.t(), 1.0, su);
+    at::Tensor h = at::silu(g).mul_(u);
+    at::Tensor y = at::mm(h, wd.t());
+    const at::Tensor ha = at::mm(h, ad16.t());
+    y.addmm_(ha, bd16.t(), 1.0, sd);
+    ctx->save_for_backward({x2, wg, wu, wd, ag16, bg16, au16, bu16, ad16, bd16, g, u, xag, xau, ha});
+    ctx->saved_data["s"] = std::vector<double>{sg, su, sd};
+    ctx->saved_data["dtypes"] = std::vector<int64_t>{int64_t(ag.scalar_type()), int64_t(bg.scalar_type()),
+                                                     int64_t(au.scalar_type()), int64_t(bu.scalar_type()),
+                                                     int64_t(ad.scalar_type()), int64_t(bd.scalar_type())};
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = wd.size(0);
+    return y.view(shape);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto v = ctx->get_saved_variables();
+    const at::Tensor &x2 = v[0], &wg = v[1], &wu = v[2], &wd = v[3], &ag16 = v[4], &bg16 = v[5], &au16 = v[6],
+                     &bu16 = v[7], &ad16 = v[8], &bd16 = v[9], &g = v[10], &u = v[11], &xag = v[12], &xau = v[13],
+                     &ha = v[14];
+    const auto s = ctx->saved_data["s"].toDoubleVector();
+    const double sg = s[0], su = s[1], sd = s[2];
+    const at::Tensor dy = grads[0].reshape({-1, wd.size(0)});
+    at::Tensor dad, dbd, dh;
+    {
+      const at::Tensor h = at::silu(g).mul_(u);  // recomputed, same roundings as the forward
+      const at::Tensor gbd = at::mm(dy, bd16);
+      dh = at::mm(dy, wd);
+      dh.addmm_(gbd, ad16, 1.0, sd);
+      dad = at::mm(gbd.t(), h, at::kFloat).mul_(sd);
+      dbd = at::mm(dy.t(), ha, at::kFloat).mul_(sd);
+    }
+    // transformers' SwiGLU under autograd: d up = dh * silu(g); d silu = dh * up; d gate = silu'(g) d silu.
+    const at::Tensor du = at::silu(g).mul_(dh);
+    const at::Tensor dg = at::silu_backward(dh.mul_(u), g);
+    dh = at::Tensor();
+    const at::Tensor gbg = at::mm(dg, bg16), gbu = at::mm(du, bu16);
+    at::Tensor dx;
+    if (ctx->needs_input_grad(0)) {
+      dx = at::mm(dg, wg);
+      dx.addmm_(du, wu);
+      dx.addmm_(gbg, ag16, 1.0, sg);
+      dx.addmm_(gbu, au16, 1.0, su);
+      std::vector<int64_t> shape(grads[0].sizes().begin(), grads[0].sizes().end());
+      shape.back() = wg.size(1);
+      dx = dx.view(shape);
+    }
+    at::Tensor dag = at::mm(gbg.t(), x2, at::kFloat).mul_(sg), dbg = at::mm(dg.t(), xag, at::kFloat).mul_(sg);
+    at::Tensor dau = at::mm(gbu.t(), x2, at::kFloat).mul_(su), dbu = at::mm(du.t(), xau, at::kFloat).mul_(su);
+    const auto dts = ctx->saved_data["dtypes"].toIntVector();
+    auto as = [&](at::Tensor& t, int i) { t = t.to(at::ScalarType(dts[size_t(i)])); };
+    as(dag, 0), as(dbg, 1), as(dau, 2), as(dbu, 3), as(dad, 4), as(dbd, 5);
+    return {dx, at::Tensor(), dag, dbg, at::Tensor(), dau, dbu, at::Tensor(), dad, dbd, at::Tensor(), at::Tensor(),
+            at::Tensor()};
   }
 };
 
@@ -204,7 +275,22 @@ bool lora_linear_has_fast_path(const at::Tensor& x, const at::Tensor& weight, co
 
 at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& a,
                             const at::Tensor& b, double scaling) {
-  return LoraLinearFunction::apply(x, weight, bias, a, b, scaling);
+  // Autograd functions take defined tensors only: no bias is an empty one.
+  return LoraLinearFunction::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), a, b,
+                                   scaling);
+}
+
+bool lora_mlp_has_fast_path(const at::Tensor& x, const LoraProj& gate, const LoraProj& up, const LoraProj& down,
+                            bool training) {
+  for (const LoraProj* p : {&gate, &up, &down})
+    if (p->bias.defined() || !lora_linear_has_fast_path(x, p->weight, p->a, p->b, p->dropout, training)) return false;
+  return true;
+}
+
+at::Tensor lora_mlp_fast(const at::Tensor& x, const LoraProj& gate, const LoraProj& up, const LoraProj& down) {
+  // The master A/B may be float32: the function returns their gradients in their own dtypes.
+  return LoraMlpFunction::apply(x, gate.weight, gate.a, gate.b, up.weight, up.a, up.b, down.weight, down.a, down.b,
+                                gate.scaling, up.scaling, down.scaling);
 }
 
 bool linear_cross_entropy_has_fast_path(const at::Tensor& hidden, const at::Tensor& weight) {
@@ -225,6 +311,12 @@ bool lora_linear_has_fast_path(const at::Tensor&, const at::Tensor&, const at::T
 }
 at::Tensor lora_linear_fast(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                             const at::Tensor&, double) {
+  throw Error("this build has no CUDA kernels").hint("configure with -DHS_CUDA=ON");
+}
+bool lora_mlp_has_fast_path(const at::Tensor&, const LoraProj&, const LoraProj&, const LoraProj&, bool) {
+  return false;
+}
+at::Tensor lora_mlp_fast(const at::Tensor&, const LoraProj&, const LoraProj&, const LoraProj&) {
   throw Error("this build has no CUDA kernels").hint("configure with -DHS_CUDA=ON");
 }
 bool linear_cross_entropy_has_fast_path(const at::Tensor&, const at::Tensor&) { return false; }

@@ -77,6 +77,68 @@ TEST(FastPath, LoraLinearMatchesFloat64AndPeft) {
   }
 }
 
+TEST(FastPath, LoraMlpMatchesFloat64AndPeft) {
+  REQUIRE_FAST_PATH();
+  const int64_t N = 333, H = 256, I = 704, r = 8;
+  auto cuda = at::TensorOptions().device(at::kCUDA);
+  auto x = at::randn({N, H}, cuda).to(at::kBFloat16);
+  auto proj = [&](int64_t out, int64_t in, double s) {
+    return ops::LoraProj{(at::randn({out, in}, cuda) * 0.06).to(at::kBFloat16), at::Tensor(),
+                         at::randn({r, in}, cuda) * 0.06, at::randn({out, r}, cuda) * 0.06, s, 0.0};
+  };
+  ops::LoraProj gate = proj(I, H, 2.0), up = proj(I, H, 2.0), down = proj(H, I, 0.5);
+  auto g = at::randn({N, H}, cuda).to(at::kBFloat16);
+
+  // float64 reference.
+  auto d = [](const at::Tensor& t) { return t.to(at::kDouble); };
+  auto xl = leaf(d(x));
+  std::vector<at::Tensor> leaves64;
+  auto lin64 = [&](const at::Tensor& in, const ops::LoraProj& p) {
+    auto a = leaf(d(p.a)), b = leaf(d(p.b));
+    leaves64.push_back(a), leaves64.push_back(b);
+    return at::mm(in, d(p.weight).t()) + p.scaling * at::mm(at::mm(in, a.t()), b.t());
+  };
+  auto y64 = lin64(at::silu(lin64(xl, gate)) * lin64(xl, up), down);
+  torch::autograd::backward({y64}, {d(g)});
+
+  // The fast function and the reference composition (three PEFT projections around HF's SwiGLU).
+  auto run = [&](bool fast) {
+    std::vector<at::Tensor> ls;
+    auto xf = leaf(x);
+    auto with_leaves = [&](ops::LoraProj p) {
+      p.a = leaf(p.a), p.b = leaf(p.b);
+      ls.push_back(p.a), ls.push_back(p.b);
+      return p;
+    };
+    ops::LoraProj gf = with_leaves(gate), uf = with_leaves(up), df = with_leaves(down);
+    at::Tensor y;
+    if (fast) {
+      EXPECT_TRUE(ops::lora_mlp_has_fast_path(xf, gf, uf, df, true));
+      y = ops::lora_mlp_fast(xf, gf, uf, df);
+    } else {
+      auto ref = [&](const at::Tensor& in, const ops::LoraProj& p) {
+        return ops::lora_linear_reference(in, p.weight, p.bias, p.a, p.b, p.scaling, 0.0, true);
+      };
+      y = ref(ops::swiglu(ref(xf, gf), ref(xf, uf)), df);
+    }
+    torch::autograd::backward({y}, {g});
+    std::vector<at::Tensor> out{y.detach(), xf.grad()};
+    for (auto& l : ls) out.push_back(l.grad());
+    return out;
+  };
+  auto fast = run(true), peft = run(false);
+  std::vector<at::Tensor> want{y64.detach(), xl.grad()};
+  for (auto& l : leaves64) want.push_back(l.grad());
+  const char* names[] = {"y", "dx", "dA_gate", "dB_gate", "dA_up", "dB_up", "dA_down", "dB_down"};
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double fe = rel_err(fast[i], want[i]), pe = rel_err(peft[i], want[i]);
+    std::printf("mlp %-7s: fast %.2e, PEFT formula %.2e (rel. L2 vs float64)\n", names[i], fe, pe);
+    EXPECT_LT(fe, 2e-2) << names[i];
+    EXPECT_LT(fe, 3 * pe + 5e-3) << names[i];
+    if (i >= 2) EXPECT_EQ(fast[i].scalar_type(), at::kFloat) << names[i];
+  }
+}
+
 TEST(FastPath, LinearCrossEntropyMatchesFloat64AndHf) {
   REQUIRE_FAST_PATH();
   // Several chunks: 2^27 / 150000 = 894 rows per chunk, 2000 rows.
