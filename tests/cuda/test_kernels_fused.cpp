@@ -5,17 +5,21 @@
 //    (2u + u^2)|exact| and a rounded sum of two rounded products within (2u + u^2)(|A| + |B|); float32 uses
 //    u = 2^-24 plus the float32 error of silu/sigmoid (a few ulps, absolute near silu'(g) = 0);
 //  - HF transformers' formula written with ATen ops in the same dtype on the GPU (under ATen autograd for the
-//    backward): RoPE must match bit for bit (same correctly rounded ops in the same order); SwiGLU must be
-//    within 1 ulp everywhere and differ in at most 0.1% of elements (only expf/division code generation could
-//    differ); the measured fraction is printed.
+//    backward): RoPE must match bit for bit in both dtypes (the same correctly rounded ops in the same order).
+//    SwiGLU calls expf, whose last bit depends on the math library: in bf16 it must be within 1 ulp everywhere
+//    and differ in at most 0.1% of elements (pooled over the cases; the measured count is printed); in float32
+//    a 1-ulp expf difference moves silu by a few ulps and silu' by many near its zero, so float32 is held to
+//    twice the float64 bound instead (both sides are within it), its ulp statistics printed.
 // Layouts: gate/up as separate tensors and as the two halves of one [rows, 2*cols] tensor, padded row strides
 // (scalar path), sizes not multiples of 8, more rows than one grid dimension holds, in-place calls, and RoPE at
 // position 0 and at the table's last row. Outputs start as NaN so unwritten elements fail; padding must stay NaN.
+#include <ATen/ATen.h>
 #include <torch/cuda.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/rms_norm.h"  // error_string()
@@ -113,7 +117,7 @@ const std::vector<SwigluCase>& swiglu_cases() {
       {17, 4101, GuLayout::separate, 0, false},  // vector body + 5-element tail
       {5, 13, GuLayout::halves, 0, false},       // u = g + 13 is not 16-byte aligned: scalar path
       {9, 256, GuLayout::halves, 3, false},      // padded output rows: scalar path in bf16
-      {257, 8192, GuLayout::halves, 0, false},   // Llama-3.2-1B intermediate width
+      {65, 8192, GuLayout::halves, 0, false},    // Llama-3.2-1B intermediate width
       {70000, 8, GuLayout::halves, 0, false},    // more rows than grid.y (65535): the row loop
       {65, 2048, GuLayout::halves, 0, true},     // in place
       {3, 21, GuLayout::separate, 0, true},      // in place, scalar path
@@ -156,14 +160,22 @@ TEST(CudaKernelsFused, SwigluForwardMatchesFloat64AndHfFormula) {
       at::Tensor h64 = g64 / (1 + at::exp(-g64)) * u64;
       const double u_r = unit_roundoff(t);
       const double rel = t == at::kBFloat16 ? (2 * u_r + u_r * u_r) * 1.01 : 2e-6;
-      EXPECT_EQ(count_outside(h, h64, h64.abs() * rel + 1e-30), 0);
+      const at::Tensor tol = h64.abs() * rel + 1e-30;
+      EXPECT_EQ(count_outside(h, h64, tol), 0);
 
       // HF formula in the same dtype on the GPU.
-      Agreement a = agreement(h, hf_swiglu(g0, u0));
-      EXPECT_LE(a.max_ulps, 1);
+      const at::Tensor hf = hf_swiglu(g0, u0);
+      Agreement a = agreement(h, hf);
+      if (t == at::kBFloat16) {
+        EXPECT_LE(a.max_ulps, 1);
+      } else {
+        EXPECT_EQ(count_outside(h, hf, 2 * tol), 0);
+      }
       pool(all, a);
     }
-    EXPECT_LE(all.mismatch_fraction(), 1e-3);
+    if (t == at::kBFloat16) {
+      EXPECT_LE(all.mismatch_fraction(), 1e-3);
+    }
     std::printf("[ measured ] swiglu forward %s vs HF formula: max %lld ulp, %lld of %lld elements differ (%.3g%%)\n",
                 name(t), (long long)all.max_ulps, (long long)all.differing, (long long)all.elements,
                 100 * all.mismatch_fraction());
@@ -223,20 +235,29 @@ TEST(CudaKernelsFused, SwigluBackwardMatchesFloat64AndHfAutograd) {
       const double rel = t == at::kBFloat16 ? (2 * u_r + u_r * u_r) * 1.01 : 2e-6;
       at::Tensor g64 = g0.to(at::kCPU, at::kDouble);
       at::Tensor dhu = (dh.to(at::kCPU, at::kDouble) * u0.to(at::kCPU, at::kDouble)).abs();
-      EXPECT_EQ(count_outside(du, du64, du64.abs() * rel + 1e-30), 0);
-      EXPECT_EQ(count_outside(dg, dg64, dg64.abs() * rel + dhu * (1 + g64.abs()) * 2e-6 + 1e-30), 0);
+      const at::Tensor tol_du = du64.abs() * rel + 1e-30;
+      const at::Tensor tol_dg = dg64.abs() * rel + dhu * (1 + g64.abs()) * 2e-6 + 1e-30;
+      EXPECT_EQ(count_outside(du, du64, tol_du), 0);
+      EXPECT_EQ(count_outside(dg, dg64, tol_dg), 0);
 
       // HF formula under ATen autograd, same dtype, on the GPU.
       at::Tensor gl = g0.clone().requires_grad_(true), ul = u0.clone().requires_grad_(true);
       hf_swiglu(gl, ul).backward(dh);
       Agreement ag = agreement(dg, gl.grad()), au = agreement(du, ul.grad());
-      EXPECT_LE(ag.max_ulps, 1);
-      EXPECT_LE(au.max_ulps, 1);
+      if (t == at::kBFloat16) {
+        EXPECT_LE(ag.max_ulps, 1);
+        EXPECT_LE(au.max_ulps, 1);
+      } else {
+        EXPECT_EQ(count_outside(dg, gl.grad(), 2 * tol_dg), 0);
+        EXPECT_EQ(count_outside(du, ul.grad(), 2 * tol_du), 0);
+      }
       pool(all_dg, ag);
       pool(all_du, au);
     }
-    EXPECT_LE(all_dg.mismatch_fraction(), 1e-3);
-    EXPECT_LE(all_du.mismatch_fraction(), 1e-3);
+    if (t == at::kBFloat16) {
+      EXPECT_LE(all_dg.mismatch_fraction(), 1e-3);
+      EXPECT_LE(all_du.mismatch_fraction(), 1e-3);
+    }
     std::printf("[ measured ] swiglu backward %s vs HF autograd: dg max %lld ulp, %lld of %lld differ (%.3g%%); "
                 "du max %lld ulp, %lld differ (%.3g%%)\n",
                 name(t), (long long)all_dg.max_ulps, (long long)all_dg.differing, (long long)all_dg.elements,
@@ -286,7 +307,7 @@ const std::vector<RopeCase>& rope_cases() {
       {65, 32, 128, 0, 0, true},   {17, 3, 64, 5, 0, false},   {17, 3, 64, 5, 0, true},   // padded ld: scalar
       {11, 8, 128, 0, 1, false},   {11, 8, 128, 0, 1, true},                              // misaligned: scalar
       {9, 2, 6, 0, 0, false},      {9, 2, 6, 0, 0, true},                                 // D/2 = 3: scalar
-      {4097, 8, 64, 24, 0, false},  // padded by a multiple of 8: vectors with ld != heads * D
+      {1025, 8, 64, 24, 0, false},  // padded by a multiple of 8: vectors with ld != heads * D
   };
   return cases;
 }
@@ -426,7 +447,7 @@ TEST(CudaKernelsFused, RopeInPlaceRoundTripMatchesAutograd) {
   at::Tensor xl = x0.clone().requires_grad_(true);
   at::Tensor y = hf_rope(xl, cos, sin, pos);
   torch::cuda::synchronize();
-  EXPECT_TRUE(at::equal(buf, y.detach()));
+  EXPECT_EQ(agreement(buf, y.detach()).max_ulps, 0);
   y.backward(g0);
   buf.copy_(g0);
   rc = k::rope_backward(buf.data_ptr(), buf.data_ptr(), pos.data_ptr<int64_t>(), cos.data_ptr<float>(),
