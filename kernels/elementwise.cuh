@@ -44,11 +44,11 @@ __device__ __forceinline__ uint32_t word_of(const __nv_bfloat16* v) {
 template <typename T, int V>
 __device__ __forceinline__ void store_pack(T* p, const Pack<T, V>& v) {
   if constexpr (sizeof(Pack<T, V>) == 16) {
-    // One explicit 16-byte store: nvcc splits a plain struct or uint4 store into 4- or 2-byte pieces in the RoPE
-    // kernel. (Global memory's generic and global addresses coincide, as CUTLASS also relies on.)
+    // One explicit 16-byte store: nvcc splits a plain struct or uint4 store into 4- or 2-byte pieces in the
+    // RoPE kernel. (Global memory's generic and global addresses coincide, as CUTLASS also relies on.)
     constexpr int kPer = int(4 / sizeof(T));  // elements per 32-bit word
-    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(word_of(v.v)), "r"(word_of(v.v + kPer)),
-                 "r"(word_of(v.v + 2 * kPer)), "r"(word_of(v.v + 3 * kPer))
+    asm volatile("st.global.v4.b32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(word_of(v.v)),
+                 "r"(word_of(v.v + kPer)), "r"(word_of(v.v + 2 * kPer)), "r"(word_of(v.v + 3 * kPer))
                  : "memory");
   } else {
     *reinterpret_cast<Pack<T, V>*>(p) = v;

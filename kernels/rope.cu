@@ -20,7 +20,8 @@ using detail::to_float;
 constexpr int kThreads = 256;
 constexpr int64_t kMaxGridY = 65535;
 
-// V consecutive float32 table entries (16-byte loads when V is a multiple of 4: the launcher checks alignment).
+// V consecutive float32 table entries (16-byte loads when V is a multiple of 4; the launcher checks
+// their alignment).
 template <int V>
 __device__ __forceinline__ void load_row(const float* __restrict__ p, float (&out)[V]) {
   if constexpr (V % 4 == 0) {
@@ -42,8 +43,9 @@ __device__ __forceinline__ void load_row(const float* __restrict__ p, float (&ou
 // intrinsics so the compiler cannot fuse them into an FMA (ATen rounds each op separately).
 template <typename T, int V, bool kInverse>
 __global__ void __launch_bounds__(kThreads)
-    rope_kernel(const T* x, T* out, const int64_t* __restrict__ positions, const float* __restrict__ cos_table,
-                const float* __restrict__ sin_table, int64_t tokens, int heads, int half, int64_t ld) {
+    rope_kernel(const T* x, T* out, const int64_t* __restrict__ positions,
+                const float* __restrict__ cos_table, const float* __restrict__ sin_table, int64_t tokens,
+                int heads, int half, int64_t ld) {
   const int nchunk = half / V;
   const int unit = int(blockIdx.x) * int(blockDim.x) + int(threadIdx.x);
   if (unit >= heads * nchunk) return;
@@ -83,20 +85,21 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <typename T, int V, bool kInverse>
-void launch_v(const void* x, void* out, const int64_t* positions, const float* cos, const float* sin, int64_t tokens,
-              int heads, int half, int64_t ld, cudaStream_t s) {
+void launch_v(const void* x, void* out, const int64_t* positions, const float* cos, const float* sin,
+              int64_t tokens, int heads, int half, int64_t ld, cudaStream_t s) {
   const int units = heads * (half / V);
   const int bx = units < kThreads ? units : kThreads;
   const int by = kThreads / bx;
   const int64_t gy = (tokens + by - 1) / by;
-  dim3 grid(static_cast<unsigned>((units + bx - 1) / bx), static_cast<unsigned>(gy < kMaxGridY ? gy : kMaxGridY));
+  dim3 grid(static_cast<unsigned>((units + bx - 1) / bx),
+            static_cast<unsigned>(gy < kMaxGridY ? gy : kMaxGridY));
   rope_kernel<T, V, kInverse><<<grid, dim3(bx, by), 0, s>>>(static_cast<const T*>(x), static_cast<T*>(out),
                                                             positions, cos, sin, tokens, heads, half, ld);
 }
 
 template <typename T, bool kInverse>
-int launch(const void* x, void* out, const int64_t* positions, const float* cos, const float* sin, int64_t tokens,
-           int heads, int half, int64_t ld, cudaStream_t s) {
+int launch(const void* x, void* out, const int64_t* positions, const float* cos, const float* sin,
+           int64_t tokens, int heads, int half, int64_t ld, cudaStream_t s) {
   constexpr int V = detail::kVec16<T>;
   // 16-byte vectors of x need D/2 and ld to be multiples of V (then every head and half starts aligned);
   // the float32 table rows then start at multiples of 2*V >= 8 floats, so their float4 loads are aligned too.
@@ -110,9 +113,11 @@ int launch(const void* x, void* out, const int64_t* positions, const float* cos,
 }
 
 template <bool kInverse>
-int rope(const void* x, void* out, const int64_t* positions, const float* cos, const float* sin, int64_t tokens,
-         int64_t heads, int64_t head_dim, int64_t ld, int64_t table_rows, DType dtype, void* stream) {
-  if (tokens < 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 != 0 || table_rows <= 0 || ld < heads * head_dim)
+int rope(const void* x, void* out, const int64_t* positions, const float* cos, const float* sin,
+         int64_t tokens, int64_t heads, int64_t head_dim, int64_t ld, int64_t table_rows, DType dtype,
+         void* stream) {
+  if (tokens < 0 || heads <= 0 || head_dim <= 0 || head_dim % 2 != 0 || table_rows <= 0 ||
+      ld < heads * head_dim)
     return cudaErrorInvalidValue;
   // (head, pair) units of one token are counted in int.
   if (heads * (head_dim / 2) > 0x7fffffff) return cudaErrorInvalidValue;
@@ -139,8 +144,8 @@ int rope_forward(const void* x, void* out, const int64_t* positions, const float
 }
 
 int rope_backward(const void* dy, void* dx, const int64_t* positions, const float* cos, const float* sin,
-                  int64_t tokens, int64_t heads, int64_t head_dim, int64_t ld, int64_t table_rows, DType dtype,
-                  void* stream) {
+                  int64_t tokens, int64_t heads, int64_t head_dim, int64_t ld, int64_t table_rows,
+                  DType dtype, void* stream) {
   return rope<true>(dy, dx, positions, cos, sin, tokens, heads, head_dim, ld, table_rows, dtype, stream);
 }
 

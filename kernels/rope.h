@@ -7,9 +7,9 @@
 //     out1 = round(round(x1*c[j]) - round(x2*s[j]));    out2 = round(round(x2*c[j+D/2]) + round(x1*s[j+D/2]))
 //   backward (dx = dy*c + rotate_half^T(dy*s), rotate_half^T(y) = cat(y2, -y1)):
 //     dx1 = round(round(dy1*c[j]) + round(dy2*s[j+D/2]));  dx2 = round(round(dy2*c[j+D/2]) - round(dy1*s[j]))
-// (with HF's tables, cos/sin = cat(freqs, freqs), so s[j] == s[j+D/2] and the backward is the forward with -sin).
-// Products and sums are separately rounded (no fused multiply-add), so float32 also matches ATen bit for bit.
-// Backward needs only the positions, so q/k can be rotated in place without being saved.
+// (with HF's tables, cos/sin = cat(freqs, freqs), so s[j] == s[j+D/2] and the backward is the forward with
+// -sin). Products and sums are separately rounded (no fused multiply-add), so float32 also matches ATen bit
+// for bit. Backward needs only the positions, so q/k can be rotated in place without being saved.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +29,7 @@ int rope_forward(const void* x, void* out, const int64_t* positions, const float
 
 // dy, dx: as x, out above (dx may be dy: in place); the same positions and tables as the forward pass.
 int rope_backward(const void* dy, void* dx, const int64_t* positions, const float* cos, const float* sin,
-                  int64_t tokens, int64_t heads, int64_t head_dim, int64_t ld, int64_t table_rows, DType dtype,
-                  void* stream);
+                  int64_t tokens, int64_t heads, int64_t head_dim, int64_t ld, int64_t table_rows,
+                  DType dtype, void* stream);
 
 }  // namespace hs::kernels

@@ -69,8 +69,8 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
-    swiglu_bwd_kernel(const T* dh, const T* g, const T* u, T* dg, T* du, int64_t rows, int64_t cols, int64_t ld_gu,
-                      int64_t ld_dh, int64_t ld_dgu) {
+    swiglu_bwd_kernel(const T* dh, const T* g, const T* u, T* dg, T* du, int64_t rows, int64_t cols,
+                      int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu) {
   const int64_t nvec = cols / V, units = nvec + (cols - nvec * V);
   const int64_t unit = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (unit >= units) return;
@@ -126,19 +126,20 @@ template <typename T>
 int launch_bwd(const void* dh, const void* g, const void* u, void* dg, void* du, int64_t rows, int64_t cols,
                int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, cudaStream_t s) {
   constexpr int V = detail::kVec16<T>;
-  const bool vec = detail::aligned16(dh) && detail::aligned16(g) && detail::aligned16(u) && detail::aligned16(dg) &&
-                   detail::aligned16(du) && ld_gu % V == 0 && ld_dh % V == 0 && ld_dgu % V == 0 && cols >= V;
+  const bool vec = detail::aligned16(dh) && detail::aligned16(g) && detail::aligned16(u) &&
+                   detail::aligned16(dg) && detail::aligned16(du) && ld_gu % V == 0 && ld_dh % V == 0 &&
+                   ld_dgu % V == 0 && cols >= V;
   const T* dhp = static_cast<const T*>(dh);
   const T* gp = static_cast<const T*>(g);
   const T* up = static_cast<const T*>(u);
   T* dgp = static_cast<T*>(dg);
   T* dup = static_cast<T*>(du);
   if (vec)
-    swiglu_bwd_kernel<T, V><<<grid_for(rows, cols, V), kThreads, 0, s>>>(dhp, gp, up, dgp, dup, rows, cols, ld_gu,
-                                                                        ld_dh, ld_dgu);
+    swiglu_bwd_kernel<T, V><<<grid_for(rows, cols, V), kThreads, 0, s>>>(dhp, gp, up, dgp, dup, rows, cols,
+                                                                         ld_gu, ld_dh, ld_dgu);
   else
-    swiglu_bwd_kernel<T, 1><<<grid_for(rows, cols, 1), kThreads, 0, s>>>(dhp, gp, up, dgp, dup, rows, cols, ld_gu,
-                                                                        ld_dh, ld_dgu);
+    swiglu_bwd_kernel<T, 1><<<grid_for(rows, cols, 1), kThreads, 0, s>>>(dhp, gp, up, dgp, dup, rows, cols,
+                                                                         ld_gu, ld_dh, ld_dgu);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -154,8 +155,8 @@ int check_shape(int64_t rows, int64_t cols, std::initializer_list<int64_t> lds) 
 
 }  // namespace
 
-int swiglu_forward(const void* g, const void* u, void* h, int64_t rows, int64_t cols, int64_t ld_gu, int64_t ld_h,
-                   DType dtype, void* stream) {
+int swiglu_forward(const void* g, const void* u, void* h, int64_t rows, int64_t cols, int64_t ld_gu,
+                   int64_t ld_h, DType dtype, void* stream) {
   if (int rc = check_shape(rows, cols, {ld_gu, ld_h}); rc != cudaSuccess) return rc;
   if (rows == 0 || cols == 0) return cudaSuccess;
   if (g == nullptr || u == nullptr || h == nullptr) return cudaErrorInvalidValue;
@@ -169,11 +170,12 @@ int swiglu_forward(const void* g, const void* u, void* h, int64_t rows, int64_t 
   return cudaErrorInvalidValue;
 }
 
-int swiglu_backward(const void* dh, const void* g, const void* u, void* dg, void* du, int64_t rows, int64_t cols,
-                    int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, DType dtype, void* stream) {
+int swiglu_backward(const void* dh, const void* g, const void* u, void* dg, void* du, int64_t rows,
+                    int64_t cols, int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, DType dtype, void* stream) {
   if (int rc = check_shape(rows, cols, {ld_gu, ld_dh, ld_dgu}); rc != cudaSuccess) return rc;
   if (rows == 0 || cols == 0) return cudaSuccess;
-  if (dh == nullptr || g == nullptr || u == nullptr || dg == nullptr || du == nullptr) return cudaErrorInvalidValue;
+  if (dh == nullptr || g == nullptr || u == nullptr || dg == nullptr || du == nullptr)
+    return cudaErrorInvalidValue;
   auto s = static_cast<cudaStream_t>(stream);
   switch (dtype) {
     case DType::f32:

@@ -1,18 +1,21 @@
 // The fused SwiGLU and RoPE kernels (kernels/swiglu.h, kernels/rope.h), forward and backward, in float32 and
 // bf16, against two oracles computed from the same inputs:
-//  - float64 on the CPU (autograd for the backward), with per-element bounds derived from the kernels' rounding
-//    points: each bf16 rounding costs at most u = 2^-8 relative, so two roundings in a product chain stay within
-//    (2u + u^2)|exact| and a rounded sum of two rounded products within (2u + u^2)(|A| + |B|); float32 uses
-//    u = 2^-24 plus the float32 error of silu/sigmoid (a few ulps, absolute near silu'(g) = 0);
+//  - float64 on the CPU (autograd for the backward), with per-element bounds derived from the kernels'
+//  rounding
+//    points: each bf16 rounding costs at most u = 2^-8 relative, so two roundings in a product chain stay
+//    within (2u + u^2)|exact| and a rounded sum of two rounded products within (2u + u^2)(|A| + |B|); float32
+//    uses u = 2^-24 plus the float32 error of silu/sigmoid (a few ulps, absolute near silu'(g) = 0);
 //  - HF transformers' formula written with ATen ops in the same dtype on the GPU (under ATen autograd for the
-//    backward): RoPE must match bit for bit in both dtypes (the same correctly rounded ops in the same order).
-//    SwiGLU calls expf, whose last bit depends on the math library: in bf16 it must be within 1 ulp everywhere
-//    and differ in at most 0.1% of elements (pooled over the cases; the measured count is printed); in float32
-//    a 1-ulp expf difference moves silu by a few ulps and silu' by many near its zero, so float32 is held to
-//    twice the float64 bound instead (both sides are within it), its ulp statistics printed.
+//    backward): RoPE must match bit for bit in both dtypes (the same correctly rounded ops in the same
+//    order). SwiGLU calls expf, whose last bit depends on the math library: in bf16 it must be within 1 ulp
+//    everywhere and differ in at most 0.1% of elements (pooled over the cases; the measured count is
+//    printed); in float32 a 1-ulp expf difference moves silu by a few ulps and silu' by many near its zero,
+//    so float32 is held to twice the float64 bound instead (both sides are within it), its ulp statistics
+//    printed.
 // Layouts: gate/up as separate tensors and as the two halves of one [rows, 2*cols] tensor, padded row strides
-// (scalar path), sizes not multiples of 8, more rows than one grid dimension holds, in-place calls, and RoPE at
-// position 0 and at the table's last row. Outputs start as NaN so unwritten elements fail; padding must stay NaN.
+// (scalar path), sizes not multiples of 8, more rows than one grid dimension holds, in-place calls, and RoPE
+// at position 0 and at the table's last row. Outputs start as NaN so unwritten elements fail; padding must
+// stay NaN.
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
 
@@ -87,8 +90,9 @@ enum class GuLayout { separate, halves };
 struct SwigluCase {
   int64_t rows, cols;
   GuLayout layout;
-  int64_t pad_out;  // extra elements per output row (h, dg/du buffers); makes the vector path impossible in bf16
-  bool in_place;    // h written over g (forward); dg, du written over g, u (backward)
+  int64_t
+      pad_out;  // extra elements per output row (h, dg/du buffers); makes the vector path impossible in bf16
+  bool in_place;  // h written over g (forward); dg, du written over g, u (backward)
 };
 std::string describe(const SwigluCase& c, at::ScalarType t) {
   return std::string(name(t)) + " " + std::to_string(c.rows) + "x" + std::to_string(c.cols) +
@@ -176,14 +180,16 @@ TEST(CudaKernelsFused, SwigluForwardMatchesFloat64AndHfFormula) {
     if (t == at::kBFloat16) {
       EXPECT_LE(all.mismatch_fraction(), 1e-3);
     }
-    std::printf("[ measured ] swiglu forward %s vs HF formula: max %lld ulp, %lld of %lld elements differ (%.3g%%)\n",
-                name(t), (long long)all.max_ulps, (long long)all.differing, (long long)all.elements,
-                100 * all.mismatch_fraction());
+    std::printf(
+        "[ measured ] swiglu forward %s vs HF formula: max %lld ulp, %lld of %lld elements differ (%.3g%%)\n",
+        name(t), (long long)all.max_ulps, (long long)all.differing, (long long)all.elements,
+        100 * all.mismatch_fraction());
   }
 }
 
 // Float64 SwiGLU gradients on the CPU with autograd.
-std::pair<at::Tensor, at::Tensor> swiglu_grads64(const at::Tensor& g, const at::Tensor& u, const at::Tensor& dh) {
+std::pair<at::Tensor, at::Tensor> swiglu_grads64(const at::Tensor& g, const at::Tensor& u,
+                                                 const at::Tensor& dh) {
   at::Tensor g64 = g.to(at::kCPU, at::kDouble).detach().requires_grad_(true);
   at::Tensor u64 = u.to(at::kCPU, at::kDouble).detach().requires_grad_(true);
   at::Tensor h = at::silu(g64) * u64;
@@ -217,8 +223,8 @@ TEST(CudaKernelsFused, SwigluBackwardMatchesFloat64AndHfAutograd) {
         dg = at::full({c.rows, ld_dgu}, NAN, g0.options()).slice(1, 0, c.cols);
         du = at::full({c.rows, ld_dgu}, NAN, g0.options()).slice(1, 0, c.cols);
       }
-      int rc = k::swiglu_backward(dh.data_ptr(), gu.g.data_ptr(), gu.u.data_ptr(), dg.data_ptr(), du.data_ptr(),
-                                  c.rows, c.cols, gu.ld, c.cols, ld_dgu, kdtype(t), nullptr);
+      int rc = k::swiglu_backward(dh.data_ptr(), gu.g.data_ptr(), gu.u.data_ptr(), dg.data_ptr(),
+                                  du.data_ptr(), c.rows, c.cols, gu.ld, c.cols, ld_dgu, kdtype(t), nullptr);
       ASSERT_EQ(rc, 0) << k::error_string(rc);
       torch::cuda::synchronize();
       ASSERT_FALSE(any_nan(dg));
@@ -258,11 +264,12 @@ TEST(CudaKernelsFused, SwigluBackwardMatchesFloat64AndHfAutograd) {
       EXPECT_LE(all_dg.mismatch_fraction(), 1e-3);
       EXPECT_LE(all_du.mismatch_fraction(), 1e-3);
     }
-    std::printf("[ measured ] swiglu backward %s vs HF autograd: dg max %lld ulp, %lld of %lld differ (%.3g%%); "
-                "du max %lld ulp, %lld differ (%.3g%%)\n",
-                name(t), (long long)all_dg.max_ulps, (long long)all_dg.differing, (long long)all_dg.elements,
-                100 * all_dg.mismatch_fraction(), (long long)all_du.max_ulps, (long long)all_du.differing,
-                100 * all_du.mismatch_fraction());
+    std::printf(
+        "[ measured ] swiglu backward %s vs HF autograd: dg max %lld ulp, %lld of %lld differ (%.3g%%); "
+        "du max %lld ulp, %lld differ (%.3g%%)\n",
+        name(t), (long long)all_dg.max_ulps, (long long)all_dg.differing, (long long)all_dg.elements,
+        100 * all_dg.mismatch_fraction(), (long long)all_du.max_ulps, (long long)all_du.differing,
+        100 * all_du.mismatch_fraction());
   }
 }
 
@@ -304,9 +311,9 @@ const std::vector<RopeCase>& rope_cases() {
   static const std::vector<RopeCase> cases = {
       {1, 1, 64, 0, 0, false},     {7, 8, 64, 0, 0, false},    {33, 32, 64, 0, 0, false},
       {129, 8, 128, 0, 0, false},  {31, 32, 128, 0, 0, false}, {513, 8, 64, 0, 0, true},
-      {65, 32, 128, 0, 0, true},   {17, 3, 64, 5, 0, false},   {17, 3, 64, 5, 0, true},   // padded ld: scalar
-      {11, 8, 128, 0, 1, false},   {11, 8, 128, 0, 1, true},                              // misaligned: scalar
-      {9, 2, 6, 0, 0, false},      {9, 2, 6, 0, 0, true},                                 // D/2 = 3: scalar
+      {65, 32, 128, 0, 0, true},   {17, 3, 64, 5, 0, false},   {17, 3, 64, 5, 0, true},  // padded ld: scalar
+      {11, 8, 128, 0, 1, false},   {11, 8, 128, 0, 1, true},                             // misaligned: scalar
+      {9, 2, 6, 0, 0, false},      {9, 2, 6, 0, 0, true},                                // D/2 = 3: scalar
       {1025, 8, 64, 24, 0, false},  // padded by a multiple of 8: vectors with ld != heads * D
   };
   return cases;
@@ -327,8 +334,10 @@ at::Tensor make_positions(int64_t tokens) {
 at::Tensor strided_view(const RopeCase& c, at::ScalarType t, at::Tensor* buffer) {
   const int64_t width = c.heads * c.head_dim, ld = width + c.pad;
   *buffer = at::full({c.offset + c.tokens * ld}, NAN, at::TensorOptions().dtype(t).device(at::kCUDA));
-  return buffer->narrow(0, c.offset, c.tokens * ld).view({c.tokens, ld}).slice(1, 0, width).view(
-      {c.tokens, c.heads, c.head_dim});
+  return buffer->narrow(0, c.offset, c.tokens * ld)
+      .view({c.tokens, ld})
+      .slice(1, 0, width)
+      .view({c.tokens, c.heads, c.head_dim});
 }
 
 // Padding (and the offset prefix) of a buffer must still be NaN.
@@ -356,7 +365,8 @@ TEST(CudaKernelsFused, RopeForwardMatchesFloat64AndHfFormulaBitExact) {
   for (auto t : {at::kFloat, at::kBFloat16}) {
     for (const RopeCase& c : rope_cases()) {
       SCOPED_TRACE(describe(c, t));
-      auto [cos, sin] = c.head_dim == 128 ? std::pair{cos_full, sin_full} : rope_tables(kTableRows, c.head_dim);
+      auto [cos, sin] =
+          c.head_dim == 128 ? std::pair{cos_full, sin_full} : rope_tables(kTableRows, c.head_dim);
       at::Tensor pos = make_positions(c.tokens);
       at::Tensor xbuf, outbuf;
       at::Tensor x = strided_view(c, t, &xbuf);
@@ -365,8 +375,8 @@ TEST(CudaKernelsFused, RopeForwardMatchesFloat64AndHfFormulaBitExact) {
       at::Tensor out = c.in_place ? x : strided_view(c, t, &outbuf);
       const int64_t ld = c.heads * c.head_dim + c.pad;
       int rc = k::rope_forward(x.data_ptr(), out.data_ptr(), pos.data_ptr<int64_t>(), cos.data_ptr<float>(),
-                               sin.data_ptr<float>(), c.tokens, c.heads, c.head_dim, ld, kTableRows, kdtype(t),
-                               nullptr);
+                               sin.data_ptr<float>(), c.tokens, c.heads, c.head_dim, ld, kTableRows,
+                               kdtype(t), nullptr);
       ASSERT_EQ(rc, 0) << k::error_string(rc);
       torch::cuda::synchronize();
       ASSERT_FALSE(any_nan(out));
@@ -380,7 +390,8 @@ TEST(CudaKernelsFused, RopeForwardMatchesFloat64AndHfFormulaBitExact) {
       at::Tensor c64 = cos.cpu().index_select(0, pos_cpu).to(t).to(at::kDouble).unsqueeze(1);
       at::Tensor s64 = sin.cpu().index_select(0, pos_cpu).to(t).to(at::kDouble).unsqueeze(1);
       at::Tensor x64 = x0.to(at::kCPU, at::kDouble);
-      at::Tensor ref64 = hf_rope(x64, cos.cpu().to(t).to(at::kDouble), sin.cpu().to(t).to(at::kDouble), pos_cpu);
+      at::Tensor ref64 =
+          hf_rope(x64, cos.cpu().to(t).to(at::kDouble), sin.cpu().to(t).to(at::kDouble), pos_cpu);
       EXPECT_EQ(count_outside(out, ref64, rope_bound(x64, c64, s64, t)), 0);
 
       // HF formula in the same dtype on the GPU: the same correctly rounded ops in the same order.
@@ -396,7 +407,8 @@ TEST(CudaKernelsFused, RopeBackwardMatchesFloat64AndHfAutogradBitExact) {
   for (auto t : {at::kFloat, at::kBFloat16}) {
     for (const RopeCase& c : rope_cases()) {
       SCOPED_TRACE(describe(c, t));
-      auto [cos, sin] = c.head_dim == 128 ? std::pair{cos_full, sin_full} : rope_tables(kTableRows, c.head_dim);
+      auto [cos, sin] =
+          c.head_dim == 128 ? std::pair{cos_full, sin_full} : rope_tables(kTableRows, c.head_dim);
       at::Tensor pos = make_positions(c.tokens);
       at::Tensor dybuf, dxbuf;
       at::Tensor dy = strided_view(c, t, &dybuf);
@@ -405,8 +417,8 @@ TEST(CudaKernelsFused, RopeBackwardMatchesFloat64AndHfAutogradBitExact) {
       at::Tensor dx = c.in_place ? dy : strided_view(c, t, &dxbuf);
       const int64_t ld = c.heads * c.head_dim + c.pad;
       int rc = k::rope_backward(dy.data_ptr(), dx.data_ptr(), pos.data_ptr<int64_t>(), cos.data_ptr<float>(),
-                                sin.data_ptr<float>(), c.tokens, c.heads, c.head_dim, ld, kTableRows, kdtype(t),
-                                nullptr);
+                                sin.data_ptr<float>(), c.tokens, c.heads, c.head_dim, ld, kTableRows,
+                                kdtype(t), nullptr);
       ASSERT_EQ(rc, 0) << k::error_string(rc);
       torch::cuda::synchronize();
       ASSERT_FALSE(any_nan(dx));
@@ -418,8 +430,10 @@ TEST(CudaKernelsFused, RopeBackwardMatchesFloat64AndHfAutogradBitExact) {
       at::Tensor x64 = at::randn({c.tokens, c.heads, c.head_dim}, at::kDouble).requires_grad_(true);
       at::Tensor dy64 = dy0.to(at::kCPU, at::kDouble);
       hf_rope(x64, cos64, sin64, pos_cpu).backward(dy64);
-      // |dx1| terms: dy1*c1 and dy2*s2 -> the same bound as the forward pass with dy in place of x (s1 == s2).
-      at::Tensor c64 = cos64.index_select(0, pos_cpu).unsqueeze(1), s64 = sin64.index_select(0, pos_cpu).unsqueeze(1);
+      // |dx1| terms: dy1*c1 and dy2*s2 -> the same bound as the forward pass with dy in place of x (s1 ==
+      // s2).
+      at::Tensor c64 = cos64.index_select(0, pos_cpu).unsqueeze(1),
+                 s64 = sin64.index_select(0, pos_cpu).unsqueeze(1);
       EXPECT_EQ(count_outside(dx, x64.grad(), rope_bound(dy64, c64, s64, t)), 0);
 
       // ATen autograd on HF's formula in the same dtype on the GPU.
@@ -442,7 +456,8 @@ TEST(CudaKernelsFused, RopeInPlaceRoundTripMatchesAutograd) {
   at::Tensor g0 = at::randn({tokens, heads, D}).to(at::kCUDA, at::kBFloat16);
   at::Tensor buf = x0.clone();
   int rc = k::rope_forward(buf.data_ptr(), buf.data_ptr(), pos.data_ptr<int64_t>(), cos.data_ptr<float>(),
-                           sin.data_ptr<float>(), tokens, heads, D, heads * D, kTableRows, k::DType::bf16, nullptr);
+                           sin.data_ptr<float>(), tokens, heads, D, heads * D, kTableRows, k::DType::bf16,
+                           nullptr);
   ASSERT_EQ(rc, 0) << k::error_string(rc);
   at::Tensor xl = x0.clone().requires_grad_(true);
   at::Tensor y = hf_rope(xl, cos, sin, pos);
@@ -451,7 +466,8 @@ TEST(CudaKernelsFused, RopeInPlaceRoundTripMatchesAutograd) {
   y.backward(g0);
   buf.copy_(g0);
   rc = k::rope_backward(buf.data_ptr(), buf.data_ptr(), pos.data_ptr<int64_t>(), cos.data_ptr<float>(),
-                        sin.data_ptr<float>(), tokens, heads, D, heads * D, kTableRows, k::DType::bf16, nullptr);
+                        sin.data_ptr<float>(), tokens, heads, D, heads * D, kTableRows, k::DType::bf16,
+                        nullptr);
   ASSERT_EQ(rc, 0) << k::error_string(rc);
   torch::cuda::synchronize();
   EXPECT_EQ(agreement(buf, xl.grad()).max_ulps, 0);
