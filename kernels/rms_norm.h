@@ -12,9 +12,9 @@
 
 #include <cstdint>
 
-namespace hs::kernels {
+#include "kernels/dtype.h"
 
-enum class DType : int { f32 = 0, bf16 = 1 };
+namespace hs::kernels {
 
 // x, y: [rows, cols] contiguous, w: [cols]; all of `dtype`. rstd: [rows] float32 or nullptr.
 // stream: a cudaStream_t (nullptr = default stream). Returns a cudaError_t value (0 = success).
