@@ -111,10 +111,10 @@ int main(int argc, char** argv) {
       fwd_kernel();
       bwd_kernel();
     });
-    double fwd_aten = time_ms([&] { ops::swiglu(g, u); });
+    double fwd_aten = time_ms([&] { ops::swiglu_reference(g, u); });
     auto gr = g.clone().requires_grad_(true), ur = u.clone().requires_grad_(true);
     double both_aten = time_ms([&] {
-      auto out = ops::swiglu(gr, ur);
+      auto out = ops::swiglu_reference(gr, ur);
       auto grads = torch::autograd::grad({out}, {gr, ur}, {dh});
     });
     // forward reads g, u and writes h (6 B/elem); backward reads dh, g, u and writes dg, du (10 B/elem).
@@ -151,11 +151,11 @@ int main(int argc, char** argv) {
     });
     auto as_model = [&](const at::Tensor& t) { return t.view({1, tokens, sh.heads, D}).transpose(1, 2); };
     auto pos2 = pos.view({1, tokens});
-    double fwd_aten = time_ms([&] { ops::rope(as_model(x), table, pos2); });
+    double fwd_aten = time_ms([&] { ops::rope_reference(as_model(x), table, pos2); });
     auto xr = x.clone().requires_grad_(true);
     auto dy4 = as_model(dy);
     double both_aten = time_ms([&] {
-      auto out = ops::rope(as_model(xr), table, pos2);
+      auto out = ops::rope_reference(as_model(xr), table, pos2);
       auto grads = torch::autograd::grad({out}, {xr}, {dy4});
     });
     // x (or dy) read and written once (4 B/elem), 8 B of position per token, and the cos/sin rows in use

@@ -60,6 +60,11 @@ RopeTable rope_table(const io::HfConfig& config, int64_t positions, at::Device d
 }
 
 at::Tensor rope(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids) {
+  return rope_has_kernel(x, table, position_ids) ? rope_kernel(x, table, position_ids)
+                                                 : rope_reference(x, table, position_ids);
+}
+
+at::Tensor rope_reference(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids) {
   const int64_t B = position_ids.size(0), T = position_ids.size(1), D = x.size(-1);
   at::Tensor flat = position_ids.reshape({-1});
   at::Tensor cos = table.cos.index_select(0, flat).view({B, 1, T, D}).to(x.scalar_type());
@@ -69,7 +74,11 @@ at::Tensor rope(const at::Tensor& x, const RopeTable& table, const at::Tensor& p
   return x * cos + rotated * sin;
 }
 
-at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) { return at::silu(gate) * up; }
+at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up) {
+  return swiglu_has_kernel(gate, up) ? swiglu_kernel(gate, up) : swiglu_reference(gate, up);
+}
+
+at::Tensor swiglu_reference(const at::Tensor& gate, const at::Tensor& up) { return at::silu(gate) * up; }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   return bias.defined() ? at::linear(x, weight, bias) : at::linear(x, weight);

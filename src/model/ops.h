@@ -39,11 +39,19 @@ struct RopeTable {
 };
 RopeTable rope_table(const io::HfConfig& config, int64_t positions, at::Device device);
 
-// Applies RoPE (HF rotate_half convention) to x [B, heads, T, head_dim] at position_ids [B, T].
+// Applies RoPE (HF rotate_half convention) to x [B, heads, T, head_dim] at position_ids [B, T]. On CUDA,
+// when x is a transposed view of a [B, T, heads, head_dim] buffer (as the model makes it), kernels/rope runs
+// it (bit-exact with the reference; the backward saves nothing but positions); elsewhere the reference.
 at::Tensor rope(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids);
+at::Tensor rope_reference(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids);
+bool rope_has_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids);
+at::Tensor rope_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids);  // CUDA only
 
-// silu(gate) * up.
+// silu(gate) * up (kernels/swiglu on CUDA in float32/bf16: saves gate and up, recomputes silu backward).
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
+at::Tensor swiglu_reference(const at::Tensor& gate, const at::Tensor& up);
+bool swiglu_has_kernel(const at::Tensor& gate, const at::Tensor& up);
+at::Tensor swiglu_kernel(const at::Tensor& gate, const at::Tensor& up);  // CUDA builds only
 
 // x W^T + b (b may be undefined).
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
@@ -125,10 +133,11 @@ LossSum cross_entropy_sum(const at::Tensor& logits, const at::Tensor& targets);
 // here without materialising [N, V] logits. Without autograd (eval) the logits are made a chunk of rows at a
 // time (float64 sum of the chunk sums), so memory is bounded however long the sample.
 LossSum linear_cross_entropy(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets);
-// The fused path (CUDA builds, kernels_enabled(), bf16): rows in chunks of at most 2^27 / vocab; per chunk the
-// bf16 logits GEMM, float32 log-sum-exp and target logit, and, when autograd records, the gradient
-// softmax - onehot rounded to bf16 and multiplied straight into d hidden (and d weight in float32 when the
-// head trains), so [N, V] logits never exist whole. The backward only scales those by the incoming gradient.
+// The fused path (CUDA builds, kernels_enabled(), bf16, autograd recording): rows in chunks of at most
+// 2^27 / vocab; per chunk the bf16 logits GEMM, then kernels/cross_entropy (float32 log-sum-exp and loss per
+// row, and the gradient softmax - onehot rounded to bf16 over the logits), multiplied straight into d hidden
+// (and d weight in float32 when the head trains), so [N, V] logits never exist whole. The backward only
+// scales those by the incoming gradient.
 bool linear_cross_entropy_has_fast_path(const at::Tensor& hidden, const at::Tensor& weight);
 LossSum linear_cross_entropy_fast(const at::Tensor& hidden, const at::Tensor& weight,
                                   const at::Tensor& targets);  // CUDA builds only

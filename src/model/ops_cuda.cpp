@@ -17,7 +17,10 @@
 #include <algorithm>
 #include <vector>
 
+#include "kernels/cross_entropy.h"
 #include "kernels/rms_norm.h"
+#include "kernels/rope.h"
+#include "kernels/swiglu.h"
 #endif
 
 namespace hs::model::ops {
@@ -148,6 +151,66 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
   }
 };
 
+// h = silu(g) * u [rows, cols] by kernels/swiglu (g, u contiguous, same shape).
+at::Tensor swiglu_into(const at::Tensor& g, const at::Tensor& u) {
+  const int64_t cols = g.size(-1), rows = g.numel() / cols;
+  at::Tensor h = at::empty_like(g);
+  check_launch(kernels::swiglu_forward(g.data_ptr(), u.data_ptr(), h.data_ptr(), rows, cols, cols, cols,
+                                       kernel_dtype(g.scalar_type()), c10::cuda::getCurrentCUDAStream().stream()),
+               "swiglu_forward");
+  return h;
+}
+
+// dg, du from dh, g, u (all contiguous, same shape; dg may be g and du may be u).
+void swiglu_backward_into(const at::Tensor& dh, const at::Tensor& g, const at::Tensor& u, const at::Tensor& dg,
+                          const at::Tensor& du) {
+  const int64_t cols = g.size(-1), rows = g.numel() / cols;
+  check_launch(kernels::swiglu_backward(dh.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(), du.data_ptr(), rows,
+                                        cols, cols, cols, cols, kernel_dtype(g.scalar_type()),
+                                        c10::cuda::getCurrentCUDAStream().stream()),
+               "swiglu_backward");
+}
+
+// silu(gate) * up with the kernels (saves gate and up; silu is recomputed in the backward).
+struct SwigluFunction : public torch::autograd::Function<SwigluFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& g_in, const at::Tensor& u_in) {
+    const at::Tensor g = g_in.contiguous(), u = u_in.contiguous();
+    ctx->save_for_backward({g, u});
+    return swiglu_into(g, u);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto v = ctx->get_saved_variables();
+    at::Tensor dg = at::empty_like(v[0]), du = at::empty_like(v[1]);
+    swiglu_backward_into(grads[0].contiguous(), v[0], v[1], dg, du);
+    return {dg, du};
+  }
+};
+
+// RoPE by kernels/rope on x [B, T, H, D] contiguous, positions [B*T] int64, float32 tables; returns a new
+// tensor; the backward needs only the positions and tables.
+struct RopeFunction : public torch::autograd::Function<RopeFunction> {
+  static at::Tensor run(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& pos,
+                        bool backward) {
+    const int64_t D = x.size(3), H = x.size(2), tokens = x.size(0) * x.size(1);
+    at::Tensor out = at::empty_like(x);
+    auto launch = backward ? kernels::rope_backward : kernels::rope_forward;
+    check_launch(launch(x.data_ptr(), out.data_ptr(), pos.data_ptr<int64_t>(), cos.data_ptr<float>(),
+                        sin.data_ptr<float>(), tokens, H, D, H * D, cos.size(0), kernel_dtype(x.scalar_type()),
+                        c10::cuda::getCurrentCUDAStream().stream()),
+                 backward ? "rope_backward" : "rope_forward");
+    return out;
+  }
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                            const at::Tensor& pos) {
+    ctx->save_for_backward({cos, sin, pos});
+    return run(x, cos, sin, pos, false);
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto v = ctx->get_saved_variables();
+    return {run(grads[0].contiguous(), v[0], v[1], v[2], true), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 // The LoRA SwiGLU MLP as one function; see ops.h (lora_mlp_fast). Inputs: x, then per projection (gate, up,
 // down) its frozen weight and LoRA A, B; scalings as doubles.
 struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
@@ -163,7 +226,7 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
     const at::Tensor xag = at::mm(x2, ag16.t()), xau = at::mm(x2, au16.t());
     g.addmm_(xag, bg16.t(), 1.0, sg);
     u.addmm_(xau, bu16.t(), 1.0, su);
-    at::Tensor h = at::silu(g).mul_(u);
+    at::Tensor h = swiglu_into(g, u);
     at::Tensor y = at::mm(h, wd.t());
     const at::Tensor ha = at::mm(h, ad16.t());
     y.addmm_(ha, bd16.t(), 1.0, sd);
@@ -187,16 +250,16 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
     const at::Tensor dy = grads[0].reshape({-1, wd.size(0)});
     at::Tensor dad, dbd, dh;
     {
-      const at::Tensor h = at::silu(g).mul_(u);  // recomputed, same roundings as the forward
+      const at::Tensor h = swiglu_into(g, u);  // recomputed, same roundings as the forward
       const at::Tensor gbd = at::mm(dy, bd16);
       dh = at::mm(dy, wd);
       dh.addmm_(gbd, ad16, 1.0, sd);
       dad = at::mm(gbd.t(), h, at::kFloat).mul_(sd);
       dbd = at::mm(dy.t(), ha, at::kFloat).mul_(sd);
     }
-    // transformers' SwiGLU under autograd: d up = dh * silu(g); d silu = dh * up; d gate = silu'(g) d silu.
-    const at::Tensor du = at::silu(g).mul_(dh);
-    const at::Tensor dg = at::silu_backward(dh.mul_(u), g);
+    // transformers' SwiGLU under autograd (kernels/swiglu.h), written over g and u: nothing else holds them.
+    const at::Tensor dg = g, du = u;
+    swiglu_backward_into(dh, g, u, dg, du);
     dh = at::Tensor();
     const at::Tensor gbg = at::mm(dg, bg16), gbu = at::mm(du, bu16);
     at::Tensor dx;
@@ -219,7 +282,7 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
   }
 };
 
-// Rows per chunk of the fused head + loss: at most 2^27 logits (bf16 and float32 copies: 768 MiB).
+// Rows per chunk of the fused head + loss: at most 2^27 logits (256 MiB in bf16), the gradient written over them.
 int64_t ce_chunk_rows(int64_t vocab) { return std::max<int64_t>(1, (int64_t(1) << 27) / std::max<int64_t>(1, vocab)); }
 
 // Head + cross-entropy with the gradient made in the forward pass, a chunk of rows at a time; see ops.h.
@@ -228,20 +291,26 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
                             const at::Tensor& targets) {
     const bool need_dh = hidden.requires_grad(), need_dw = weight.requires_grad();
     const int64_t n = hidden.size(0), vocab = weight.size(0), step = ce_chunk_rows(vocab);
-    const at::Tensor t = targets.to(at::kLong).view({-1, 1});
+    const at::Tensor t = targets.to(at::kLong).contiguous();
     at::Tensor dh = need_dh ? at::empty_like(hidden) : at::Tensor();
     at::Tensor dw = need_dw ? at::zeros(weight.sizes(), weight.options().dtype(at::kFloat)) : at::Tensor();
     at::Tensor loss = at::zeros({}, hidden.options().dtype(at::kFloat));
     for (int64_t begin = 0; begin < n; begin += step) {
       const int64_t end = std::min(n, begin + step);
       const at::Tensor h = hidden.slice(0, begin, end), tc = t.slice(0, begin, end);
-      at::Tensor logits = at::mm(h, weight.t()).to(at::kFloat);  // bf16 GEMM, as HF's lm_head, then float32
-      const at::Tensor lse = at::logsumexp(logits, 1, /*keepdim=*/true);
-      loss.add_((lse - logits.gather(1, tc)).sum());
-      if (!need_dh && !need_dw) continue;
-      logits.sub_(lse).exp_();  // softmax
-      logits.scatter_add_(1, tc, at::full({end - begin, 1}, -1.0f, logits.options()));
-      const at::Tensor grad = logits.to(hidden.scalar_type());
+      // bf16 GEMM as HF's lm_head; then kernels/cross_entropy: float32 loss per row and, over the logits,
+      // their gradient softmax - onehot.
+      at::Tensor logits = at::mm(h, weight.t());
+      at::Tensor rows_loss = at::empty({end - begin}, hidden.options().dtype(at::kFloat));
+      const bool grad_needed = need_dh || need_dw;
+      check_launch(kernels::cross_entropy_forward_backward(
+                       logits.data_ptr(), tc.data_ptr<int64_t>(), rows_loss.data_ptr<float>(),
+                       grad_needed ? logits.data_ptr() : nullptr, end - begin, vocab, vocab,
+                       kernel_dtype(logits.scalar_type()), c10::cuda::getCurrentCUDAStream().stream()),
+                   "cross_entropy_forward_backward");
+      loss.add_(rows_loss.sum());
+      if (!grad_needed) continue;
+      const at::Tensor& grad = logits;
       if (need_dh) {
         at::Tensor dh_c = dh.slice(0, begin, end);
         at::mm_out(dh_c, grad, weight);
@@ -280,6 +349,29 @@ at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const
                                    scaling);
 }
 
+bool swiglu_has_kernel(const at::Tensor& gate, const at::Tensor& up) {
+  const auto t = gate.scalar_type();
+  return kernels_enabled() && gate.is_cuda() && (t == at::kFloat || t == at::kBFloat16) && up.scalar_type() == t &&
+         up.device() == gate.device() && gate.sizes() == up.sizes() && gate.numel() > 0;
+}
+
+at::Tensor swiglu_kernel(const at::Tensor& gate, const at::Tensor& up) { return SwigluFunction::apply(gate, up); }
+
+bool rope_has_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids) {
+  const auto t = x.scalar_type();
+  return kernels_enabled() && x.is_cuda() && (t == at::kFloat || t == at::kBFloat16) && x.dim() == 4 &&
+         x.size(3) % 2 == 0 && x.transpose(1, 2).is_contiguous() && x.numel() > 0 && table.cos.is_cuda() &&
+         table.cos.scalar_type() == at::kFloat && table.cos.is_contiguous() && table.sin.is_contiguous() &&
+         table.cos.size(1) == x.size(3) && position_ids.is_cuda() && position_ids.scalar_type() == at::kLong &&
+         position_ids.size(0) == x.size(0) && position_ids.size(1) == x.size(2);
+}
+
+at::Tensor rope_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids) {
+  // x [B, H, T, D] is a transposed view of a [B, T, H, D] buffer; the kernel runs on that buffer.
+  at::Tensor out = RopeFunction::apply(x.transpose(1, 2), table.cos, table.sin, position_ids.reshape({-1}).contiguous());
+  return out.transpose(1, 2);
+}
+
 bool lora_mlp_has_fast_path(const at::Tensor& x, const LoraProj& gate, const LoraProj& up, const LoraProj& down,
                             bool training) {
   for (const LoraProj* p : {&gate, &up, &down})
@@ -315,6 +407,14 @@ at::Tensor lora_linear_fast(const at::Tensor&, const at::Tensor&, const at::Tens
 }
 bool lora_mlp_has_fast_path(const at::Tensor&, const LoraProj&, const LoraProj&, const LoraProj&, bool) {
   return false;
+}
+bool swiglu_has_kernel(const at::Tensor&, const at::Tensor&) { return false; }
+at::Tensor swiglu_kernel(const at::Tensor&, const at::Tensor&) {
+  throw Error("this build has no CUDA kernels").hint("configure with -DHS_CUDA=ON");
+}
+bool rope_has_kernel(const at::Tensor&, const RopeTable&, const at::Tensor&) { return false; }
+at::Tensor rope_kernel(const at::Tensor&, const RopeTable&, const at::Tensor&) {
+  throw Error("this build has no CUDA kernels").hint("configure with -DHS_CUDA=ON");
 }
 at::Tensor lora_mlp_fast(const at::Tensor&, const LoraProj&, const LoraProj&, const LoraProj&) {
   throw Error("this build has no CUDA kernels").hint("configure with -DHS_CUDA=ON");

@@ -98,7 +98,9 @@ TEST(FastPath, LoraMlpMatchesFloat64AndPeft) {
     leaves64.push_back(a), leaves64.push_back(b);
     return at::mm(in, d(p.weight).t()) + p.scaling * at::mm(at::mm(in, a.t()), b.t());
   };
-  auto y64 = lin64(at::silu(lin64(xl, gate)) * lin64(xl, up), down);
+  auto g64 = lin64(xl, gate);  // one call per statement: the leaves' order is gate, up, down
+  auto u64 = lin64(xl, up);
+  auto y64 = lin64(at::silu(g64) * u64, down);
   torch::autograd::backward({y64}, {d(g)});
 
   // The fast function and the reference composition (three PEFT projections around HF's SwiGLU).
@@ -119,7 +121,9 @@ TEST(FastPath, LoraMlpMatchesFloat64AndPeft) {
       auto ref = [&](const at::Tensor& in, const ops::LoraProj& p) {
         return ops::lora_linear_reference(in, p.weight, p.bias, p.a, p.b, p.scaling, 0.0, true);
       };
-      y = ref(ops::swiglu(ref(xf, gf), ref(xf, uf)), df);
+      auto gr = ref(xf, gf);
+      auto ur = ref(xf, uf);
+      y = ref(ops::swiglu_reference(gr, ur), df);
     }
     torch::autograd::backward({y}, {g});
     std::vector<at::Tensor> out{y.detach(), xf.grad()};
@@ -135,7 +139,54 @@ TEST(FastPath, LoraMlpMatchesFloat64AndPeft) {
     std::printf("mlp %-7s: fast %.2e, PEFT formula %.2e (rel. L2 vs float64)\n", names[i], fe, pe);
     EXPECT_LT(fe, 2e-2) << names[i];
     EXPECT_LT(fe, 3 * pe + 5e-3) << names[i];
-    if (i >= 2) EXPECT_EQ(fast[i].scalar_type(), at::kFloat) << names[i];
+    if (i >= 2) {
+      EXPECT_EQ(fast[i].scalar_type(), at::kFloat) << names[i];
+    }
+  }
+}
+
+// The seam: ops::rope and ops::swiglu dispatch to kernels/ on CUDA (through autograd) and give the
+// reference's numbers: RoPE bit for bit, SwiGLU within one bf16 ulp in at most 0.1% of elements.
+TEST(FastPath, RopeSeamMatchesReference) {
+  REQUIRE_FAST_PATH();
+  hs::io::HfConfig c;
+  c.head_dim = 64;
+  c.rope_theta = 500000;
+  const int64_t B = 2, T = 300, H = 4, D = 64;
+  auto table = ops::rope_table(c, 512, at::kCUDA);
+  auto pos = at::randint(0, 512, {B, T}, at::TensorOptions().dtype(at::kLong).device(at::kCUDA));
+  auto buf = at::randn({B, T, H, D}, at::kCUDA).to(at::kBFloat16);
+  auto g = at::randn({B, H, T, D}, at::kCUDA).to(at::kBFloat16);
+  auto xk = leaf(buf), xr = leaf(buf);
+  ASSERT_TRUE(ops::rope_has_kernel(xk.transpose(1, 2), table, pos));
+  auto yk = ops::rope(xk.transpose(1, 2), table, pos);
+  auto yr = ops::rope_reference(xr.transpose(1, 2), table, pos);
+  torch::autograd::backward({yk}, {g});
+  torch::autograd::backward({yr}, {g});
+  EXPECT_TRUE(at::equal(yk, yr));
+  EXPECT_TRUE(at::equal(xk.grad(), xr.grad()));
+  EXPECT_FALSE(ops::rope_has_kernel(at::randn({B, H, T, D}, at::kCUDA), table, pos));  // not a [B,T,H,D] buffer
+}
+
+TEST(FastPath, SwigluSeamMatchesReference) {
+  REQUIRE_FAST_PATH();
+  auto gate = (at::randn({257, 1000}, at::kCUDA) * 3).to(at::kBFloat16);
+  auto up = at::randn({257, 1000}, at::kCUDA).to(at::kBFloat16);
+  auto dh = at::randn({257, 1000}, at::kCUDA).to(at::kBFloat16);
+  auto gk = leaf(gate), uk = leaf(up), gr = leaf(gate), ur = leaf(up);
+  ASSERT_TRUE(ops::swiglu_has_kernel(gk, uk));
+  auto yk = ops::swiglu(gk, uk), yr = ops::swiglu_reference(gr, ur);
+  torch::autograd::backward({yk}, {dh});
+  torch::autograd::backward({yr}, {dh});
+  for (auto [name, a, b] : {std::tuple{"h", yk, yr}, std::tuple{"dgate", gk.grad(), gr.grad()},
+                            std::tuple{"dup", uk.grad(), ur.grad()}}) {
+    auto af = a.to(at::kFloat), bf = b.to(at::kFloat);
+    auto ulp = (bf.abs() * std::ldexp(1.0, -7)).clamp_min(1e-30);  // one bf16 ulp is at most 2^-7 relative
+    const int64_t differ = (af != bf).sum().item<int64_t>();
+    EXPECT_TRUE(((af - bf).abs() <= ulp).all().item<bool>()) << name;
+    EXPECT_LE(differ, a.numel() / 1000) << name;
+    std::printf("swiglu %s: %lld of %lld elements differ from the reference\n", name, (long long)differ,
+                (long long)a.numel());
   }
 }
 
