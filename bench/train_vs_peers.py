@@ -1,0 +1,837 @@
+"""hsloth vs HF + PEFT, HF + PEFT + Liger and Unsloth: LoRA training speed and memory on one GPU, in one run.
+
+Every side trains the same random-weight HF folder (the published shape, bf16 safetensors, written here) on the
+same tokens read from the same HDF5 shards (written by `hsloth prep`), with the same settings: LoRA r=16,
+alpha=32, dropout 0 on q,k,v,o,gate,up,down; AdamW lr 1e-4; bf16; one micro-batch of BS x 2048 tokens per
+optimizer step; gradient checkpointing off or on; 3 warm-up + 11 timed steps (--steps-warmup/--steps-timed).
+The protocol is that of ../shared/peers/bench_unsloth.py (the Unsloth side IS that script, run through
+unsloth.sh): tokens/s = timed tokens / wall time of the timed steps; peak = the CUDA caching allocator's peak
+allocated bytes; MFU on the same FLOPs-per-token basis (formula printed under the table).
+
+  python3 bench/train_vs_peers.py --hsloth build-gpu/hsloth --shapes llama3.2-1b,qwen3-0.6b \
+      --sides hsloth,hf,liger,unsloth --ckpt 0 --mode rows --out $OUT --peers .peers
+
+Modes:
+  rows  rows of exactly 2048 token ids: seeded random token ids, decoded to text, one {"text": ...} record per
+        row, `hsloth prep --format text --max-len 2048 --too-long truncate`; exactly (warm-up + timed) x BS rows
+        per shard folder, so every side trains exactly these rows. hsloth packs each step's 8 rows into one
+        row with 8 attention segments (its best-fit plan groups rows 8k..8k+7, the same groups as the Python
+        sides' batches) and runs its steps in its seeded shuffled order; the Python sides take them in file
+        order.
+  chat  the shared ShareGPT + Alpaca records ($HSLOTH_TESTDATA/datasets), response-only loss, --max-len 2048
+        (truncate). hsloth packs (train.tokens_per_batch = BS x 2048); HF / Liger take the samples in a seeded
+        shuffled order, BS x 2048 real tokens per optimizer step, padded per micro-batch (a step is split into
+        micro-batches of at most BS x 2048 padded slots, gradients accumulated, loss normalised by the step's
+        trained tokens as hsloth does). Data is cycled when a run needs more than one epoch. tokens/s counts
+        real (unpadded) tokens; trained tok/s the tokens with loss. Unsloth is not run in this mode
+        (bench_unsloth.py reads only 2048-token rows).
+
+Sides (each in its own process: fresh CUDA context, its own peak memory; out of memory is recorded as OOM):
+  hsloth   `hsloth train --config RUN.ini` (INI written next to the run); tokens/s from metrics.jsonl:
+           the steps after the warm-up, (elapsed_s[last] - elapsed_s[warm-up]); peak = metrics' peak_mem_bytes
+           of the last step (the allocator's peak since the process started: warm-up steps included).
+  hf       transformers + PEFT, SDPA attention, torch AdamW(fused), loss = model(input_ids, labels).loss.
+  liger    hf + liger_kernel.transformers.apply_liger_kernel_to_llama() / _qwen3() before the model is made
+           (installed from PEERS/wheels into /tmp/site).
+  unsloth  bash PEERS/unsloth.sh MODEL SHARDS SHAPE BS CKPT (first call; it installs the wheels into /tmp/site
+           and checks `import unsloth`), later calls run the same PEERS/bench_unsloth.py directly on that
+           install (--unsloth-install every: unsloth.sh each time).
+
+Outputs: a table on stdout, $OUT/train_vs_peers.json (every record, phase timings, GPU, versions, commands),
+$OUT/train_vs_peers.md (the table for bench/RESULTS.md), $OUT/logs/ (each side's log).
+
+--dry-run: no GPU needed. Makes a tiny shape (2 layers, hidden 64) and its shards, prints the command of every
+side, and runs the hsloth and HF sides on the CPU for 1 + 1 steps (proves the model writer, prep, the INI,
+metrics parsing, the HF worker and the table). Benchmarks are not tests: nothing here asserts a speed.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEQ = 2048
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_R, LORA_ALPHA, LR = 16, 32, 1e-4
+
+_LLAMA3_ROPE_1B = dict(rope_type="llama3", rope_theta=500000.0, factor=32.0, low_freq_factor=1.0,
+                       high_freq_factor=4.0, original_max_position_embeddings=8192)
+_LLAMA3_ROPE_8B = dict(_LLAMA3_ROPE_1B, factor=8.0)
+# The published shapes (config.json of meta-llama/Llama-3.2-1B, Qwen/Qwen3-0.6B, meta-llama/Llama-3.1-8B,
+# Qwen/Qwen3-8B); the first two as tests/cuda/model_gpu.py has them. tiny-* are for --dry-run.
+SHAPES = {
+    "llama3.2-1b": dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                        num_attention_heads=32, num_key_value_heads=8, head_dim=64, vocab_size=128256,
+                        max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                        bos_token_id=128000, eos_token_id=128001, rope_parameters=_LLAMA3_ROPE_1B),
+    "qwen3-0.6b": dict(model_type="qwen3", hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                       num_attention_heads=16, num_key_value_heads=8, head_dim=128, vocab_size=151936,
+                       max_position_embeddings=40960, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                       bos_token_id=151643, eos_token_id=151645,
+                       rope_parameters=dict(rope_type="default", rope_theta=1000000.0)),
+    "llama3.1-8b": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                        num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=128256,
+                        max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=False,
+                        bos_token_id=128000, eos_token_id=128001, rope_parameters=_LLAMA3_ROPE_8B),
+    "qwen3-8b": dict(model_type="qwen3", hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                     num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=151936,
+                     max_position_embeddings=40960, rms_norm_eps=1e-6, tie_word_embeddings=False,
+                     bos_token_id=151643, eos_token_id=151645,
+                     rope_parameters=dict(rope_type="default", rope_theta=1000000.0)),
+    "tiny-llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=32000,
+                       max_position_embeddings=4096, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                       bos_token_id=1, eos_token_id=2, rope_parameters=dict(rope_type="default", rope_theta=10000.0)),
+    "tiny-qwen3": dict(model_type="qwen3", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, head_dim=16, vocab_size=151936,
+                       max_position_embeddings=4096, rms_norm_eps=1e-6, tie_word_embeddings=True,
+                       bos_token_id=151643, eos_token_id=151645,
+                       rope_parameters=dict(rope_type="default", rope_theta=1000000.0)),
+}
+# Tokenizer of each family from the shared data ($HSLOTH_TESTDATA/tokenizers). There is no Llama-3 tokenizer
+# there: the Llama shapes get TinyLlama's (32,000 ids, all < 128,256; its chat template gives zephyr turns, and
+# it sets a pad token, so no peer resizes the embeddings). Qwen3 shapes get Qwen3's.
+TOKENIZER = {"llama": "tinyllama", "qwen3": "qwen3"}
+DEFAULT_BS = {"llama3.2-1b": 8, "qwen3-0.6b": 8, "llama3.1-8b": 4, "qwen3-8b": 4, "tiny-llama": 1, "tiny-qwen3": 1}
+CHAT_FILES = ["sharegpt_500.json", "alpaca_tiny.json"]
+H100_PEAK_TFLOPS = 790.0  # the peers' basis (bench_unsloth.py) for H100 / H200 SXM bf16 dense
+
+
+def flops_per_token(c, seq):
+    """MFU basis: 4·N_matmul + 6·L·seq·d_attn per token (forward + input-gradient backward; frozen weights get
+    no weight gradient; recomputation not counted). Same function as ../shared/peers/bench_unsloth.py."""
+    d, L, f, h = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"], c["num_attention_heads"]
+    hd = c.get("head_dim") or d // h
+    kv = c["num_key_value_heads"]
+    per_layer = d * h * hd + 2 * d * kv * hd + h * hd * d + 3 * d * f
+    n_mm = L * per_layer + c["vocab_size"] * d
+    return 4 * n_mm + 3 * 2 * L * seq * h * hd
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- model writer
+
+def make_model(shape, out, tokenizer_dir, device, shard_bytes=2 << 30):
+    """Random bf16 weights in the published shape, written tensor by tensor (normal(0, 0.02), norms = 1) into
+    safetensors files of <= shard_bytes, with an index when there are several; config.json from transformers;
+    the tokenizer files copied in. Host memory stays at one file's worth."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    spec = dict(SHAPES[shape])
+    cfg = AutoConfig.for_model(spec.pop("model_type"), **spec)
+    cfg.dtype = torch.bfloat16
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(cfg)
+    shapes = [(n, tuple(t.shape)) for n, t in meta.state_dict().items()]
+    del meta
+    if cfg.tie_word_embeddings:
+        shapes = [(n, s) for n, s in shapes if n != "lm_head.weight"]
+    os.makedirs(out, exist_ok=True)
+    g = torch.Generator(device=device).manual_seed(0)
+    files, cur, cur_bytes, total = [], {}, 0, 0
+
+    def flush():
+        nonlocal cur, cur_bytes
+        if cur:
+            name = f"part-{len(files):05d}.safetensors"
+            save_file(cur, os.path.join(out, name), metadata={"format": "pt"})
+            files.append((name, list(cur)))
+            cur, cur_bytes = {}, 0
+
+    for n, s in shapes:
+        if n.endswith("norm.weight"):
+            t = torch.ones(s, dtype=torch.bfloat16)
+        else:
+            t = (torch.randn(s, generator=g, device=device, dtype=torch.float32) * 0.02).to(torch.bfloat16).cpu()
+        nb = t.numel() * 2
+        if cur and cur_bytes + nb > shard_bytes:
+            flush()
+        cur[n] = t
+        cur_bytes += nb
+        total += nb
+    flush()
+    if len(files) == 1:
+        os.rename(os.path.join(out, files[0][0]), os.path.join(out, "model.safetensors"))
+    else:
+        k = len(files)
+        weight_map = {}
+        for i, (name, names) in enumerate(files):
+            final = f"model-{i + 1:05d}-of-{k:05d}.safetensors"
+            os.rename(os.path.join(out, name), os.path.join(out, final))
+            weight_map.update({n: final for n in names})
+        with open(os.path.join(out, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=1)
+    cfg.save_pretrained(out)
+    for f in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"]:
+        if os.path.exists(os.path.join(tokenizer_dir, f)):
+            shutil.copyfile(os.path.join(tokenizer_dir, f), os.path.join(out, f))
+    return total
+
+
+# ------------------------------------------------------------------------------------------------------ data
+
+def write_rows_jsonl(tokenizer_json, n_rows, path, seed=0):
+    """n_rows {"text"} records, each the decoding of seeded random (non-special) token ids, long enough that
+    it re-encodes to more than SEQ tokens (prep truncates to exactly SEQ)."""
+    import numpy as np
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(tokenizer_json)
+    special = set(tok.get_added_tokens_decoder())
+    base = tok.get_vocab_size(with_added_tokens=False)
+    rng = np.random.default_rng(seed)
+    with open(path, "w") as f:
+        for _ in range(n_rows):
+            ids = []
+            while True:
+                ids += [int(i) for i in rng.integers(0, base, SEQ // 4) if int(i) not in special]
+                text = tok.decode(ids, skip_special_tokens=True)
+                if len(ids) >= SEQ and len(tok.encode(text, add_special_tokens=False).ids) > SEQ + 16:
+                    break
+            f.write(json.dumps({"text": text}) + "\n")
+
+
+def read_samples(folder):
+    """(ids, mask) of every sample of a shard folder, in manifest (file) order."""
+    import h5py
+
+    m = json.load(open(os.path.join(folder, "manifest.json")))
+    out = []
+    for sh in m["shards"]:
+        with h5py.File(os.path.join(folder, sh["file"]), "r") as h:
+            ids, mask, off = h["input_ids"][:], h["loss_mask"][:], h["offsets"][:]
+        out += [(ids[off[i]:off[i + 1]], mask[off[i]:off[i + 1]]) for i in range(len(off) - 1)]
+    return out
+
+
+# ------------------------------------------------------------------------------------- HF / Liger worker
+
+def chat_steps(samples, bs, n_steps, seed):
+    """Optimizer steps for the padded side in chat mode: samples in a seeded shuffled order (reshuffled each
+    epoch), BS x SEQ real tokens per step (the next sample starts a new step when it would not fit); each step
+    split, in order, into micro-batches of at most BS x SEQ padded slots (rows x longest)."""
+    import numpy as np
+
+    budget = bs * SEQ
+    rng = np.random.default_rng(seed)
+    steps, cur, tok, epoch = [], [], 0, 0
+    while len(steps) < n_steps:
+        for i in rng.permutation(len(samples)):
+            n = len(samples[i][0])
+            if cur and tok + n > budget:
+                steps.append(cur)
+                cur, tok = [], 0
+                if len(steps) == n_steps:
+                    break
+            cur.append(int(i))
+            tok += n
+        epoch += 1
+    out = []
+    for st in steps:
+        mbs, mb, longest = [], [], 0
+        for i in st:
+            n = len(samples[i][0])
+            if mb and (len(mb) + 1) * max(longest, n) > budget:
+                mbs.append(mb)
+                mb, longest = [], 0
+            mb.append(i)
+            longest = max(longest, n)
+        mbs.append(mb)
+        out.append(mbs)
+    return out, epoch
+
+
+def worker(a):
+    """One HF + PEFT (optionally + Liger) measurement; prints `TVP_RESULT {json}`."""
+    import importlib.metadata as md
+    import traceback
+
+    import numpy as np
+    import torch
+
+    rec = dict(side=a.side, shape=a.shape, mode=a.mode, ckpt=bool(a.ckpt), bs=a.bs)
+    cfg = json.load(open(os.path.join(a.model, "config.json")))
+    if a.side == "liger":
+        from liger_kernel.transformers import apply_liger_kernel_to_llama, apply_liger_kernel_to_qwen3
+
+        {"llama": apply_liger_kernel_to_llama, "qwen3": apply_liger_kernel_to_qwen3}[cfg["model_type"]]()
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    if torch.cuda.is_available():
+        dev = torch.device("cuda")
+    elif a.allow_cpu:
+        dev = torch.device("cpu")
+    else:
+        raise SystemExit("train_vs_peers worker: no CUDA device (pass --dry-run to run on the CPU)")
+    warm, timed = a.steps_warmup, a.steps_timed
+    model = opt = None
+    t_start = time.time()
+    try:
+        samples = read_samples(a.shards)
+        need = warm + timed
+        if a.mode == "rows":
+            rows = [s[0] for s in samples if len(s[0]) == SEQ]
+            if len(rows) < need * a.bs:
+                rec["cycled_rows"] = True
+            if not rows:
+                raise SystemExit(f"no samples of exactly {SEQ} tokens in {a.shards}")
+            rows = [rows[i % len(rows)] for i in range(need * a.bs)]
+            steps = []
+            for k in range(need):
+                x = torch.from_numpy(np.stack(rows[k * a.bs:(k + 1) * a.bs]).astype(np.int64))
+                steps.append([(x, None, x, 1.0)])
+            step_tokens = [a.bs * SEQ] * need
+            step_trained = [a.bs * (SEQ - 1)] * need
+        else:
+            plan, epochs = chat_steps(samples, a.bs, need, seed=a.seed)
+            rec["epochs"] = epochs
+            steps, step_tokens, step_trained, slots = [], [], [], 0
+            for mbs in plan:
+                trained = sum(int(samples[i][1].sum()) for mb in mbs for i in mb)
+                batch = []
+                for mb in mbs:
+                    T = max(len(samples[i][0]) for i in mb)
+                    ids = torch.full((len(mb), T), a.pad_id, dtype=torch.long)
+                    att = torch.zeros((len(mb), T), dtype=torch.long)
+                    lab = torch.full((len(mb), T), -100, dtype=torch.long)
+                    for r, i in enumerate(mb):
+                        s, m = samples[i]
+                        ids[r, :len(s)] = torch.from_numpy(s.astype(np.int64))
+                        att[r, :len(s)] = 1
+                        lab[r, :len(s)] = torch.from_numpy(np.where(m > 0, s, -100).astype(np.int64))
+                    n_tr = int((lab[:, 1:] != -100).sum())
+                    batch.append((ids, att, lab, n_tr / max(1, trained)))
+                    slots += len(mb) * T if len(steps) >= warm else 0
+                steps.append(batch)
+                step_tokens.append(sum(len(samples[i][0]) for mb in mbs for i in mb))
+                step_trained.append(trained)
+            rec["padding"] = round(1 - sum(step_tokens[warm:]) / max(1, slots), 4)
+            rec["micro_batches_per_step"] = round(sum(len(s) for s in steps[warm:]) / timed, 2)
+
+        torch.manual_seed(0)
+        kw = dict(dtype=torch.bfloat16, attn_implementation="sdpa")
+        if dev.type == "cuda":
+            kw["device_map"] = "cuda"
+        model = transformers.AutoModelForCausalLM.from_pretrained(a.model, **kw)
+        model.config.use_cache = False
+        if a.ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
+                                                 target_modules=TARGETS, bias="none", task_type="CAUSAL_LM"))
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        rec["trainable"] = sum(p.numel() for p in params)
+        opt = torch.optim.AdamW(params, lr=LR, fused=True)
+        losses = []
+
+        def step(batch):
+            total = 0.0
+            for ids, att, lab, w in batch:
+                ids, lab = ids.to(dev, non_blocking=True), lab.to(dev, non_blocking=True)
+                kw = {} if att is None else {"attention_mask": att.to(dev, non_blocking=True)}
+                out = model(input_ids=ids, labels=lab, **kw)
+                (out.loss * w if w != 1.0 else out.loss).backward()
+                total = total + out.loss.detach() * w
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(total)
+
+        def sync():
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+
+        for b in steps[:warm]:
+            step(b)
+        sync()
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        t = time.perf_counter()
+        for b in steps[warm:]:
+            step(b)
+        sync()
+        dt = time.perf_counter() - t
+        rec["timed_s"] = round(dt, 3)
+        rec["tok_s"] = round(sum(step_tokens[warm:]) / dt)
+        rec["trained_tok_s"] = round(sum(step_trained[warm:]) / dt)
+        rec["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if dev.type == "cuda" else None
+        rec["loss_first"] = round(float(losses[warm]), 4)
+        rec["loss_last"] = round(float(losses[-1]), 4)
+    except SystemExit:
+        raise
+    except Exception as e:
+        if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+            rec["error"] = "OOM"
+        else:
+            traceback.print_exc()
+            rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+    rec["secs"] = round(time.time() - t_start, 1)
+    vers = [f"torch {torch.__version__}", f"transformers {transformers.__version__}", f"peft {md.version('peft')}"]
+    if a.side == "liger":
+        vers.append(f"liger_kernel {md.version('liger_kernel')}")
+    rec["versions"] = " ".join(vers)
+    print("TVP_RESULT " + json.dumps(rec), flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.out = os.path.abspath(a.out)
+        self.work = os.path.abspath(a.work)
+        self.logs = os.path.join(self.out, "logs")
+        os.makedirs(self.logs, exist_ok=True)
+        os.makedirs(self.work, exist_ok=True)
+        self.phases = []
+        self.records = []
+        self.shard_cache = {}
+        self.unsloth_installed = False
+        self.liger_ready = False
+        self.t0 = time.time()
+
+    def phase(self, name, secs):
+        self.phases.append({"phase": name, "secs": round(secs, 1)})
+        say(f"  [{name}: {secs:.1f}s; {time.time() - self.t0:.0f}s so far]")
+
+    def run(self, cmd, log, env=None, timeout=None):
+        """Runs cmd with stdout+stderr into log; returns (rc, text)."""
+        e = dict(os.environ)
+        e.update(env or {})
+        with open(log, "w") as f:
+            f.write("$ " + " ".join(map(str, cmd)) + "\n")
+            f.flush()
+            try:
+                rc = subprocess.run(list(map(str, cmd)), stdout=f, stderr=subprocess.STDOUT, env=e,
+                                    timeout=timeout or self.a.timeout).returncode
+            except subprocess.TimeoutExpired:
+                rc = 124
+        return rc, open(log, errors="replace").read()
+
+    # -- inputs
+    def tokenizer_dir(self, shape):
+        d = os.path.join(self.a.testdata, "tokenizers", TOKENIZER[SHAPES[shape]["model_type"]])
+        if not os.path.exists(os.path.join(d, "tokenizer.json")):
+            raise SystemExit(f"no tokenizer.json in {d}\n  HINT: pass --testdata (or set $HSLOTH_TESTDATA) to "
+                             "the folder holding tokenizers/ and datasets/ (the checkout's testdata/)")
+        return d
+
+    def make(self, shape):
+        d = os.path.join(self.work, f"model-{shape}")
+        if os.path.exists(os.path.join(d, "config.json")) and self.a.reuse:
+            say(f"  model {d} (reused)")
+            return d
+        shutil.rmtree(d, ignore_errors=True)
+        t = time.time()
+        rc, text = self.run([sys.executable, __file__, "_make", "--shape", shape, "--dir", d, "--tokenizer",
+                             self.tokenizer_dir(shape), "--device", "cpu" if self.a.dry_run else "cuda"],
+                            os.path.join(self.logs, f"make-{shape}.log"))
+        if rc != 0:
+            raise SystemExit(f"writing the {shape} model failed (rc {rc}):\n{text[-3000:]}")
+        self.phase(f"write {shape} model", time.time() - t)
+        return d
+
+    def shards(self, shape, model_dir, bs):
+        family = TOKENIZER[SHAPES[shape]["model_type"]]
+        n_rows = (self.a.steps_warmup + self.a.steps_timed) * bs
+        key = (family, self.a.mode, n_rows if self.a.mode == "rows" else 0)
+        if key in self.shard_cache:
+            return self.shard_cache[key]
+        d = os.path.join(self.work, f"shards-{self.a.mode}-{family}" + (f"-{n_rows}" if self.a.mode == "rows" else ""))
+        t = time.time()
+        shutil.rmtree(d, ignore_errors=True)
+        if self.a.mode == "rows":
+            src = os.path.join(self.work, f"rows-{family}-{n_rows}.jsonl")
+            write_rows_jsonl(os.path.join(model_dir, "tokenizer.json"), n_rows, src)
+            cmd = [self.a.hsloth, "prep", "--input", src, "--tokenizer", model_dir, "--out", d, "--format", "text",
+                   "--max-len", SEQ, "--too-long", "truncate"]
+        else:
+            files = [os.path.join(self.a.testdata, "datasets", f) for f in CHAT_FILES]
+            for f in files:
+                if not os.path.exists(f):
+                    raise SystemExit(f"chat data missing: {f}\n  HINT: pass --testdata (or $HSLOTH_TESTDATA)")
+            cmd = [self.a.hsloth, "prep", "--input", ",".join(files), "--tokenizer", model_dir, "--out", d,
+                   "--loss", "response", "--max-len", SEQ, "--too-long", "truncate"]
+        rc, text = self.run(cmd, os.path.join(self.logs, f"prep-{self.a.mode}-{family}.log"))
+        if rc != 0:
+            raise SystemExit(f"hsloth prep failed (rc {rc}):\n{text[-3000:]}")
+        samples = read_samples(d)
+        lens = [len(s[0]) for s in samples]
+        if self.a.mode == "rows" and (len(samples) != n_rows or any(n != SEQ for n in lens)):
+            raise SystemExit(f"{d}: expected {n_rows} rows of {SEQ} tokens, got {len(samples)} samples of "
+                             f"lengths {sorted(set(lens))}")
+        info = {"dir": d, "samples": len(samples), "tokens": sum(lens),
+                "trained": int(sum(int(s[1].sum()) for s in samples)),
+                # token-weighted mean sample length: the attention term's `seq` in the MFU basis
+                "seq_eff": sum(n * n for n in lens) / max(1, sum(lens)), "cmd": " ".join(map(str, cmd))}
+        self.phase(f"prep {self.a.mode} {family} ({info['samples']} samples, {info['tokens']} tokens)", time.time() - t)
+        self.shard_cache[key] = info
+        return info
+
+    # -- sides
+    def side_hsloth(self, shape, model_dir, shards, bs, ckpt, tag):
+        a = self.a
+        run_dir = os.path.join(self.work, f"run-{tag}")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        os.makedirs(run_dir)
+        ini = os.path.join(self.work, f"{tag}.ini")
+        gc = a.hsloth_ckpt if ckpt else "off"
+        with open(ini, "w") as f:
+            f.write(f"# {a.hsloth} train --config {ini}\n"
+                    f"# written by bench/train_vs_peers.py: {shape}, {a.mode}, {bs} x {SEQ} tokens per step\n"
+                    "finetune = lora\n\n"
+                    f"[model]\npath = {model_dir}\ndtype = {'auto' if a.dry_run else 'bf16'}\n\n"
+                    f"[data]\ntrain = {shards['dir']}\n\n"
+                    f"[run]\ndir = {run_dir}\n\n"
+                    f"[lora]\nr = {LORA_R}\nalpha = {LORA_ALPHA}\ndropout = 0\n"
+                    f"targets = {' '.join(TARGETS)}\n\n"
+                    # torch.optim.AdamW's defaults (weight decay 0.01), no clipping, constant lr: bench_unsloth.py's
+                    f"[train]\nlr = {LR}\nschedule = constant\nwarmup_steps = 0\n"
+                    f"max_steps = {a.steps_warmup + a.steps_timed}\ntokens_per_batch = {bs * SEQ}\ngrad_accum = 1\n"
+                    f"weight_decay = 0.01\nmax_grad_norm = 0\nseed = 0\npacking = packed\ngrad_ckpt = {gc}\n\n"
+                    "[log]\nevery = 1\n")
+        cmd = [a.hsloth, "train", "--config", ini]
+        rec = dict(side="hsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs, cmd=" ".join(cmd),
+                   hsloth_grad_ckpt=gc)
+        t = time.time()
+        rc, text = self.run(cmd, os.path.join(self.logs, f"{tag}.log"))
+        rec["secs"] = round(time.time() - t, 1)
+        if rc != 0:
+            oom = "out of GPU memory" in text or "out of memory" in text.lower()
+            rec["error"] = "OOM" if oom else f"rc {rc}: " + " | ".join(
+                [ln for ln in text.splitlines() if ln.startswith(("error", "  hint"))][:2] or text.splitlines()[-2:])
+            return rec
+        ms = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl")) if x.strip()]
+        ms = [m for m in ms if "loss" in m]
+        w = a.steps_warmup
+        if len(ms) != w + a.steps_timed or [m["step"] for m in ms] != list(range(1, len(ms) + 1)):
+            rec["error"] = f"metrics.jsonl has steps {[m['step'] for m in ms]}, expected 1..{w + a.steps_timed}"
+            return rec
+        dt = ms[-1]["elapsed_s"] - (ms[w - 1]["elapsed_s"] if w > 0 else 0.0)
+        timed = ms[w:]
+        rec["timed_s"] = round(dt, 3)
+        rec["tok_s"] = round(sum(m["tokens"] for m in timed) / dt)
+        rec["trained_tok_s"] = round(sum(m["trained_tokens"] for m in timed) / dt)
+        rec["peak_gib"] = round(ms[-1]["peak_mem_bytes"] / 2**30, 2) if not a.dry_run else None
+        rec["loss_first"], rec["loss_last"] = round(timed[0]["loss"], 4), round(ms[-1]["loss"], 4)
+        if "mfu" in ms[-1]:
+            rec["hsloth_reported_mfu"] = round(ms[-1]["mfu"], 4)
+        rec["versions"] = self.hsloth_version
+        shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
+        return rec
+
+    def side_python(self, side, shape, model_dir, shards, bs, ckpt, tag):
+        a = self.a
+        env = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "PYTHONUNBUFFERED": "1"}
+        if side == "liger":
+            self.install_liger()
+            env["PYTHONPATH"] = a.site + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+        pad = json.load(open(os.path.join(model_dir, "config.json"))).get("eos_token_id", 0)
+        cmd = [sys.executable, __file__, "_worker", "--side", side, "--shape", shape, "--model", model_dir,
+               "--shards", shards["dir"], "--bs", bs, "--ckpt", int(ckpt), "--mode", a.mode,
+               "--steps-warmup", a.steps_warmup, "--steps-timed", a.steps_timed, "--pad-id",
+               pad if isinstance(pad, int) else pad[0]]
+        if a.dry_run:
+            cmd.append("--allow-cpu")
+        return self.parse_json_side(side, shape, bs, ckpt, cmd, env, tag, "TVP_RESULT ")
+
+    def install_liger(self):
+        if self.liger_ready:
+            return
+        whl = glob.glob(os.path.join(self.a.peers, "wheels", "liger_kernel-*.whl"))
+        if not whl:
+            raise SystemExit(f"no liger_kernel wheel in {self.a.peers}/wheels\n  HINT: carry the peers folder "
+                             "(cp -r ../shared/peers .peers) and pass --peers .peers")
+        t = time.time()
+        rc, text = self.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                             "--upgrade", "--target", self.a.site, *whl], os.path.join(self.logs, "install-liger.log"))
+        if rc != 0:
+            raise SystemExit(f"installing {whl} into {self.a.site} failed:\n{text[-2000:]}")
+        self.liger_ready = True
+        self.phase("install liger_kernel", time.time() - t)
+
+    def side_unsloth(self, shape, model_dir, shards, bs, ckpt, tag):
+        a = self.a
+        if a.mode != "rows":
+            return dict(side="unsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs,
+                        error="n/a: bench_unsloth.py trains 2048-token rows only")
+        args = [model_dir, shards["dir"], shape, bs, int(ckpt)]
+        env = {"OUT": os.path.join(self.out, "unsloth")}
+        if a.unsloth_install == "every" or not self.unsloth_installed:
+            cmd = ["bash", os.path.join(a.peers, "unsloth.sh"), *args]
+        else:  # the same script on the install unsloth.sh made, without re-installing and re-checking the import
+            cmd = [sys.executable, os.path.join(a.peers, "bench_unsloth.py"), *args]
+            env["PYTHONPATH"] = a.site + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+            env["PYTHONUNBUFFERED"] = "1"
+        rec = self.parse_json_side("unsloth", shape, bs, ckpt, cmd, env, tag, "{")
+        if "error" not in rec or rec["error"] == "OOM":
+            self.unsloth_installed = True
+            self.liger_ready = True  # unsloth.sh installs every wheel, Liger's included
+        return rec
+
+    def parse_json_side(self, side, shape, bs, ckpt, cmd, env, tag, prefix):
+        t = time.time()
+        rc, text = self.run(cmd, os.path.join(self.logs, f"{tag}.log"), env)
+        rec = None
+        for ln in reversed(text.splitlines()):
+            if ln.startswith(prefix):
+                try:
+                    j = json.loads(ln[len(prefix):] if prefix != "{" else ln)
+                except ValueError:
+                    continue
+                if isinstance(j, dict) and "side" in j:
+                    rec = j
+                    break
+        if rec is None:
+            oom = "out of memory" in text.lower()
+            tail = [ln for ln in text.splitlines() if ln.strip()][-3:]
+            rec = dict(side=side, shape=shape, bs=bs, ckpt=bool(ckpt),
+                       error="OOM" if oom else f"rc {rc}, no result line: " + " | ".join(tail)[-400:])
+        rec.update(side=side, shape=shape, mode=self.a.mode, cmd=" ".join(map(str, cmd)),
+                   wall_s=round(time.time() - t, 1))
+        return rec
+
+    # -- one shape
+    def shape(self, shape):
+        a = self.a
+        say(f"== {shape}")
+        bs = a.bs or DEFAULT_BS[shape]
+        model_dir = self.make(shape)
+        shards = self.shards(shape, model_dir, bs)
+        cfg = json.load(open(os.path.join(model_dir, "config.json")))
+        seq = SEQ if a.mode == "rows" else shards["seq_eff"]
+        fpt = flops_per_token(cfg, seq)
+        for ckpt in a.ckpt:
+            for side in a.sides:
+                tag = f"{shape}-{a.mode}-ckpt{int(ckpt)}-{side}"
+                if a.dry_run and side in ("liger", "unsloth"):
+                    say(f"  {side:8s} would run: " + self.dry_cmd(side, shape, model_dir, shards, bs, ckpt))
+                    continue
+                t = time.time()
+                if side == "hsloth":
+                    rec = self.side_hsloth(shape, model_dir, shards, bs, ckpt, tag)
+                elif side in ("hf", "liger"):
+                    rec = self.side_python(side, shape, model_dir, shards, bs, ckpt, tag)
+                else:
+                    rec = self.side_unsloth(shape, model_dir, shards, bs, ckpt, tag)
+                rec["flops_per_token"] = fpt
+                rec["seq_for_mfu"] = round(seq, 1)
+                if rec.get("tok_s") and self.peak:
+                    rec["mfu_basis"] = round(rec["tok_s"] * fpt / (self.peak * 1e12), 4)
+                self.records.append(rec)
+                self.phase(f"{tag}: " + (rec.get("error") or f"{rec['tok_s']:,} tok/s, peak "
+                                         f"{rec.get('peak_gib')} GiB"), time.time() - t)
+                if a.dry_run:
+                    say(f"  {side:8s} ran: {rec.get('cmd')}")
+        if not a.keep:
+            shutil.rmtree(model_dir, ignore_errors=True)
+
+    def dry_cmd(self, side, shape, model_dir, shards, bs, ckpt):
+        p = self.a.peers
+        if side == "unsloth":
+            return f"bash {p}/unsloth.sh {model_dir} {shards['dir']} {shape} {bs} {int(ckpt)}"
+        return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _worker --side liger --shape {shape} "
+                f"--model {model_dir} --shards {shards['dir']} --bs {bs} --ckpt {int(ckpt)} --mode {self.a.mode} "
+                f"(after pip install --target {self.a.site} {p}/wheels/liger_kernel-*.whl)")
+
+    def gpu(self):
+        code = ("import json, torch\n"
+                "if not torch.cuda.is_available(): print(json.dumps({'name': 'cpu'})); raise SystemExit\n"
+                "p = torch.cuda.get_device_properties(0)\n"
+                "print(json.dumps({'name': p.name, 'memory_gib': round(p.total_memory / 2**30, 1), "
+                "'sms': p.multi_processor_count, 'cc': f'{p.major}.{p.minor}', 'torch': torch.__version__, "
+                "'cuda': torch.version.cuda}))\n")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        try:
+            return json.loads(r.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return {"name": "unknown", "error": r.stderr[-300:]}
+
+    def main(self):
+        a = self.a
+        self.gpu_info = self.gpu()
+        v = subprocess.run([a.hsloth, "--version"], capture_output=True, text=True).stdout.strip()
+        g = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        self.hsloth_version = v + (f" (checkout {g.stdout.strip()})" if g.returncode == 0 else "")
+        name = self.gpu_info.get("name", "")
+        if a.peak_tflops:
+            self.peak = a.peak_tflops
+        elif "H100" in name or "H200" in name:
+            self.peak = H100_PEAK_TFLOPS
+        else:
+            self.peak = None
+        say(f"GPU: {name} {self.gpu_info}; MFU peak: {self.peak or '-'} TFLOP/s")
+        if name == "cpu" and not a.dry_run:
+            raise SystemExit("no CUDA device visible to torch: this is a GPU benchmark (use --dry-run to check "
+                             "the script on a CPU)")
+        for shape in a.shapes:
+            self.shape(shape)
+        self.report()
+
+    # -- table
+    def report(self):
+        a = self.a
+        recs = self.records
+        by = {}
+        for r in recs:
+            by[(r["shape"], r["ckpt"], r["side"])] = r
+        head = ["shape", "batch", "ckpt", "side", "tokens/s"]
+        if a.mode == "chat":
+            head += ["trained tok/s", "padding"]
+        head += ["MFU", "peak GiB", "x HF", "x Unsloth", "mem / Unsloth"]
+        rows = []
+        for r in recs:
+            hf = by.get((r["shape"], r["ckpt"], "hf"), {})
+            us = by.get((r["shape"], r["ckpt"], "unsloth"), {})
+
+            def ratio(x, y, digits=2):
+                return f"{x / y:.{digits}f}" if x and y else "-"
+            ck = ("on" if r["side"] in ("hf", "liger") else
+                  "unsloth" if r["side"] == "unsloth" else r.get("hsloth_grad_ckpt", "on")) if r["ckpt"] else "off"
+            row = [r["shape"], f"{r['bs']} x {SEQ}" if a.mode == "rows" else f"{r['bs'] * SEQ} tok", ck, r["side"]]
+            if r.get("error"):
+                row += [r["error"] if len(r["error"]) < 60 else r["error"][:57] + "..."]
+                row += [""] * (len(head) - len(row))
+            else:
+                row += [f"{r['tok_s']:,}"]
+                if a.mode == "chat":
+                    row += [f"{r['trained_tok_s']:,}", f"{r['padding']:.1%}" if "padding" in r else "0 (packed)"]
+                row += [f"{r['mfu_basis']:.1%}" if r.get("mfu_basis") else "-",
+                        f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "-",
+                        ratio(r.get("tok_s"), hf.get("tok_s")), ratio(r.get("tok_s"), us.get("tok_s")),
+                        ratio(r.get("peak_gib"), us.get("peak_gib"))]
+            rows.append(row)
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        say("")
+        say("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+        for row in rows:
+            say("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+        gpu = self.gpu_info.get("name", "?")
+        fpts = {}
+        for r in recs:
+            fpts[r["shape"]] = (r["flops_per_token"], r["seq_for_mfu"])
+        notes = [
+            f"GPU: {gpu} ({self.gpu_info.get('memory_gib', '?')} GiB); mode {a.mode}; "
+            f"{a.steps_warmup} warm-up + {a.steps_timed} timed steps; LoRA r={LORA_R} alpha={LORA_ALPHA} dropout 0 on "
+            f"{', '.join(TARGETS)}; AdamW lr {LR}; bf16.",
+            "tokens/s = real (unpadded) tokens of the timed steps / their wall time. peak = CUDA caching allocator's "
+            "peak allocated (hsloth: since its start, warm-up included; the others: reset after the warm-up).",
+            "MFU = tokens/s x (4*N_matmul + 6*L*seq*d_attn) / " + (f"{self.peak:g} TFLOP/s" if self.peak else "(no peak: pass --peak-tflops)")
+            + " (forward + input-gradient backward; frozen weights get no weight gradient; recomputation not counted; "
+            "the basis of bench_unsloth.py" + (", seq = the data's token-weighted mean sample length" if a.mode == "chat" else "") + "):",
+        ]
+        notes += [f"  {s}: {f / 1e9:.3f} GFLOP/token (seq {q:g})" for s, (f, q) in fpts.items()]
+        if a.mode == "chat":
+            notes.append("chat: hsloth packs (train.tokens_per_batch = batch); HF and Liger pad per micro-batch "
+                         "(padding = padded slots that hold no token); Unsloth not run (rows only).")
+        notes.append("x HF, x Unsloth: tokens/s ratios to that side's in this run; mem / Unsloth: peak ratio.")
+        for n in notes:
+            say(n)
+        md = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        md += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
+        md += [""] + [n.replace("*", "·") if not n.startswith("  ") else "- " + n.strip() for n in notes]
+        cmdline = "python3 " + " ".join([os.path.relpath(__file__)] + sys.argv[1:])
+        md += ["", f"Command: `{cmdline}`"]
+        with open(os.path.join(self.out, "train_vs_peers.md"), "w") as f:
+            f.write("\n".join(md) + "\n")
+        phases = self.phases
+        say("phases: " + ", ".join(f"{p['phase'].split(':')[0]} {p['secs']}s" for p in phases))
+        say(f"total {time.time() - self.t0:.0f}s; wrote {self.out}/train_vs_peers.json and train_vs_peers.md")
+        with open(os.path.join(self.out, "train_vs_peers.json"), "w") as f:
+            json.dump({"gpu": self.gpu_info, "hsloth": self.hsloth_version, "peak_tflops": self.peak, "mode": a.mode, "command": cmdline,
+                       "steps_warmup": a.steps_warmup, "steps_timed": a.steps_timed, "records": recs,
+                       "shards": list(self.shard_cache.values()), "phases": phases,
+                       "total_s": round(time.time() - self.t0, 1)}, f, indent=1)
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--hsloth", default="build/hsloth", help="the hsloth binary (a CUDA build on the GPU)")
+    p.add_argument("--shapes", default="llama3.2-1b,qwen3-0.6b", help=f"comma list of {', '.join(SHAPES)}")
+    p.add_argument("--sides", default="hsloth,hf,liger,unsloth", help="comma list of hsloth, hf, liger, unsloth")
+    p.add_argument("--ckpt", action="append", help="0 | 1 | 0,1 (repeatable): gradient checkpointing off / on")
+    p.add_argument("--hsloth-ckpt", default="on", choices=["on", "offload"], help="hsloth's train.grad_ckpt when --ckpt 1")
+    p.add_argument("--mode", default="rows", choices=["rows", "chat"])
+    p.add_argument("--bs", type=int, default=0, help="rows of 2048 per step (0: 8 for the 1B shapes, 4 for 8B)")
+    p.add_argument("--steps-warmup", type=int, default=3)
+    p.add_argument("--steps-timed", type=int, default=11)
+    p.add_argument("--out", default=os.environ.get("OUT", "/tmp/out"))
+    p.add_argument("--work", default="/tmp/hs-train-vs-peers", help="model folders, shards, runs (big for 8B)")
+    p.add_argument("--peers", default=".peers", help="a copy of ../shared/peers (unsloth.sh, bench_unsloth.py, wheels/)")
+    p.add_argument("--site", default="/tmp/site", help="where the peer wheels are installed (unsloth.sh's choice)")
+    p.add_argument("--unsloth-install", default="once", choices=["once", "every"])
+    p.add_argument("--testdata", default=os.environ.get("HSLOTH_TESTDATA") or os.path.join(HERE, "..", "testdata"))
+    p.add_argument("--peak-tflops", type=float, default=0, help=f"MFU peak (default {H100_PEAK_TFLOPS:g} on H100/H200)")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per side")
+    p.add_argument("--keep", action="store_true", help="keep the model folders")
+    p.add_argument("--reuse", action="store_true", help="reuse model folders already in --work")
+    p.add_argument("--dry-run", action="store_true",
+                   help="CPU check: tiny shape, hsloth + HF sides on the CPU for 1 + 1 steps, peer commands printed")
+    a = p.parse_args(argv)
+    a.shapes = [s for s in a.shapes.split(",") if s]
+    a.sides = [s for s in a.sides.split(",") if s]
+    a.ckpt = [c in ("1", "on", "true") for c in ",".join(a.ckpt or ["0"]).split(",") if c]
+    if a.dry_run:
+        if "--shapes" not in " ".join(argv):
+            a.shapes = ["tiny-llama"]
+        if "--steps-warmup" not in " ".join(argv):
+            a.steps_warmup = 1
+        if "--steps-timed" not in " ".join(argv):
+            a.steps_timed = 1
+    for s in a.shapes:
+        if s not in SHAPES:
+            p.error(f"unknown shape {s}; choose from {', '.join(SHAPES)}")
+    for s in a.sides:
+        if s not in ("hsloth", "hf", "liger", "unsloth"):
+            p.error(f"unknown side {s}")
+    if not (os.path.isfile(a.hsloth) and os.access(a.hsloth, os.X_OK)):  # prep needs it whatever the sides
+        p.error(f"--hsloth {a.hsloth} is not an executable (build it: cmake --build build-gpu --target hsloth)")
+    a.hsloth = os.path.abspath(a.hsloth)
+    a.peers = os.path.abspath(a.peers)
+    a.testdata = os.path.abspath(a.testdata)
+    if not a.dry_run and "unsloth" in a.sides and not os.path.exists(os.path.join(a.peers, "unsloth.sh")):
+        p.error(f"no unsloth.sh in --peers {a.peers} (cp -r ../shared/peers .peers and carry it)")
+    return a
+
+
+def main(argv):
+    if argv and argv[0] == "_make":
+        p = argparse.ArgumentParser()
+        p.add_argument("--shape", required=True)
+        p.add_argument("--dir", required=True)
+        p.add_argument("--tokenizer", required=True)
+        p.add_argument("--device", default="cuda")
+        a = p.parse_args(argv[1:])
+        t = time.time()
+        n = make_model(a.shape, a.dir, a.tokenizer, a.device)
+        print(f"wrote {a.shape}: {n / 2**30:.2f} GiB of bf16 weights to {a.dir} in {time.time() - t:.1f}s")
+        return 0
+    if argv and argv[0] == "_worker":
+        p = argparse.ArgumentParser()
+        for k in ["--side", "--shape", "--model", "--shards", "--mode"]:
+            p.add_argument(k, required=True)
+        for k, d in [("--bs", 8), ("--ckpt", 0), ("--steps-warmup", 3), ("--steps-timed", 11), ("--pad-id", 0),
+                     ("--seed", 0)]:
+            p.add_argument(k, type=int, default=d)
+        p.add_argument("--allow-cpu", action="store_true")
+        return worker(p.parse_args(argv[1:]))
+    Bench(parse(argv)).main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
