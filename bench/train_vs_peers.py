@@ -41,8 +41,10 @@ Outputs: a table on stdout, $OUT/train_vs_peers.json (every record, phase timing
 $OUT/train_vs_peers.md (the table for bench/RESULTS.md), $OUT/logs/ (each side's log).
 
 --dry-run: no GPU needed. Makes a tiny shape (2 layers, hidden 64) and its shards, prints the command of every
-side, and runs the hsloth and HF sides on the CPU for 1 + 1 steps (proves the model writer, prep, the INI,
-metrics parsing, the HF worker and the table). Benchmarks are not tests: nothing here asserts a speed.
+side, and runs the hsloth and HF sides on the CPU for 1 + 1 steps (HF in float32 there), then checks that the
+step-1 loss of each equals transformers' float32 loss of a group of BS rows of the shards (same tokens, same
+targets; the Python sides' first group is rows 0..BS-1). This proves the model writer, prep, the INI, metrics
+parsing, the HF worker and the table; a failed check exits 1. Benchmarks are not tests: nothing here asserts a speed.
 """
 import argparse
 import glob
@@ -120,7 +122,7 @@ def say(*a):
 # ---------------------------------------------------------------------------------------------- model writer
 
 def make_model(shape, out, tokenizer_dir, device, shard_bytes=2 << 30):
-    """Random bf16 weights in the published shape, written tensor by tensor (normal(0, 0.02), norms = 1) into
+    """Random bf16 weights in the published shape, written tensor by tensor (normal(0, std), norms = 1) into
     safetensors files of <= shard_bytes, with an index when there are several; config.json from transformers;
     the tokenizer files copied in. Host memory stays at one file's worth."""
     import torch
@@ -138,6 +140,9 @@ def make_model(shape, out, tokenizer_dir, device, shard_bytes=2 << 30):
         shapes = [(n, s) for n, s in shapes if n != "lm_head.weight"]
     os.makedirs(out, exist_ok=True)
     g = torch.Generator(device=device).manual_seed(0)
+    # 0.02: transformers' initializer_range. The tiny --dry-run shapes get 0.5 so that their losses differ from
+    # row to row by more than float rounding (the dry run's rows check tells the rows apart by their loss).
+    std = 0.5 if shape.startswith("tiny-") else 0.02
     files, cur, cur_bytes, total = [], {}, 0, 0
 
     def flush():
@@ -152,7 +157,7 @@ def make_model(shape, out, tokenizer_dir, device, shard_bytes=2 << 30):
         if n.endswith("norm.weight"):
             t = torch.ones(s, dtype=torch.bfloat16)
         else:
-            t = (torch.randn(s, generator=g, device=device, dtype=torch.float32) * 0.02).to(torch.bfloat16).cpu()
+            t = (torch.randn(s, generator=g, device=device, dtype=torch.float32) * std).to(torch.bfloat16).cpu()
         nb = t.numel() * 2
         if cur and cur_bytes + nb > shard_bytes:
             flush()
@@ -320,10 +325,13 @@ def worker(a):
             rec["micro_batches_per_step"] = round(sum(len(s) for s in steps[warm:]) / timed, 2)
 
         torch.manual_seed(0)
-        kw = dict(dtype=torch.bfloat16, attn_implementation="sdpa")
-        if dev.type == "cuda":
-            kw["device_map"] = "cuda"
-        model = transformers.AutoModelForCausalLM.from_pretrained(a.model, **kw)
+        # bf16; float32 only for --dry-run's CPU check (its rows check compares losses with a float32 reference)
+        kw = dict(dtype=torch.float32 if a.fp32 else torch.bfloat16, attn_implementation="sdpa")
+        try:  # straight onto the GPU (device_map needs accelerate)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                a.model, **kw, **({"device_map": "cuda"} if dev.type == "cuda" else {}))
+        except (ImportError, ValueError):
+            model = transformers.AutoModelForCausalLM.from_pretrained(a.model, **kw).to(dev)
         model.config.use_cache = False
         if a.ckpt:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -366,6 +374,7 @@ def worker(a):
         rec["tok_s"] = round(sum(step_tokens[warm:]) / dt)
         rec["trained_tok_s"] = round(sum(step_trained[warm:]) / dt)
         rec["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if dev.type == "cuda" else None
+        rec["loss_step1"] = float(losses[0])
         rec["loss_first"] = round(float(losses[warm]), 4)
         rec["loss_last"] = round(float(losses[-1]), 4)
     except SystemExit:
@@ -400,6 +409,7 @@ class Bench:
         self.shard_cache = {}
         self.unsloth_installed = False
         self.liger_ready = False
+        self.failed = False
         self.t0 = time.time()
 
     def phase(self, name, secs):
@@ -526,6 +536,7 @@ class Bench:
         rec["trained_tok_s"] = round(sum(m["trained_tokens"] for m in timed) / dt)
         rec["peak_gib"] = round(ms[-1]["peak_mem_bytes"] / 2**30, 2) if not a.dry_run else None
         rec["loss_first"], rec["loss_last"] = round(timed[0]["loss"], 4), round(ms[-1]["loss"], 4)
+        rec["loss_step1"] = ms[0]["loss"]
         if "mfu" in ms[-1]:
             rec["hsloth_reported_mfu"] = round(ms[-1]["mfu"], 4)
         rec["versions"] = self.hsloth_version
@@ -545,7 +556,7 @@ class Bench:
                "--steps-warmup", a.steps_warmup, "--steps-timed", a.steps_timed, "--pad-id",
                pad if isinstance(pad, int) else pad[0]]
         if a.dry_run:
-            cmd.append("--allow-cpu")
+            cmd += ["--allow-cpu", "--fp32"]
         return self.parse_json_side(side, shape, bs, ckpt, cmd, env, tag, "TVP_RESULT ")
 
     def install_liger(self):
@@ -636,8 +647,38 @@ class Bench:
                                          f"{rec.get('peak_gib')} GiB"), time.time() - t)
                 if a.dry_run:
                     say(f"  {side:8s} ran: {rec.get('cmd')}")
+        if a.dry_run and a.mode == "rows" and "hsloth" in a.sides:
+            self.check_rows(shape, model_dir, shards, bs)
         if not a.keep:
             shutil.rmtree(model_dir, ignore_errors=True)
+
+    def check_rows(self, shape, model_dir, shards, bs):
+        """--dry-run: hsloth's step-1 loss (LoRA B = 0: the base model's) equals transformers' float32 loss of one
+        group of BS consecutive rows of the shards (the groups the Python sides train as batches): the same
+        tokens, the same targets. Fails the dry run otherwise."""
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        rows = [torch.from_numpy(s[0].astype("int64")) for s in read_samples(shards["dir"])]
+        ref = []
+        with torch.no_grad():
+            for k in range(0, len(rows), bs):
+                x = torch.stack(rows[k:k + bs])
+                ref.append(m(input_ids=x, labels=x).loss.item())
+        for r in self.records:
+            if r["shape"] != shape or "loss_step1" not in r:
+                continue
+            k = min(range(len(ref)), key=lambda i: abs(ref[i] - r["loss_step1"]))
+            diff = abs(ref[k] - r["loss_step1"])
+            # it must match its group far better than the groups differ from each other
+            gap = min([abs(x - y) for i, x in enumerate(ref) for y in ref[i + 1:]] or [1.0])
+            ok = diff < 0.1 * gap and (r["side"] == "hsloth" or k == 0)  # the Python sides start at rows 0..BS-1
+            say(f"  rows check: {r['side']} step-1 loss {r['loss_step1']:.6f} = transformers float32 loss of rows "
+                f"{k * bs}..{k * bs + bs - 1}: {ref[k]:.6f} (diff {diff:.1e}; groups of rows differ by >= {gap:.1e}): "
+                f"{'ok' if ok else 'FAIL'}")
+            if not ok:
+                self.failed = True
 
     def dry_cmd(self, side, shape, model_dir, shards, bs, ckpt):
         p = self.a.peers
@@ -828,9 +869,11 @@ def main(argv):
                      ("--seed", 0)]:
             p.add_argument(k, type=int, default=d)
         p.add_argument("--allow-cpu", action="store_true")
+        p.add_argument("--fp32", action="store_true")
         return worker(p.parse_args(argv[1:]))
-    Bench(parse(argv)).main()
-    return 0
+    b = Bench(parse(argv))
+    b.main()
+    return 1 if b.failed else 0
 
 
 if __name__ == "__main__":
