@@ -643,6 +643,7 @@ class Bench:
                 if rec.get("tok_s") and self.peak:
                     rec["mfu_basis"] = round(rec["tok_s"] * fpt / (self.peak * 1e12), 4)
                 self.records.append(rec)
+                self.report(show=False)
                 self.phase(f"{tag}: " + (rec.get("error") or f"{rec['tok_s']:,} tok/s, peak "
                                          f"{rec.get('peak_gib')} GiB"), time.time() - t)
                 if a.dry_run:
@@ -723,7 +724,9 @@ class Bench:
         self.report()
 
     # -- table
-    def report(self):
+    def report(self, show=True):
+        """Writes train_vs_peers.json and .md (after every side, so a run cut short keeps what it measured);
+        prints the table when `show`."""
         a = self.a
         recs = self.records
         by = {}
@@ -756,10 +759,11 @@ class Bench:
                         ratio(r.get("peak_gib"), us.get("peak_gib"))]
             rows.append(row)
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-        say("")
-        say("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-        for row in rows:
-            say("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+        if show:
+            say("")
+            say("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+            for row in rows:
+                say("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
         gpu = self.gpu_info.get("name", "?")
         fpts = {}
         for r in recs:
@@ -779,18 +783,25 @@ class Bench:
             notes.append("chat: hsloth packs (train.tokens_per_batch = batch); HF and Liger pad per micro-batch "
                          "(padding = padded slots that hold no token); Unsloth not run (rows only).")
         notes.append("x HF, x Unsloth: tokens/s ratios to that side's in this run; mem / Unsloth: peak ratio.")
-        for n in notes:
-            say(n)
+        vers = {"hsloth": self.hsloth_version}
+        for r in recs:
+            if r.get("versions") and r["side"] != "hsloth":
+                vers.setdefault(r["side"], r["versions"])
+        notes.append("versions: " + "; ".join(f"{k}: {v}" for k, v in vers.items()))
+        if show:
+            for n in notes:
+                say(n)
         md = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         md += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
-        md += [""] + [n.replace("*", "·") if not n.startswith("  ") else "- " + n.strip() for n in notes]
+        md += [""] + [("  - " + n.strip()) if n.startswith("  ") else "- " + n.replace("*", "·") for n in notes]
         cmdline = "python3 " + " ".join([os.path.relpath(__file__)] + sys.argv[1:])
         md += ["", f"Command: `{cmdline}`"]
         with open(os.path.join(self.out, "train_vs_peers.md"), "w") as f:
             f.write("\n".join(md) + "\n")
         phases = self.phases
-        say("phases: " + ", ".join(f"{p['phase'].split(':')[0]} {p['secs']}s" for p in phases))
-        say(f"total {time.time() - self.t0:.0f}s; wrote {self.out}/train_vs_peers.json and train_vs_peers.md")
+        if show:
+            say("phases: " + ", ".join(f"{p['phase'].split(':')[0]} {p['secs']}s" for p in phases))
+            say(f"total {time.time() - self.t0:.0f}s; wrote {self.out}/train_vs_peers.json and train_vs_peers.md")
         with open(os.path.join(self.out, "train_vs_peers.json"), "w") as f:
             json.dump({"gpu": self.gpu_info, "hsloth": self.hsloth_version, "peak_tflops": self.peak, "mode": a.mode, "command": cmdline,
                        "steps_warmup": a.steps_warmup, "steps_timed": a.steps_timed, "records": recs,
@@ -817,7 +828,7 @@ def parse(argv):
     p.add_argument("--unsloth-install", default="once", choices=["once", "every"])
     p.add_argument("--testdata", default=os.environ.get("HSLOTH_TESTDATA") or os.path.join(HERE, "..", "testdata"))
     p.add_argument("--peak-tflops", type=float, default=0, help=f"MFU peak (default {H100_PEAK_TFLOPS:g} on H100/H200)")
-    p.add_argument("--timeout", type=int, default=900, help="seconds per side")
+    p.add_argument("--timeout", type=int, default=540, help="seconds per side")
     p.add_argument("--keep", action="store_true", help="keep the model folders")
     p.add_argument("--reuse", action="store_true", help="reuse model folders already in --work")
     p.add_argument("--dry-run", action="store_true",
