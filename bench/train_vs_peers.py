@@ -35,7 +35,7 @@ Sides (each in its own process: fresh CUDA context, its own peak memory; out of 
            (installed from PEERS/wheels into /tmp/site).
   unsloth  bash PEERS/unsloth.sh MODEL SHARDS SHAPE BS CKPT (first call; it installs the wheels into /tmp/site
            and checks `import unsloth`), later calls run the same PEERS/bench_unsloth.py directly on that
-           install (--unsloth-install every: unsloth.sh each time).
+           install (--unsloth-install every: unsloth.sh each time; skip: the install is there from an earlier call).
 
 Outputs: a table on stdout, $OUT/train_vs_peers.json (every record, phase timings, GPU, versions, commands),
 $OUT/train_vs_peers.md (the table for bench/RESULTS.md), $OUT/logs/ (each side's log).
@@ -373,6 +373,7 @@ def worker(a):
         rec["timed_s"] = round(dt, 3)
         rec["tok_s"] = round(sum(step_tokens[warm:]) / dt)
         rec["trained_tok_s"] = round(sum(step_trained[warm:]) / dt)
+        rec["tokens_per_step"] = round(sum(step_tokens[warm:]) / timed, 1)
         rec["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if dev.type == "cuda" else None
         rec["loss_step1"] = float(losses[0])
         rec["loss_first"] = round(float(losses[warm]), 4)
@@ -407,8 +408,8 @@ class Bench:
         self.phases = []
         self.records = []
         self.shard_cache = {}
-        self.unsloth_installed = False
-        self.liger_ready = False
+        self.unsloth_installed = a.unsloth_install == "skip"
+        self.liger_ready = a.unsloth_install == "skip"
         self.failed = False
         self.t0 = time.time()
 
@@ -534,6 +535,7 @@ class Bench:
         rec["timed_s"] = round(dt, 3)
         rec["tok_s"] = round(sum(m["tokens"] for m in timed) / dt)
         rec["trained_tok_s"] = round(sum(m["trained_tokens"] for m in timed) / dt)
+        rec["tokens_per_step"] = round(sum(m["tokens"] for m in timed) / len(timed), 1)
         rec["peak_gib"] = round(ms[-1]["peak_mem_bytes"] / 2**30, 2) if not a.dry_run else None
         rec["loss_first"], rec["loss_last"] = round(timed[0]["loss"], 4), round(ms[-1]["loss"], 4)
         rec["loss_step1"] = ms[0]["loss"]
@@ -684,6 +686,8 @@ class Bench:
     def dry_cmd(self, side, shape, model_dir, shards, bs, ckpt):
         p = self.a.peers
         if side == "unsloth":
+            if self.a.mode != "rows":
+                return "nothing (bench_unsloth.py trains 2048-token rows only)"
             return f"bash {p}/unsloth.sh {model_dir} {shards['dir']} {shape} {bs} {int(ckpt)}"
         return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _worker --side liger --shape {shape} "
                 f"--model {model_dir} --shards {shards['dir']} --bs {bs} --ckpt {int(ckpt)} --mode {self.a.mode} "
@@ -734,7 +738,7 @@ class Bench:
             by[(r["shape"], r["ckpt"], r["side"])] = r
         head = ["shape", "batch", "ckpt", "side", "tokens/s"]
         if a.mode == "chat":
-            head += ["trained tok/s", "padding"]
+            head += ["trained tok/s", "tokens/step", "padding"]
         head += ["MFU", "peak GiB", "x HF", "x Unsloth", "mem / Unsloth"]
         rows = []
         for r in recs:
@@ -752,7 +756,8 @@ class Bench:
             else:
                 row += [f"{r['tok_s']:,}"]
                 if a.mode == "chat":
-                    row += [f"{r['trained_tok_s']:,}", f"{r['padding']:.1%}" if "padding" in r else "0 (packed)"]
+                    row += [f"{r['trained_tok_s']:,}", f"{r['tokens_per_step']:,.0f}",
+                            f"{r['padding']:.1%}" if "padding" in r else "0 (packed)"]
                 row += [f"{r['mfu_basis']:.1%}" if r.get("mfu_basis") else "-",
                         f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "-",
                         ratio(r.get("tok_s"), hf.get("tok_s")), ratio(r.get("tok_s"), us.get("tok_s")),
@@ -825,7 +830,9 @@ def parse(argv):
     p.add_argument("--work", default="/tmp/hs-train-vs-peers", help="model folders, shards, runs (big for 8B)")
     p.add_argument("--peers", default=".peers", help="a copy of ../shared/peers (unsloth.sh, bench_unsloth.py, wheels/)")
     p.add_argument("--site", default="/tmp/site", help="where the peer wheels are installed (unsloth.sh's choice)")
-    p.add_argument("--unsloth-install", default="once", choices=["once", "every"])
+    p.add_argument("--unsloth-install", default="once", choices=["once", "every", "skip"],
+                   help="once: unsloth.sh on the first Unsloth side, then bench_unsloth.py on its install; every: "
+                        "unsloth.sh each time; skip: --site already holds the wheels (an earlier call on this machine)")
     p.add_argument("--testdata", default=os.environ.get("HSLOTH_TESTDATA") or os.path.join(HERE, "..", "testdata"))
     p.add_argument("--peak-tflops", type=float, default=0, help=f"MFU peak (default {H100_PEAK_TFLOPS:g} on H100/H200)")
     p.add_argument("--timeout", type=int, default=540, help="seconds per side")
@@ -844,6 +851,8 @@ def parse(argv):
             a.steps_warmup = 1
         if "--steps-timed" not in " ".join(argv):
             a.steps_timed = 1
+    if a.steps_timed < 1 or a.steps_warmup < 0:
+        p.error("--steps-timed must be >= 1 and --steps-warmup >= 0")
     for s in a.shapes:
         if s not in SHAPES:
             p.error(f"unknown shape {s}; choose from {', '.join(SHAPES)}")
