@@ -52,6 +52,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -424,10 +425,15 @@ class Bench:
         with open(log, "w") as f:
             f.write("$ " + " ".join(map(str, cmd)) + "\n")
             f.flush()
+            # its own process group, so that a timeout also ends what it started (unsloth.sh's python)
+            proc = subprocess.Popen(list(map(str, cmd)), stdout=f, stderr=subprocess.STDOUT, env=e,
+                                    start_new_session=True)
             try:
-                rc = subprocess.run(list(map(str, cmd)), stdout=f, stderr=subprocess.STDOUT, env=e,
-                                    timeout=timeout or self.a.timeout).returncode
+                rc = proc.wait(timeout=timeout or self.a.timeout)
             except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                f.write(f"\ntrain_vs_peers: killed after {timeout or self.a.timeout}s (--timeout)\n")
                 rc = 124
         return rc, open(log, errors="replace").read()
 
@@ -448,7 +454,7 @@ class Bench:
         t = time.time()
         rc, text = self.run([sys.executable, __file__, "_make", "--shape", shape, "--dir", d, "--tokenizer",
                              self.tokenizer_dir(shape), "--device", "cpu" if self.a.dry_run else "cuda"],
-                            os.path.join(self.logs, f"make-{shape}.log"))
+                            os.path.join(self.logs, f"make-{shape}.log"), timeout=900)
         if rc != 0:
             raise SystemExit(f"writing the {shape} model failed (rc {rc}):\n{text[-3000:]}")
         self.phase(f"write {shape} model", time.time() - t)
@@ -475,7 +481,7 @@ class Bench:
                     raise SystemExit(f"chat data missing: {f}\n  HINT: pass --testdata (or $HSLOTH_TESTDATA)")
             cmd = [self.a.hsloth, "prep", "--input", ",".join(files), "--tokenizer", model_dir, "--out", d,
                    "--loss", "response", "--max-len", SEQ, "--too-long", "truncate"]
-        rc, text = self.run(cmd, os.path.join(self.logs, f"prep-{self.a.mode}-{family}.log"))
+        rc, text = self.run(cmd, os.path.join(self.logs, f"prep-{self.a.mode}-{family}.log"), timeout=900)
         if rc != 0:
             raise SystemExit(f"hsloth prep failed (rc {rc}):\n{text[-3000:]}")
         samples = read_samples(d)
@@ -521,7 +527,7 @@ class Bench:
         rec["secs"] = round(time.time() - t, 1)
         if rc != 0:
             oom = "out of GPU memory" in text or "out of memory" in text.lower()
-            rec["error"] = "OOM" if oom else f"rc {rc}: " + " | ".join(
+            rec["error"] = "OOM" if oom else f"timeout ({a.timeout}s)" if rc == 124 else f"rc {rc}: " + " | ".join(
                 [ln for ln in text.splitlines() if ln.startswith(("error", "  hint"))][:2] or text.splitlines()[-2:])
             return rec
         ms = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl")) if x.strip()]
@@ -612,7 +618,8 @@ class Bench:
             oom = "out of memory" in text.lower()
             tail = [ln for ln in text.splitlines() if ln.strip()][-3:]
             rec = dict(side=side, shape=shape, bs=bs, ckpt=bool(ckpt),
-                       error="OOM" if oom else f"rc {rc}, no result line: " + " | ".join(tail)[-400:])
+                       error="OOM" if oom else f"timeout ({self.a.timeout}s)" if rc == 124 else
+                       f"rc {rc}, no result line: " + " | ".join(tail)[-400:])
         rec.update(side=side, shape=shape, mode=self.a.mode, cmd=" ".join(map(str, cmd)),
                    wall_s=round(time.time() - t, 1))
         return rec
@@ -650,6 +657,8 @@ class Bench:
                                          f"{rec.get('peak_gib')} GiB"), time.time() - t)
                 if a.dry_run:
                     say(f"  {side:8s} ran: {rec.get('cmd')}")
+                    if rec.get("error"):
+                        self.failed = True  # the dry run proves the sides run: any failure fails it
         if a.dry_run and a.mode == "rows" and "hsloth" in a.sides:
             self.check_rows(shape, model_dir, shards, bs)
         if not a.keep:
@@ -661,7 +670,9 @@ class Bench:
         tokens, the same targets. Fails the dry run otherwise."""
         import torch
         from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()
         m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         rows = [torch.from_numpy(s[0].astype("int64")) for s in read_samples(shards["dir"])]
         ref = []
