@@ -388,9 +388,14 @@ def worker(a):
             traceback.print_exc()
             rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
     rec["secs"] = round(time.time() - t_start, 1)
-    vers = [f"torch {torch.__version__}", f"transformers {transformers.__version__}", f"peft {md.version('peft')}"]
+    def ver(name):
+        try:
+            return md.version(name)
+        except Exception:
+            return "?"
+    vers = [f"torch {torch.__version__}", f"transformers {transformers.__version__}", f"peft {ver('peft')}"]
     if a.side == "liger":
-        vers.append(f"liger_kernel {md.version('liger_kernel')}")
+        vers.append(f"liger_kernel {ver('liger_kernel')}")
     rec["versions"] = " ".join(vers)
     print("TVP_RESULT " + json.dumps(rec), flush=True)
     return 0
