@@ -35,14 +35,16 @@ Sides (each in its own process: fresh CUDA context, its own peak memory; out of 
            (installed from PEERS/wheels into /tmp/site).
   unsloth  bash PEERS/unsloth.sh MODEL SHARDS SHAPE BS CKPT (first call; it installs the wheels into /tmp/site
            and checks `import unsloth`), later calls run the same PEERS/bench_unsloth.py directly on that
-           install (--unsloth-install every: unsloth.sh each time).
+           install (--unsloth-install every: unsloth.sh each time; skip: the install is there from an earlier call).
 
 Outputs: a table on stdout, $OUT/train_vs_peers.json (every record, phase timings, GPU, versions, commands),
 $OUT/train_vs_peers.md (the table for bench/RESULTS.md), $OUT/logs/ (each side's log).
 
 --dry-run: no GPU needed. Makes a tiny shape (2 layers, hidden 64) and its shards, prints the command of every
-side, and runs the hsloth and HF sides on the CPU for 1 + 1 steps (proves the model writer, prep, the INI,
-metrics parsing, the HF worker and the table). Benchmarks are not tests: nothing here asserts a speed.
+side, and runs the hsloth and HF sides on the CPU for 1 + 1 steps (HF in float32 there), then checks that the
+step-1 loss of each equals transformers' float32 loss of a group of BS rows of the shards (same tokens, same
+targets; the Python sides' first group is rows 0..BS-1). This proves the model writer, prep, the INI, metrics
+parsing, the HF worker and the table; a failed check exits 1. Benchmarks are not tests: nothing here asserts a speed.
 """
 import argparse
 import glob
@@ -50,6 +52,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -120,7 +123,7 @@ def say(*a):
 # ---------------------------------------------------------------------------------------------- model writer
 
 def make_model(shape, out, tokenizer_dir, device, shard_bytes=2 << 30):
-    """Random bf16 weights in the published shape, written tensor by tensor (normal(0, 0.02), norms = 1) into
+    """Random bf16 weights in the published shape, written tensor by tensor (normal(0, std), norms = 1) into
     safetensors files of <= shard_bytes, with an index when there are several; config.json from transformers;
     the tokenizer files copied in. Host memory stays at one file's worth."""
     import torch
@@ -138,6 +141,9 @@ def make_model(shape, out, tokenizer_dir, device, shard_bytes=2 << 30):
         shapes = [(n, s) for n, s in shapes if n != "lm_head.weight"]
     os.makedirs(out, exist_ok=True)
     g = torch.Generator(device=device).manual_seed(0)
+    # 0.02: transformers' initializer_range. The tiny --dry-run shapes get 0.5 so that their losses differ from
+    # row to row by more than float rounding (the dry run's rows check tells the rows apart by their loss).
+    std = 0.5 if shape.startswith("tiny-") else 0.02
     files, cur, cur_bytes, total = [], {}, 0, 0
 
     def flush():
@@ -152,7 +158,7 @@ def make_model(shape, out, tokenizer_dir, device, shard_bytes=2 << 30):
         if n.endswith("norm.weight"):
             t = torch.ones(s, dtype=torch.bfloat16)
         else:
-            t = (torch.randn(s, generator=g, device=device, dtype=torch.float32) * 0.02).to(torch.bfloat16).cpu()
+            t = (torch.randn(s, generator=g, device=device, dtype=torch.float32) * std).to(torch.bfloat16).cpu()
         nb = t.numel() * 2
         if cur and cur_bytes + nb > shard_bytes:
             flush()
@@ -320,10 +326,13 @@ def worker(a):
             rec["micro_batches_per_step"] = round(sum(len(s) for s in steps[warm:]) / timed, 2)
 
         torch.manual_seed(0)
-        kw = dict(dtype=torch.bfloat16, attn_implementation="sdpa")
-        if dev.type == "cuda":
-            kw["device_map"] = "cuda"
-        model = transformers.AutoModelForCausalLM.from_pretrained(a.model, **kw)
+        # bf16; float32 only for --dry-run's CPU check (its rows check compares losses with a float32 reference)
+        kw = dict(dtype=torch.float32 if a.fp32 else torch.bfloat16, attn_implementation="sdpa")
+        try:  # straight onto the GPU (device_map needs accelerate)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                a.model, **kw, **({"device_map": "cuda"} if dev.type == "cuda" else {}))
+        except (ImportError, ValueError):
+            model = transformers.AutoModelForCausalLM.from_pretrained(a.model, **kw).to(dev)
         model.config.use_cache = False
         if a.ckpt:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -365,7 +374,9 @@ def worker(a):
         rec["timed_s"] = round(dt, 3)
         rec["tok_s"] = round(sum(step_tokens[warm:]) / dt)
         rec["trained_tok_s"] = round(sum(step_trained[warm:]) / dt)
+        rec["tokens_per_step"] = round(sum(step_tokens[warm:]) / timed, 1)
         rec["peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2) if dev.type == "cuda" else None
+        rec["loss_step1"] = float(losses[0])
         rec["loss_first"] = round(float(losses[warm]), 4)
         rec["loss_last"] = round(float(losses[-1]), 4)
     except SystemExit:
@@ -377,9 +388,14 @@ def worker(a):
             traceback.print_exc()
             rec["error"] = f"{type(e).__name__}: {str(e)[:300]}"
     rec["secs"] = round(time.time() - t_start, 1)
-    vers = [f"torch {torch.__version__}", f"transformers {transformers.__version__}", f"peft {md.version('peft')}"]
+    def ver(name):
+        try:
+            return md.version(name)
+        except Exception:
+            return "?"
+    vers = [f"torch {torch.__version__}", f"transformers {transformers.__version__}", f"peft {ver('peft')}"]
     if a.side == "liger":
-        vers.append(f"liger_kernel {md.version('liger_kernel')}")
+        vers.append(f"liger_kernel {ver('liger_kernel')}")
     rec["versions"] = " ".join(vers)
     print("TVP_RESULT " + json.dumps(rec), flush=True)
     return 0
@@ -398,8 +414,9 @@ class Bench:
         self.phases = []
         self.records = []
         self.shard_cache = {}
-        self.unsloth_installed = False
-        self.liger_ready = False
+        self.unsloth_installed = a.unsloth_install == "skip"
+        self.liger_ready = a.unsloth_install == "skip"
+        self.failed = False
         self.t0 = time.time()
 
     def phase(self, name, secs):
@@ -413,10 +430,15 @@ class Bench:
         with open(log, "w") as f:
             f.write("$ " + " ".join(map(str, cmd)) + "\n")
             f.flush()
+            # its own process group, so that a timeout also ends what it started (unsloth.sh's python)
+            proc = subprocess.Popen(list(map(str, cmd)), stdout=f, stderr=subprocess.STDOUT, env=e,
+                                    start_new_session=True)
             try:
-                rc = subprocess.run(list(map(str, cmd)), stdout=f, stderr=subprocess.STDOUT, env=e,
-                                    timeout=timeout or self.a.timeout).returncode
+                rc = proc.wait(timeout=timeout or self.a.timeout)
             except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                f.write(f"\ntrain_vs_peers: killed after {timeout or self.a.timeout}s (--timeout)\n")
                 rc = 124
         return rc, open(log, errors="replace").read()
 
@@ -437,7 +459,7 @@ class Bench:
         t = time.time()
         rc, text = self.run([sys.executable, __file__, "_make", "--shape", shape, "--dir", d, "--tokenizer",
                              self.tokenizer_dir(shape), "--device", "cpu" if self.a.dry_run else "cuda"],
-                            os.path.join(self.logs, f"make-{shape}.log"))
+                            os.path.join(self.logs, f"make-{shape}.log"), timeout=900)
         if rc != 0:
             raise SystemExit(f"writing the {shape} model failed (rc {rc}):\n{text[-3000:]}")
         self.phase(f"write {shape} model", time.time() - t)
@@ -464,7 +486,7 @@ class Bench:
                     raise SystemExit(f"chat data missing: {f}\n  HINT: pass --testdata (or $HSLOTH_TESTDATA)")
             cmd = [self.a.hsloth, "prep", "--input", ",".join(files), "--tokenizer", model_dir, "--out", d,
                    "--loss", "response", "--max-len", SEQ, "--too-long", "truncate"]
-        rc, text = self.run(cmd, os.path.join(self.logs, f"prep-{self.a.mode}-{family}.log"))
+        rc, text = self.run(cmd, os.path.join(self.logs, f"prep-{self.a.mode}-{family}.log"), timeout=900)
         if rc != 0:
             raise SystemExit(f"hsloth prep failed (rc {rc}):\n{text[-3000:]}")
         samples = read_samples(d)
@@ -510,7 +532,7 @@ class Bench:
         rec["secs"] = round(time.time() - t, 1)
         if rc != 0:
             oom = "out of GPU memory" in text or "out of memory" in text.lower()
-            rec["error"] = "OOM" if oom else f"rc {rc}: " + " | ".join(
+            rec["error"] = "OOM" if oom else f"timeout ({a.timeout}s)" if rc == 124 else f"rc {rc}: " + " | ".join(
                 [ln for ln in text.splitlines() if ln.startswith(("error", "  hint"))][:2] or text.splitlines()[-2:])
             return rec
         ms = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl")) if x.strip()]
@@ -524,8 +546,10 @@ class Bench:
         rec["timed_s"] = round(dt, 3)
         rec["tok_s"] = round(sum(m["tokens"] for m in timed) / dt)
         rec["trained_tok_s"] = round(sum(m["trained_tokens"] for m in timed) / dt)
+        rec["tokens_per_step"] = round(sum(m["tokens"] for m in timed) / len(timed), 1)
         rec["peak_gib"] = round(ms[-1]["peak_mem_bytes"] / 2**30, 2) if not a.dry_run else None
         rec["loss_first"], rec["loss_last"] = round(timed[0]["loss"], 4), round(ms[-1]["loss"], 4)
+        rec["loss_step1"] = ms[0]["loss"]
         if "mfu" in ms[-1]:
             rec["hsloth_reported_mfu"] = round(ms[-1]["mfu"], 4)
         rec["versions"] = self.hsloth_version
@@ -545,7 +569,7 @@ class Bench:
                "--steps-warmup", a.steps_warmup, "--steps-timed", a.steps_timed, "--pad-id",
                pad if isinstance(pad, int) else pad[0]]
         if a.dry_run:
-            cmd.append("--allow-cpu")
+            cmd += ["--allow-cpu", "--fp32"]
         return self.parse_json_side(side, shape, bs, ckpt, cmd, env, tag, "TVP_RESULT ")
 
     def install_liger(self):
@@ -599,7 +623,8 @@ class Bench:
             oom = "out of memory" in text.lower()
             tail = [ln for ln in text.splitlines() if ln.strip()][-3:]
             rec = dict(side=side, shape=shape, bs=bs, ckpt=bool(ckpt),
-                       error="OOM" if oom else f"rc {rc}, no result line: " + " | ".join(tail)[-400:])
+                       error="OOM" if oom else f"timeout ({self.a.timeout}s)" if rc == 124 else
+                       f"rc {rc}, no result line: " + " | ".join(tail)[-400:])
         rec.update(side=side, shape=shape, mode=self.a.mode, cmd=" ".join(map(str, cmd)),
                    wall_s=round(time.time() - t, 1))
         return rec
@@ -632,16 +657,53 @@ class Bench:
                 if rec.get("tok_s") and self.peak:
                     rec["mfu_basis"] = round(rec["tok_s"] * fpt / (self.peak * 1e12), 4)
                 self.records.append(rec)
+                self.report(show=False)
                 self.phase(f"{tag}: " + (rec.get("error") or f"{rec['tok_s']:,} tok/s, peak "
                                          f"{rec.get('peak_gib')} GiB"), time.time() - t)
                 if a.dry_run:
                     say(f"  {side:8s} ran: {rec.get('cmd')}")
+                    if rec.get("error"):
+                        self.failed = True  # the dry run proves the sides run: any failure fails it
+        if a.dry_run and a.mode == "rows" and "hsloth" in a.sides:
+            self.check_rows(shape, model_dir, shards, bs)
         if not a.keep:
             shutil.rmtree(model_dir, ignore_errors=True)
+
+    def check_rows(self, shape, model_dir, shards, bs):
+        """--dry-run: hsloth's step-1 loss (LoRA B = 0: the base model's) equals transformers' float32 loss of one
+        group of BS consecutive rows of the shards (the groups the Python sides train as batches): the same
+        tokens, the same targets. Fails the dry run otherwise."""
+        import torch
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        rows = [torch.from_numpy(s[0].astype("int64")) for s in read_samples(shards["dir"])]
+        ref = []
+        with torch.no_grad():
+            for k in range(0, len(rows), bs):
+                x = torch.stack(rows[k:k + bs])
+                ref.append(m(input_ids=x, labels=x).loss.item())
+        for r in self.records:
+            if r["shape"] != shape or "loss_step1" not in r:
+                continue
+            k = min(range(len(ref)), key=lambda i: abs(ref[i] - r["loss_step1"]))
+            diff = abs(ref[k] - r["loss_step1"])
+            # it must match its group far better than the groups differ from each other
+            gap = min([abs(x - y) for i, x in enumerate(ref) for y in ref[i + 1:]] or [1.0])
+            ok = diff < 0.1 * gap and (r["side"] == "hsloth" or k == 0)  # the Python sides start at rows 0..BS-1
+            say(f"  rows check: {r['side']} step-1 loss {r['loss_step1']:.6f} = transformers float32 loss of rows "
+                f"{k * bs}..{k * bs + bs - 1}: {ref[k]:.6f} (diff {diff:.1e}; groups of rows differ by >= {gap:.1e}): "
+                f"{'ok' if ok else 'FAIL'}")
+            if not ok:
+                self.failed = True
 
     def dry_cmd(self, side, shape, model_dir, shards, bs, ckpt):
         p = self.a.peers
         if side == "unsloth":
+            if self.a.mode != "rows":
+                return "nothing (bench_unsloth.py trains 2048-token rows only)"
             return f"bash {p}/unsloth.sh {model_dir} {shards['dir']} {shape} {bs} {int(ckpt)}"
         return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _worker --side liger --shape {shape} "
                 f"--model {model_dir} --shards {shards['dir']} --bs {bs} --ckpt {int(ckpt)} --mode {self.a.mode} "
@@ -682,7 +744,9 @@ class Bench:
         self.report()
 
     # -- table
-    def report(self):
+    def report(self, show=True):
+        """Writes train_vs_peers.json and .md (after every side, so a run cut short keeps what it measured);
+        prints the table when `show`."""
         a = self.a
         recs = self.records
         by = {}
@@ -690,7 +754,7 @@ class Bench:
             by[(r["shape"], r["ckpt"], r["side"])] = r
         head = ["shape", "batch", "ckpt", "side", "tokens/s"]
         if a.mode == "chat":
-            head += ["trained tok/s", "padding"]
+            head += ["trained tok/s", "tokens/step", "padding"]
         head += ["MFU", "peak GiB", "x HF", "x Unsloth", "mem / Unsloth"]
         rows = []
         for r in recs:
@@ -708,17 +772,19 @@ class Bench:
             else:
                 row += [f"{r['tok_s']:,}"]
                 if a.mode == "chat":
-                    row += [f"{r['trained_tok_s']:,}", f"{r['padding']:.1%}" if "padding" in r else "0 (packed)"]
+                    row += [f"{r['trained_tok_s']:,}", f"{r['tokens_per_step']:,.0f}",
+                            f"{r['padding']:.1%}" if "padding" in r else "0 (packed)"]
                 row += [f"{r['mfu_basis']:.1%}" if r.get("mfu_basis") else "-",
                         f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "-",
                         ratio(r.get("tok_s"), hf.get("tok_s")), ratio(r.get("tok_s"), us.get("tok_s")),
                         ratio(r.get("peak_gib"), us.get("peak_gib"))]
             rows.append(row)
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-        say("")
-        say("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-        for row in rows:
-            say("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+        if show:
+            say("")
+            say("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+            for row in rows:
+                say("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
         gpu = self.gpu_info.get("name", "?")
         fpts = {}
         for r in recs:
@@ -738,18 +804,25 @@ class Bench:
             notes.append("chat: hsloth packs (train.tokens_per_batch = batch); HF and Liger pad per micro-batch "
                          "(padding = padded slots that hold no token); Unsloth not run (rows only).")
         notes.append("x HF, x Unsloth: tokens/s ratios to that side's in this run; mem / Unsloth: peak ratio.")
-        for n in notes:
-            say(n)
+        vers = {"hsloth": self.hsloth_version}
+        for r in recs:
+            if r.get("versions") and r["side"] != "hsloth":
+                vers.setdefault(r["side"], r["versions"])
+        notes.append("versions: " + "; ".join(f"{k}: {v}" for k, v in vers.items()))
+        if show:
+            for n in notes:
+                say(n)
         md = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         md += ["| " + " | ".join(str(x) for x in row) + " |" for row in rows]
-        md += [""] + [n.replace("*", "·") if not n.startswith("  ") else "- " + n.strip() for n in notes]
+        md += [""] + [("  - " + n.strip()) if n.startswith("  ") else "- " + n.replace("*", "·") for n in notes]
         cmdline = "python3 " + " ".join([os.path.relpath(__file__)] + sys.argv[1:])
         md += ["", f"Command: `{cmdline}`"]
         with open(os.path.join(self.out, "train_vs_peers.md"), "w") as f:
             f.write("\n".join(md) + "\n")
         phases = self.phases
-        say("phases: " + ", ".join(f"{p['phase'].split(':')[0]} {p['secs']}s" for p in phases))
-        say(f"total {time.time() - self.t0:.0f}s; wrote {self.out}/train_vs_peers.json and train_vs_peers.md")
+        if show:
+            say("phases: " + ", ".join(f"{p['phase'].split(':')[0]} {p['secs']}s" for p in phases))
+            say(f"total {time.time() - self.t0:.0f}s; wrote {self.out}/train_vs_peers.json and train_vs_peers.md")
         with open(os.path.join(self.out, "train_vs_peers.json"), "w") as f:
             json.dump({"gpu": self.gpu_info, "hsloth": self.hsloth_version, "peak_tflops": self.peak, "mode": a.mode, "command": cmdline,
                        "steps_warmup": a.steps_warmup, "steps_timed": a.steps_timed, "records": recs,
@@ -773,10 +846,12 @@ def parse(argv):
     p.add_argument("--work", default="/tmp/hs-train-vs-peers", help="model folders, shards, runs (big for 8B)")
     p.add_argument("--peers", default=".peers", help="a copy of ../shared/peers (unsloth.sh, bench_unsloth.py, wheels/)")
     p.add_argument("--site", default="/tmp/site", help="where the peer wheels are installed (unsloth.sh's choice)")
-    p.add_argument("--unsloth-install", default="once", choices=["once", "every"])
+    p.add_argument("--unsloth-install", default="once", choices=["once", "every", "skip"],
+                   help="once: unsloth.sh on the first Unsloth side, then bench_unsloth.py on its install; every: "
+                        "unsloth.sh each time; skip: --site already holds the wheels (an earlier call on this machine)")
     p.add_argument("--testdata", default=os.environ.get("HSLOTH_TESTDATA") or os.path.join(HERE, "..", "testdata"))
     p.add_argument("--peak-tflops", type=float, default=0, help=f"MFU peak (default {H100_PEAK_TFLOPS:g} on H100/H200)")
-    p.add_argument("--timeout", type=int, default=900, help="seconds per side")
+    p.add_argument("--timeout", type=int, default=540, help="seconds per side")
     p.add_argument("--keep", action="store_true", help="keep the model folders")
     p.add_argument("--reuse", action="store_true", help="reuse model folders already in --work")
     p.add_argument("--dry-run", action="store_true",
@@ -792,6 +867,8 @@ def parse(argv):
             a.steps_warmup = 1
         if "--steps-timed" not in " ".join(argv):
             a.steps_timed = 1
+    if a.steps_timed < 1 or a.steps_warmup < 0:
+        p.error("--steps-timed must be >= 1 and --steps-warmup >= 0")
     for s in a.shapes:
         if s not in SHAPES:
             p.error(f"unknown shape {s}; choose from {', '.join(SHAPES)}")
@@ -828,9 +905,11 @@ def main(argv):
                      ("--seed", 0)]:
             p.add_argument(k, type=int, default=d)
         p.add_argument("--allow-cpu", action="store_true")
+        p.add_argument("--fp32", action="store_true")
         return worker(p.parse_args(argv[1:]))
-    Bench(parse(argv)).main()
-    return 0
+    b = Bench(parse(argv))
+    b.main()
+    return 1 if b.failed else 0
 
 
 if __name__ == "__main__":
