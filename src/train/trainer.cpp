@@ -42,6 +42,7 @@
 #include "train/grad_ckpt.h"
 #include "train/lr_schedule.h"
 #include "train/options.h"
+#include "train/profile.h"
 #include "train/run_control.h"
 #include "train/tensorboard.h"
 
@@ -588,11 +589,13 @@ int Trainer::Impl::train_loop() {
     }
   };
 
+  StepProfiler profiler(rank, run_dir, device, start_step, total_steps);  // HSLOTH_PROFILE_STEP (profile.h)
   if (start_step == 0) run_eval(0, "before training");
   Timer run_timer, window;
   int64_t window_tokens = 0, window_trained = 0;
   double imbalance_sum = 0;
   for (int64_t step = start_step; step < total_steps; ++step) {
+    profiler.begin(step);
     // Stop requests are agreed on by all ranks so that every rank checkpoints at the same step.
     at::Tensor stop = at::tensor({stop_requested() ? 1.0 : 0.0}, at::kDouble);
     comm.all_reduce_sum(stop);
@@ -672,8 +675,10 @@ int Trainer::Impl::train_loop() {
       if (coef < 1.0) flat->grad().mul_(coef);
     }
     const double lr = sched.lr(step);
+    profiler.phase("optimizer");
     opt->step(flat->grad(), lr);
     flat->push_params();
+    profiler.end(step);
 
     const data::StepStats st = plan->step_stats(step);  // the numbers `hsloth inspect --steps` prints
     const int64_t step_tokens = st.tokens;
