@@ -83,6 +83,61 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Short rows (cols <= kWarpRowCols, e.g. Qwen3's per-head q/k norms over head_dim = 128 on rows = tokens x
+// heads): one warp per row, kThreads / 32 rows per block, so no thread idles and no block barrier runs. The
+// formulas are the block kernels' (only the float32 summation order differs).
+constexpr int kWarpRowCols = 512, kRowsPerBlock = kThreads / 32;
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) rms_norm_warp_kernel(const T* __restrict__ x, const T* __restrict__ w,
+                                                                 T* __restrict__ y, float* __restrict__ rstd_out,
+                                                                 int64_t rows, int64_t cols, float eps) {
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const T* xr = x + row * cols;
+  T* yr = y + row * cols;
+  float ss = 0.f;
+  for (int64_t c = lane; c < cols; c += 32) {
+    float v = to_float(xr[c]);
+    ss += v * v;
+  }
+  const float rstd = rsqrtf(warp_sum(ss) / float(cols) + eps);
+  if (rstd_out != nullptr && lane == 0) rstd_out[row] = rstd;
+  for (int64_t c = lane; c < cols; c += 32) {
+    T n = from_float<T>(to_float(xr[c]) * rstd);
+    yr[c] = from_float<T>(to_float(w[c]) * to_float(n));
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    rms_norm_dx_warp_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w,
+                            const float* __restrict__ rstd_in, T* __restrict__ dx, int64_t rows, int64_t cols) {
+  const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const T* dyr = dy + row * cols;
+  const T* xr = x + row * cols;
+  T* dxr = dx + row * cols;
+  const float rstd = rstd_in[row];
+  float dot = 0.f;
+  for (int64_t c = lane; c < cols; c += 32) {
+    float g = to_float(from_float<T>(to_float(dyr[c]) * to_float(w[c])));
+    dot += g * to_float(xr[c]);
+  }
+  const float k = warp_sum(dot) / float(cols) * rstd * rstd * rstd;
+  for (int64_t c = lane; c < cols; c += 32) {
+    float g = to_float(from_float<T>(to_float(dyr[c]) * to_float(w[c])));
+    dxr[c] = from_float<T>(rstd * g - to_float(xr[c]) * k);
+  }
+}
+
 constexpr int kDwCols = 32, kDwRows = 8;
 
 template <typename T>
@@ -115,6 +170,20 @@ int rms_norm_backward_dx(const void* dy, const void* x, const void* w, const flo
   if (rows == 0) return cudaSuccess;
   if (rows < 0 || cols <= 0 || rows > 0x7fffffff) return cudaErrorInvalidValue;
   auto s = static_cast<cudaStream_t>(stream);
+  if (cols <= kWarpRowCols) {
+    dim3 wgrid(static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock));
+    if (dtype == DType::f32)
+      rms_norm_dx_warp_kernel<float><<<wgrid, kThreads, 0, s>>>(
+          static_cast<const float*>(dy), static_cast<const float*>(x), static_cast<const float*>(w), rstd,
+          static_cast<float*>(dx), rows, cols);
+    else if (dtype == DType::bf16)
+      rms_norm_dx_warp_kernel<__nv_bfloat16><<<wgrid, kThreads, 0, s>>>(
+          static_cast<const __nv_bfloat16*>(dy), static_cast<const __nv_bfloat16*>(x),
+          static_cast<const __nv_bfloat16*>(w), rstd, static_cast<__nv_bfloat16*>(dx), rows, cols);
+    else
+      return cudaErrorInvalidValue;
+    return static_cast<int>(cudaGetLastError());
+  }
   dim3 grid(static_cast<unsigned>(rows));
   switch (dtype) {
     case DType::f32:
@@ -171,6 +240,20 @@ int rms_norm_forward(const void* x, const void* w, void* y, float* rstd, int64_t
   if (rows == 0) return cudaSuccess;
   if (rows < 0 || cols <= 0 || rows > 0x7fffffff) return cudaErrorInvalidValue;
   auto s = static_cast<cudaStream_t>(stream);
+  if (cols <= kWarpRowCols) {
+    dim3 wgrid(static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock));
+    if (dtype == DType::f32)
+      rms_norm_warp_kernel<float><<<wgrid, kThreads, 0, s>>>(static_cast<const float*>(x),
+                                                             static_cast<const float*>(w), static_cast<float*>(y),
+                                                             rstd, rows, cols, eps);
+    else if (dtype == DType::bf16)
+      rms_norm_warp_kernel<__nv_bfloat16><<<wgrid, kThreads, 0, s>>>(
+          static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(w),
+          static_cast<__nv_bfloat16*>(y), rstd, rows, cols, eps);
+    else
+      return cudaErrorInvalidValue;
+    return static_cast<int>(cudaGetLastError());
+  }
   dim3 grid(static_cast<unsigned>(rows));
   switch (dtype) {
     case DType::f32:

@@ -27,7 +27,8 @@ at::Tensor hf_rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
 
 TEST(CudaKernels, RmsNormF32MatchesFloat64) {
   REQUIRE_GPU();
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 7}, {33, 1000}, {257, 4096}}) {
+  // {1, 7}, {4099, 128}: the warp-per-row kernels (cols <= 512); the others one block per row.
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 7}, {4099, 128}, {33, 1000}, {257, 4096}}) {
     auto x = at::randn({rows, cols}, at::kDouble) * 3;
     auto w = at::rand({cols}, at::kDouble) + 0.5;
     auto ref = w * x * at::rsqrt(x.pow(2).mean(-1, true) + 1e-6);
@@ -79,7 +80,7 @@ Ref64 rms_norm_grads64(const at::Tensor& x, const at::Tensor& w, const at::Tenso
 
 TEST(CudaKernels, RmsNormBackwardF32MatchesFloat64) {
   REQUIRE_GPU();
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 7}, {33, 1000}, {3000, 2048}}) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 7}, {4099, 128}, {33, 1000}, {3000, 2048}}) {
     auto x = (at::randn({rows, cols}) * 3).to(at::kCUDA), w = (at::rand({cols}) + 0.5).to(at::kCUDA);
     auto dy = at::randn({rows, cols}).to(at::kCUDA);
     auto rstd = at::rsqrt(x.pow(2).mean(-1) + 1e-6).contiguous();
@@ -104,8 +105,10 @@ TEST(CudaKernels, RmsNormBackwardF32MatchesFloat64) {
 TEST(CudaKernels, OpsRmsNormUsesTheKernelsWithAutograd) {
   REQUIRE_GPU();
   namespace ops = hs::model::ops;
-  for (auto dtype : {at::kFloat, at::kBFloat16}) {
-    const int64_t B = 4, T = 513, H = 2048;
+  // H = 2048: one block per row (the decoder's norms); H = 128: one warp per row (Qwen3's q/k norms).
+  for (auto [dtype, H] : {std::pair{at::kFloat, int64_t(2048)}, std::pair{at::kBFloat16, int64_t(2048)},
+                          std::pair{at::kBFloat16, int64_t(128)}}) {
+    const int64_t B = 4, T = 513;
     auto x0 = (at::randn({B, T, H}) * 2).to(at::kCUDA, dtype);
     auto w0 = (at::rand({H}) + 0.5).to(at::kCUDA, dtype);
     auto dy = at::randn({B, T, H}).to(at::kCUDA, dtype);
