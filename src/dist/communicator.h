@@ -5,6 +5,7 @@
 // bytes: all-gather, gather to a root, broadcast; they always travel over MPI (world of one: no-ops).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,10 @@ class Communicator {
   virtual std::vector<std::string> gather_bytes(const std::string& bytes, int root = 0);
   // Rank `root`'s bytes (a string, a serialized plan) on every rank.
   virtual std::string broadcast_bytes(const std::string& bytes, int root = 0);
+  // Element-wise sums of a small host vector (the same length on every rank) over the ranks, added in rank
+  // order from an all-gather: the same bits on every rank, whatever MPI's reduction order (eval totals).
+  std::vector<double> sum_over_ranks(const std::vector<double>& values);
+  std::vector<int64_t> sum_over_ranks(const std::vector<int64_t>& values);
 };
 
 // This rank's device: GPU number (node-local rank mod visible GPUs) when CUDA is available, else the CPU.
