@@ -2,7 +2,8 @@
 // interface so there is a single path for every world size: a local one for a single process,
 // MPI_Allreduce for CPU tensors across ranks, and NCCL for GPU tensors (the multi-GPU issue). Tensors are
 // reduced in place and must be contiguous. Small host payloads (error texts, checksums, agreed facts) go as
-// bytes: all-gather, gather to a root, broadcast; they always travel over MPI (world of one: no-ops).
+// bytes: all-gather, gather to a root, broadcast, and sums of host vectors added in rank order; they always
+// travel over MPI (world of one: no-ops).
 #pragma once
 
 #include <cstdint>
