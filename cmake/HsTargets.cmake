@@ -35,11 +35,25 @@ function(hs_torch_target tgt)
   endif()
 endfunction()
 
-# hs_library(name DIR dir [TORCH] [LIBS ...]): a static library from dir/*.cpp (an INTERFACE target
-# while the folder has no sources yet, so dependents can link it already).
+# hs_library(name DIR dir [TORCH] [LIBS ...] [FILES f ...] [EXCLUDE f ...]): a static library from
+# dir/*.cpp, or from the FILES of dir only, less the EXCLUDE ones (a folder split into two libraries:
+# model/names.cpp is torch-free, the rest of model/ is not); an INTERFACE target while it has no sources
+# yet, so dependents can link it already.
 function(hs_library name)
-  cmake_parse_arguments(A "TORCH" "DIR" "LIBS" ${ARGN})
-  file(GLOB _src CONFIGURE_DEPENDS ${A_DIR}/*.cpp)
+  cmake_parse_arguments(A "TORCH" "DIR" "LIBS;FILES;EXCLUDE" ${ARGN})
+  if(A_FILES)
+    set(_src "")
+    foreach(_f ${A_FILES})
+      get_filename_component(_abs ${A_DIR}/${_f} ABSOLUTE)
+      list(APPEND _src ${_abs})
+    endforeach()
+  else()
+    file(GLOB _src CONFIGURE_DEPENDS ${A_DIR}/*.cpp)
+  endif()
+  foreach(_f ${A_EXCLUDE})
+    get_filename_component(_abs ${A_DIR}/${_f} ABSOLUTE)
+    list(REMOVE_ITEM _src ${_abs})
+  endforeach()
   if(_src)
     add_library(${name} STATIC ${_src})
     target_include_directories(${name} PUBLIC ${HS_INCLUDE_ROOTS})

@@ -2,6 +2,7 @@
 #include "data_tools/formats.h"
 
 #include "core/error.h"
+#include "io/json.h"
 
 namespace hs::data_tools {
 using json = Record;
@@ -105,11 +106,12 @@ tokenizer::ToolCall to_tool_call(const json& call, const std::string& ctx) {
 // A JSON value that may come as its JSON text (LLaMA-Factory stores tools and calls as strings).
 json maybe_parsed(const json& v, const std::string& ctx) {
   if (!v.is_string()) return v;
-  try {
-    return json::parse(v.get_ref<const std::string&>());
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(str(ctx, "is a string that is not valid JSON (", e.what(), ")"));
-  }
+  const std::string& text = v.get_ref<const std::string&>();
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    throw Error(str(ctx, "is a string that is not valid JSON (",
+                    io::describe_json_failure(text, io::diagnose_json(text)), ")"));
+  return j;
 }
 
 std::vector<tokenizer::ToolCall> to_tool_calls(const json& value, const std::string& ctx) {

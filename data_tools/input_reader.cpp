@@ -322,15 +322,19 @@ size_t apply_utf8_policy(std::string& text, Utf8Policy policy, const std::string
   return repair_utf8(text);
 }
 
+Error malformed_json(std::string_view text, const io::JsonFailure& failure, const std::string& where) {
+  return Error("malformed JSON at the record's " + io::describe_json_failure(text, failure))
+      .at(where);  // the callers add the hint (skip or fix, or how auto detection failed)
+}
+
 nlohmann::ordered_json parse_json_record(const std::string& text, const std::string& where) {
-  try {
-    return nlohmann::ordered_json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    std::string msg = e.what();
-    // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> the part after the tag.
-    if (auto p = msg.find("] "); p != std::string::npos) msg = msg.substr(p + 2);
-    throw Error("malformed JSON: " + msg).at(where);
+  auto j = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    io::JsonFailure f = io::diagnose_json(text);
+    f.key_path.clear();  // as the lean parser: the position only
+    throw malformed_json(text, f, where);
   }
+  return j;
 }
 
 }  // namespace hs::data_tools

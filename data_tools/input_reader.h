@@ -13,8 +13,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/json.h"
 
 namespace hs::data_tools {
 
@@ -56,7 +60,11 @@ class RecordReader {
 // throws hs::Error at `where` with the byte offset (fail).
 size_t apply_utf8_policy(std::string& text, Utf8Policy policy, const std::string& where);
 
-// Parses one record's JSON text (keys in file order); throws hs::Error at `where` with the parser's message.
+// Parses one record's JSON text (keys in file order); throws malformed_json() at `where`.
 nlohmann::ordered_json parse_json_record(const std::string& text, const std::string& where);
+
+// The error of a record whose JSON does not parse, at `where` (the record's place in its file):
+// "malformed JSON at the record's line L, column C: <reason>", the position from io::line_col.
+Error malformed_json(std::string_view text, const io::JsonFailure& failure, const std::string& where);
 
 }  // namespace hs::data_tools

@@ -119,6 +119,7 @@ class LeanDom {
   explicit LeanDom(size_t elide_over) : elide_over_(elide_over) {}
   Record root;
   std::string error;
+  size_t error_at = 0;  // nlohmann's position: bytes read when the parse failed
 
   bool null() { return put(Record(nullptr)); }
   bool boolean(bool v) { return put(Record(v)); }
@@ -137,8 +138,9 @@ class LeanDom {
   bool start_array(size_t) { return open(Record::array()); }
   bool end_object() { return close(); }
   bool end_array() { return close(); }
-  bool parse_error(size_t, const std::string&, const nlohmann::detail::exception& e) {
-    error = e.what();
+  bool parse_error(size_t position, const std::string&, const nlohmann::detail::exception& e) {
+    error = io::json_reason(e);
+    error_at = position;
     return false;
   }
 
@@ -178,10 +180,10 @@ class LeanDom {
 Record parse_record_lean(std::string_view text, const std::string& where, size_t elide_strings_over) {
   LeanDom dom(elide_strings_over);
   if (!Record::sax_parse(text.begin(), text.end(), &dom) || !dom.error.empty()) {
-    std::string msg = dom.error.empty() ? "unknown parse error" : dom.error;
-    // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> the part after the tag.
-    if (auto p = msg.find("] "); p != std::string::npos) msg = msg.substr(p + 2);
-    throw Error("malformed JSON: " + msg).at(where);
+    io::JsonFailure f;
+    f.reason = dom.error.empty() ? "unknown parse error" : dom.error;
+    f.offset = io::json_error_offset(dom.error_at, text.size());
+    throw malformed_json(text, f, where);
   }
   return std::move(dom.root);
 }

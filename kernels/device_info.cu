@@ -1,3 +1,6 @@
+// GPU facts straight from the CUDA runtime (count, name, compute capability, SMs, total and free memory,
+// runtime and driver versions), free of LibTorch so `hsloth info` and the MFU/memory reports can ask it in
+// any build. No device or no driver is an empty answer, never an exception (CUDA's error state is cleared).
 #include "kernels/device_info.h"
 
 #include <cuda_runtime.h>

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "core/timer.h"
 #include "data/batch_plan.h"
 #include "data/shard_index.h"
+#include "dist/communicator.h"
 #include "dist/mpi_runtime.h"
 #include "io/file.h"
 #include "io/sha256.h"
@@ -111,7 +113,9 @@ int run(const hs::config::Config& cfg) {
   const int64_t total = index.num_samples();
   int64_t n = total;
   if (o.max_samples > 0) n = std::min<int64_t>(n, o.max_samples);
-  const int rank = Mpi::rank(), world = Mpi::world();
+  // The totals are host data: the CPU communicator (local for one rank, MPI for several).
+  const std::unique_ptr<hs::dist::Communicator> comm = hs::dist::make_communicator(at::Device(at::kCPU));
+  const int rank = comm->rank(), world = comm->world();
   std::vector<int64_t> ids(static_cast<size_t>(n));
   int64_t longest = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -129,8 +133,9 @@ int run(const hs::config::Config& cfg) {
 
   hs::Progress progress("eval", hs::train::rank_share(plan, rank, world), "batches");
   model.set_training(false);
-  hs::train::LossTotals totals = hs::train::sum_over_ranks(hs::train::eval_loss(
-      model, index, plan, device, rank, world, [&](int64_t done, int64_t) { progress.update(done); }));
+  hs::train::LossTotals totals = hs::train::sum_over_ranks(
+      *comm, hs::train::eval_loss(model, index, plan, device, rank, world,
+                                  [&](int64_t done, int64_t) { progress.update(done); }));
   progress.finish();
   const double total_sum = totals.sum;
   const int64_t total_count = totals.tokens;

@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "lora/lora.h"
 #include "model/generate.h"
 #include "model/model.h"
@@ -94,17 +95,15 @@ std::set<int64_t> eos_ids(const std::string& model_dir, const hs::io::HfConfig& 
   fs::path gen = fs::path(model_dir) / "generation_config.json";
   std::error_code ec;
   if (fs::exists(gen, ec)) {
-    try {
-      auto j = nlohmann::json::parse(hs::io::read_file(gen.string()));
-      if (j.contains("eos_token_id")) {
-        const auto& e = j["eos_token_id"];
-        if (e.is_number_integer()) ids.insert(e.get<int64_t>());
-        if (e.is_array())
-          for (const auto& x : e)
-            if (x.is_number_integer()) ids.insert(x.get<int64_t>());
-      }
-    } catch (const nlohmann::json::exception& e) {
-      throw hs::Error(hs::str("not valid JSON: ", e.what())).at(gen.string());
+    auto j = hs::io::read_json(
+        gen.string(),
+        {"not valid JSON", "the model folder is damaged; download generation_config.json again"});
+    if (j.contains("eos_token_id")) {
+      const auto& e = j["eos_token_id"];
+      if (e.is_number_integer()) ids.insert(e.get<int64_t>());
+      if (e.is_array())
+        for (const auto& x : e)
+          if (x.is_number_integer()) ids.insert(x.get<int64_t>());
     }
   }
   if (tok.specials().eos >= 0) ids.insert(tok.specials().eos);

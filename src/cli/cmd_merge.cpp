@@ -71,15 +71,8 @@ std::vector<std::string> ordered_names(const hs::io::Checkpoint& ck) {
     std::string name;
   };
   auto key = [](const std::string& n) {
-    const std::string prefix = "model.layers.";
-    if (n.rfind("model.embed_tokens.", 0) == 0) return Key{0, 0, n};
-    if (n.rfind(prefix, 0) == 0) {
-      size_t dot = n.find('.', prefix.size());
-      try {
-        return Key{1, std::stol(n.substr(prefix.size(), dot - prefix.size())), n};
-      } catch (const std::exception&) {
-      }
-    }
+    if (hs::model::names::is_embedding(n)) return Key{0, 0, n};
+    if (auto layer = hs::model::names::layer_of(n)) return Key{1, *layer, n};
     return Key{2, 0, n};
   };
   std::vector<std::string> names = ck.names();

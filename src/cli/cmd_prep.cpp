@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <regex>
 
@@ -20,7 +21,7 @@
 #include "core/timer.h"
 #include "data/shard_writer.h"
 #include "data_tools/prep.h"
-#include "dist/mpi_runtime.h"
+#include "dist/communicator.h"
 #include "io/file.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -117,9 +118,10 @@ void check_out_dir(const std::string& out, bool overwrite) {
 
 int run(const hs::config::Config& cfg) {
   using namespace hs;
-  using dist::Mpi;
   Timer total_timer;
-  const int rank = Mpi::rank(), world = Mpi::world();
+  // Prep moves host bytes only: the CPU communicator (local for one rank, MPI for several).
+  const std::unique_ptr<dist::Communicator> comm = dist::make_communicator(at::Device(at::kCPU));
+  const int rank = comm->rank(), world = comm->world();
 
   data_tools::PrepOptions opt;
   opt.format = data_tools::parse_format(cfg.get("format"));
@@ -210,7 +212,7 @@ int run(const hs::config::Config& cfg) {
       packed += mine.samples.serialize();
       mine = {};  // the samples now live only in `packed`
     }
-    std::vector<std::string> all = Mpi::gather(packed, 0);
+    std::vector<std::string> all = comm->gather_bytes(packed, 0);
     packed = {};
     for (size_t r = 0; r < all.size(); ++r) {
       const std::string& b = all[r];
@@ -225,7 +227,7 @@ int run(const hs::config::Config& cfg) {
     }
     // Every rank checks the same totals below.
     counts = data_tools::PrepCounts::from_json(
-        nlohmann::json::parse(Mpi::broadcast(rank == 0 ? counts.to_json().dump() : std::string(), 0)));
+        nlohmann::json::parse(comm->broadcast_bytes(rank == 0 ? counts.to_json().dump() : std::string(), 0)));
   } else {
     samples = std::move(mine.samples);
     counts = mine.counts;
@@ -289,7 +291,7 @@ int run(const hs::config::Config& cfg) {
               format_duration(scan_s), ", tokenize + gather ", format_duration(tokenize_s), ", sort + write ",
               format_duration(write_s), ", total ", format_duration(all_s), ")");
   }
-  Mpi::barrier();  // other ranks end with rank 0's write (an error there aborts the job)
+  comm->barrier();  // other ranks end with rank 0's write (an error there aborts the job)
   return rc;
 }
 

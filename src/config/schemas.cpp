@@ -1,4 +1,9 @@
+// The `hsloth train` schema: every key with its default, range or choices and help text, declared once so
+// `--help`, validation and config.resolved.ini agree. LoRA target names come from model/names (torch-free),
+// not spelled here.
 #include "config/schemas.h"
+
+#include "model/names.h"
 
 namespace hs::config {
 
@@ -19,8 +24,7 @@ const Schema& train_schema() {
     s.integer("lora.r", 16, "LoRA rank", 1, 4096);
     s.real("lora.alpha", 32, "LoRA alpha (scaling = alpha / r, or alpha / sqrt(r) with rslora)", 0, 1e9);
     s.real("lora.dropout", 0.0, "dropout on the LoRA input", 0, 1);
-    s.list("lora.targets", "q_proj k_proj v_proj o_proj gate_proj up_proj down_proj", "projections that get adapters",
-           {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"});
+    s.list("lora.targets", model::proj_names(" "), "projections that get adapters", model::proj_names());
     s.boolean("lora.rslora", false, "rank-stabilized scaling alpha / sqrt(r)");
     s.real("train.lr", 2e-4, "peak learning rate", 0, 10);
     s.choice("train.schedule", "cosine", {"constant", "linear", "cosine"}, "learning-rate schedule after warmup");

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "io/sha256.h"
 
 namespace hs::data {
@@ -196,13 +197,7 @@ Manifest Manifest::read(const std::string& dir) {
             "point at a folder written by hsloth prep; prep writes the manifest last, so a folder without "
             "one "
             "is from an unfinished run: re-run hsloth prep");
-  json j;
-  try {
-    j = json::parse(io::read_file(path));
-  } catch (const json::exception& e) {
-    throw Error(str("manifest is not valid JSON: ", e.what())).at(path).hint("re-run hsloth prep");
-  }
-  return from_json(j, path);
+  return from_json(io::read_json(path, {"manifest is not valid JSON", "re-run hsloth prep"}), path);
 }
 
 void Manifest::write(const std::string& dir) const {

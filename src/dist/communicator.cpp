@@ -40,6 +40,35 @@ std::string Communicator::broadcast_bytes(const std::string& bytes, int root) {
 }
 
 namespace {
+template <typename T>
+std::vector<T> sum_in_rank_order(Communicator& comm, const std::vector<T>& values) {
+  std::string bytes(values.size() * sizeof(T), '\0');
+  if (!values.empty()) std::memcpy(bytes.data(), values.data(), bytes.size());
+  std::vector<T> total(values.size(), T(0));
+  const auto all = comm.all_gather_bytes(bytes);
+  for (size_t r = 0; r < all.size(); ++r) {
+    if (all[r].size() != bytes.size())
+      throw Error(hs::str("sum over ranks: rank ", r, " sent ", all[r].size() / sizeof(T),
+                          " values, this rank ", values.size()))
+          .at(hs::str("rank ", comm.rank()));
+    for (size_t i = 0; i < values.size(); ++i) {
+      T v;
+      std::memcpy(&v, all[r].data() + i * sizeof(T), sizeof(T));
+      total[i] += v;
+    }
+  }
+  return total;
+}
+}  // namespace
+
+std::vector<double> Communicator::sum_over_ranks(const std::vector<double>& values) {
+  return sum_in_rank_order(*this, values);
+}
+std::vector<int64_t> Communicator::sum_over_ranks(const std::vector<int64_t>& values) {
+  return sum_in_rank_order(*this, values);
+}
+
+namespace {
 
 class LocalCommunicator final : public Communicator {
  public:

@@ -2,9 +2,11 @@
 // interface so there is a single path for every world size: a local one for a single process,
 // MPI_Allreduce for CPU tensors across ranks, and NCCL for GPU tensors (the multi-GPU issue). Tensors are
 // reduced in place and must be contiguous. Small host payloads (error texts, checksums, agreed facts) go as
-// bytes: all-gather, gather to a root, broadcast; they always travel over MPI (world of one: no-ops).
+// bytes: all-gather, gather to a root, broadcast, and sums of host vectors added in rank order; they always
+// travel over MPI (world of one: no-ops).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +30,10 @@ class Communicator {
   virtual std::vector<std::string> gather_bytes(const std::string& bytes, int root = 0);
   // Rank `root`'s bytes (a string, a serialized plan) on every rank.
   virtual std::string broadcast_bytes(const std::string& bytes, int root = 0);
+  // Element-wise sums of a small host vector (the same length on every rank) over the ranks, added in rank
+  // order from an all-gather: the same bits on every rank, whatever MPI's reduction order (eval totals).
+  std::vector<double> sum_over_ranks(const std::vector<double>& values);
+  std::vector<int64_t> sum_over_ranks(const std::vector<int64_t>& values);
 };
 
 // This rank's device: GPU number (node-local rank mod visible GPUs) when CUDA is available, else the CPU.

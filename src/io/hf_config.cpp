@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json.h"
 
 namespace hs::io {
 using json = nlohmann::json;
@@ -144,12 +145,8 @@ void HfConfig::check_sequence_length(int64_t length, const std::string& where) c
 }
 
 HfConfig parse_hf_config(std::string_view text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(str("not valid JSON: ", e.what())).at(source);
-  }
+  json j = parse_json(text, source,
+                      {"not valid JSON", "the file is truncated or not JSON; download config.json again"});
   if (!j.is_object()) throw Error("config.json is not a JSON object").at(source);
   Reader r{j, source};
   HfConfig c;

@@ -1,3 +1,5 @@
+// HF folder side files (see hf_folder.h): config.json is rewritten only to set the weights' dtype (key
+// order kept, through io/json), the other known files are copied byte for byte, each written atomically.
 #include "io/hf_folder.h"
 
 #include <filesystem>
@@ -5,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json.h"
 
 namespace hs::io {
 namespace {
@@ -27,12 +30,9 @@ int write_hf_side_files(const std::string& base_dir, const std::string& out_dir,
   const std::string config_path = (fs::path(base_dir) / "config.json").string();
   std::string config_text = read_file(config_path);
   if (!dtype_name.empty()) {
-    nlohmann::ordered_json j;
-    try {
-      j = nlohmann::ordered_json::parse(config_text);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(str("config.json is not valid JSON: ", e.what())).at(config_path);
-    }
+    nlohmann::ordered_json j = parse_ordered_json(
+        config_text, config_path,
+        {"config.json is not valid JSON", "the base model's config.json is damaged; download it again"});
     for (const char* key : {"torch_dtype", "dtype"})
       if (j.contains(key)) j[key] = dtype_name;
     if (!j.contains("torch_dtype") && !j.contains("dtype")) j["torch_dtype"] = dtype_name;

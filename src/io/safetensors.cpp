@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "io/file.h"
+#include "io/json.h"
 
 namespace hs::io {
 namespace fs = std::filesystem;
@@ -253,12 +254,9 @@ std::vector<TensorInfo> SafetensorsFile::parse(const uint8_t* bytes, size_t size
   std::string_view text(reinterpret_cast<const char*>(bytes + 8), size_t(n));
   if (text.empty() || text[0] != '{')
     throw Error("header is not a JSON object").at(path).hint("the file is corrupt or not safetensors");
-  json header;
-  try {
-    header = json::parse(text);
-  } catch (const json::exception& e) {
-    throw Error(str("header is not valid JSON: ", e.what())).at(path).hint("the file is corrupt");
-  }
+  // Positions count in the header text (the file's bytes from 8 on).
+  json header =
+      parse_json(text, path + " (JSON header)", {"header is not valid JSON", "the file is corrupt"});
   if (!header.is_object()) throw Error("header is not a JSON object").at(path);
 
   const uint8_t* data = bytes + 8 + n;
@@ -385,14 +383,8 @@ Checkpoint Checkpoint::open(const std::string& path, const std::string& stem) {
   const std::string index_suffix = ".index.json";
   if (file.size() > index_suffix.size() &&
       file.compare(file.size() - index_suffix.size(), index_suffix.size(), index_suffix) == 0) {
-    json index;
-    try {
-      index = json::parse(read_file(file));
-    } catch (const Error&) {
-      throw;
-    } catch (const json::exception& e) {
-      throw Error(str("index is not valid JSON: ", e.what())).at(file);
-    }
+    json index = read_json(
+        file, {"index is not valid JSON", "the index json is truncated or damaged; download it again"});
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
       throw Error("index has no 'weight_map' object").at(file).hint("the index json is corrupt");
     fs::path dir = fs::path(file).parent_path();

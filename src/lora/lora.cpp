@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "model/tensor_io.h"
 
@@ -42,10 +43,13 @@ std::vector<Proj> parse_targets(const std::vector<std::string>& names) {
     auto p = model::parse_proj(n);
     if (!p)
       throw Error(str("unknown LoRA target '", n, "'"))
-          .hint("targets: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj (or all-linear)");
+          .hint(str("targets: ", model::proj_names(" "), " (or all-linear)"));
     if (std::find(out.begin(), out.end(), *p) == out.end()) out.push_back(*p);
   }
-  if (out.empty()) throw Error("no LoRA targets given").hint("e.g. q_proj,k_proj,v_proj,o_proj");
+  if (out.empty())
+    throw Error("no LoRA targets given")
+        .hint(str("e.g. ", model::proj_name(Proj::q), ",", model::proj_name(Proj::k), ",",
+                  model::proj_name(Proj::v), ",", model::proj_name(Proj::o)));
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -118,14 +122,7 @@ LoraConfig Adapter::read_config(const std::string& dir, int num_layers) {
     throw Error("adapter_config.json not found")
         .at(dir)
         .hint("pass the folder written by PeftModel.save_pretrained");
-  json j;
-  try {
-    j = json::parse(io::read_file(path));
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Error(str("not valid JSON: ", e.what())).at(path);
-  }
+  json j = io::read_json(path, {"not valid JSON", "the adapter folder is damaged; save the adapter again"});
   auto bad = [&](const std::string& key, const std::string& what) {
     return Error(what).at(path + ": " + key);
   };
@@ -177,9 +174,11 @@ LoraConfig Adapter::read_config(const std::string& dir, int num_layers) {
       try {
         std::regex check(spec.get<std::string>());
       } catch (const std::regex_error& e) {
-        throw bad(key, str("'", spec.get<std::string>(), "' is not a valid regular expression (", e.what(), ")"))
-            .hint("a string is matched as a regular expression against module names, e.g. "
-                  "\".*\\.(q_proj|v_proj)\"; or give a list: [\"q_proj\", \"v_proj\"]");
+        throw bad(key,
+                  str("'", spec.get<std::string>(), "' is not a valid regular expression (", e.what(), ")"))
+            .hint(str("a string is matched as a regular expression against module names, e.g. \".*\\.(",
+                      model::proj_name(Proj::q), "|", model::proj_name(Proj::v), ")\"; or give a list: [\"",
+                      model::proj_name(Proj::q), "\", \"", model::proj_name(Proj::v), "\"]"));
       }
     }
     if (m.exclude.is_array())
@@ -211,7 +210,7 @@ LoraConfig Adapter::read_config(const std::string& dir, int num_layers) {
     }
     if (projs.empty())
       throw bad("target_modules", str(j["target_modules"].dump(), " matches none of the model's projections"))
-          .hint("supported targets: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj");
+          .hint("supported targets: " + model::proj_names(" "));
     if (m.targets.is_array())
       for (const json& t : m.targets) {
         std::string n = t.get<std::string>();
@@ -222,7 +221,7 @@ LoraConfig Adapter::read_config(const std::string& dir, int num_layers) {
         }
         if (!any)
           throw bad("target_modules", str("target '", n, "' is not a supported projection"))
-              .hint("supported targets: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj");
+              .hint("supported targets: " + model::proj_names(" "));
       }
     c.targets.assign(projs.begin(), projs.end());
     return c;

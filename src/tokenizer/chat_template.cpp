@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "io/json.h"
 
 namespace hs::tokenizer {
 namespace {
@@ -297,13 +298,12 @@ void py_json(const OJson& j, int indent, int level, string& out) {
 
 // tojson of a JSON text (a tool schema or call arguments) as transformers' chat templates print it.
 string tojson(const string& json_text, int indent = 0) {
-  OJson j;
-  try {
-    j = OJson::parse(json_text);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(str("tool JSON is not valid JSON (", e.what(), "): ", json_text.substr(0, 80)))
+  OJson j = OJson::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    throw Error(str("tool JSON is not valid JSON (",
+                    io::describe_json_failure(json_text, io::diagnose_json(json_text)),
+                    "): ", json_text.substr(0, 80)))
         .hint("tool definitions and call arguments must be JSON values");
-  }
   string out;
   py_json(j, indent, 0, out);
   return out;

@@ -1,103 +1,12 @@
-// JsonRef: typed access with key paths in every error (see json_reader.h).
+// JsonRef: typed access with key paths in every error, and the tokenizer.json parse that captures
+// model.vocab / model.merges while the rest becomes a DOM (see json_reader.h). Parse errors come from
+// io/json, the project's one JSON reader with positions.
 #include "tokenizer/json_reader.h"
 
-#include <algorithm>
-
 #include "core/error.h"
-#include "io/file.h"
+#include "io/json.h"
 
 namespace hs::tokenizer {
-
-namespace {
-
-// Replays a parse that failed to say where it failed: the key path ("model_max_length",
-// "added_tokens[3].id") and the line, which nlohmann's messages lack for a number overflow (1e99999).
-class WherePathSax {
- public:
-  using json = nlohmann::json;
-  bool null() { return value(); }
-  bool boolean(bool) { return value(); }
-  bool number_integer(json::number_integer_t) { return value(); }
-  bool number_unsigned(json::number_unsigned_t) { return value(); }
-  bool number_float(json::number_float_t, const json::string_t&) { return value(); }
-  bool string(json::string_t&) { return value(); }
-  bool binary(json::binary_t&) { return value(); }
-  bool key(json::string_t& k) {
-    frames_.back().key = k;
-    return true;
-  }
-  bool start_object(std::size_t) { return open(true); }
-  bool start_array(std::size_t) { return open(false); }
-  bool end_object() { return close(); }
-  bool end_array() { return close(); }
-  bool parse_error(std::size_t pos, const std::string&, const nlohmann::detail::exception&) {
-    failed_at = pos;
-    for (const auto& f : frames_) {
-      if (f.object) {
-        if (f.key.empty()) continue;
-        if (!path.empty()) path += '.';
-        path += f.key;
-      } else {
-        path += '[';
-        path += std::to_string(f.index);
-        path += ']';
-      }
-    }
-    return false;
-  }
-  std::string path;
-  std::size_t failed_at = 0;
-
- private:
-  struct Frame {
-    bool object;
-    std::string key;
-    size_t index = 0;
-  };
-  bool value() {
-    if (!frames_.empty() && !frames_.back().object) ++frames_.back().index;
-    return true;
-  }
-  bool open(bool object) {
-    frames_.push_back({object, {}, 0});
-    return true;
-  }
-  bool close() {
-    frames_.pop_back();
-    return value();
-  }
-  std::vector<Frame> frames_;
-};
-
-}  // namespace
-
-nlohmann::json parse_json_file(const std::string& path) {
-  std::string text = io::read_file(path);
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e99999
-    std::string what = e.what();
-    // "[json.exception.parse_error.101] parse error at line 3, column 7: ..." -> keep the readable part.
-    auto cut = what.find("] ");
-    if (cut != std::string::npos) what = what.substr(cut + 2);
-    WherePathSax sax;
-    nlohmann::json::sax_parse(text, &sax);
-    std::string at;
-    if (!sax.path.empty()) at = " at key '" + sax.path + "'";
-    if (what.find(" line ") == std::string::npos && sax.failed_at > 0) {
-      size_t line =
-          1 + size_t(std::count(text.begin(),
-                                text.begin() + std::ptrdiff_t(std::min(sax.failed_at, text.size())), '\n'));
-      at += hs::str(" (line ", line, ")");
-    }
-    throw Error(hs::str("cannot parse JSON (", text.size(), " bytes)", at, ": ", what))
-        .at(path)
-        .hint(what.find("overflow") != std::string::npos
-                  ? "the number is out of range: fix that value in the file"
-                  : "the file is truncated or not JSON; download it again (it must be the HF tokenizers "
-                    "format)");
-  }
-}
 
 namespace {
 
@@ -207,11 +116,13 @@ class TokenizerSax {
     return dom_.end_array();
   }
   bool parse_error(std::size_t pos, const std::string& token, const nlohmann::detail::exception& e) {
-    error = e.what();
+    error = io::json_reason(e);
+    error_at = pos;
     return dom_.parse_error(pos, token, e);
   }
 
   std::string error;
+  std::size_t error_at = 0;
 
  private:
   enum class Mode { none, vocab, merges };
@@ -276,12 +187,14 @@ nlohmann::json parse_tokenizer_json(const std::string& path, const std::string& 
   TokenizerSax sax(root, data);
   bool ok = nlohmann::json::sax_parse(text, &sax);
   if (!ok || !sax.error.empty()) {
-    std::string what = sax.error.empty() ? "unknown error" : sax.error;
-    auto cut = what.find("] ");
-    if (cut != std::string::npos) what = what.substr(cut + 2);
-    throw Error(hs::str("cannot parse JSON (", text.size(), " bytes): ", what))
-        .at(path)
-        .hint("the file is truncated or not JSON; download tokenizer.json again");
+    io::JsonFailure f = io::diagnose_json(text);  // the key path of the failure
+    if (!sax.error.empty()) {
+      f.reason = sax.error;
+      f.offset = io::json_error_offset(sax.error_at, text.size());
+    }
+    io::throw_json_error(
+        path, text, f,
+        {"cannot parse JSON", "the file is truncated or not JSON; download tokenizer.json again"});
   }
   return root;
 }

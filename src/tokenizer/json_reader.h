@@ -1,6 +1,6 @@
 // JSON access that knows where it is. Every JsonRef carries the file name and the key path that led to
 // it, so a loader error reads "tokenizer.json: model.merges[12]: expected a string, got number" and
-// never just "type_error.302". Parsing errors name the file, line and column.
+// never just "type_error.302". Reading and parsing JSON files is io/json.h's (errors at FILE:LINE:COLUMN).
 #pragma once
 
 #include <cstdint>
@@ -12,9 +12,6 @@
 #include <nlohmann/json.hpp>
 
 namespace hs::tokenizer {
-
-// Reads and parses a JSON file; throws hs::Error naming the file (and line:column) on failure.
-nlohmann::json parse_json_file(const std::string& path);
 
 // model.vocab and model.merges of a tokenizer.json, read as flat data while parsing (a DOM of 150k
 // vocabulary entries and merges costs more than everything else together).
@@ -31,7 +28,7 @@ struct ModelData {
 
 // Parses tokenizer.json text: the DOM of everything except model.vocab (an object) and model.merges (an
 // array), which go to `data` and are left in the DOM as an empty object / array. Parse errors throw
-// hs::Error naming `path`, line and column.
+// io/json's hs::Error at "<path>:<line>:<column>".
 nlohmann::json parse_tokenizer_json(const std::string& path, const std::string& text, ModelData& data);
 
 class JsonRef {

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "io/sha256.h"
 #include "tokenizer/added_vocab.h"
 #include "tokenizer/bpe.h"
@@ -134,7 +135,10 @@ void Tokenizer::Impl::load_config(const std::string& dir) {
   std::string config_path = dir + "/tokenizer_config.json";
   std::optional<std::string> names[4];
   if (io::exists(config_path)) {
-    nlohmann::json doc = parse_json_file(config_path);
+    nlohmann::json doc =
+        io::read_json(config_path, {"cannot parse JSON",
+                                    "the file is truncated or not JSON; download it again (it must be the "
+                                    "HF tokenizers format)"});
     JsonRef config(doc, config_path, "");
     if (!config.is_object()) config.fail("expected a JSON object");
     const char* keys[4] = {"bos_token", "eos_token", "pad_token", "unk_token"};

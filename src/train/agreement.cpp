@@ -17,6 +17,7 @@
 #include "data/shard_index.h"
 #include "dist/mpi_runtime.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 
@@ -78,12 +79,8 @@ std::vector<dist::Fact> startup_facts(const config::Config& cfg, const TrainOpti
   if (io::is_directory(model)) {
     const std::string cj = join(model, "config.json");
     if (io::exists(cj)) {
-      nlohmann::json j;
-      try {
-        j = nlohmann::json::parse(io::read_file(cj));
-      } catch (const nlohmann::json::exception& e) {
-        throw Error(std::string("config.json is not valid JSON: ") + e.what()).at(cj);
-      }
+      nlohmann::json j = io::read_json(
+          cj, {"config.json is not valid JSON", "the model folder is damaged; download config.json again"});
       flatten(j, "", "in " + cj, f);
       const auto ck = io::Checkpoint::open(model);
       for (const auto& name : ck.names()) {

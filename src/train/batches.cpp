@@ -1,17 +1,15 @@
 // Tensors around data::collate_rows() and the eval loop over a BatchPlan. The rows themselves are laid out in
 // data/collate.cpp (torch-free); this file only copies them into CPU tensors the model moves to its device.
-// sum_over_ranks() still all-gathers the totals with dist::Mpi directly; it moves onto the Communicator
-// once that has a small-host-data all-gather (issue #11 item 4).
+// sum_over_ranks() adds the totals through the Communicator, in rank order (the same bits on every rank).
 #include "train/batches.h"
 
 #include <cstring>
-#include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
 #include "data/collate.h"
-#include "dist/mpi_runtime.h"
 
 namespace hs::train {
 
@@ -58,17 +56,13 @@ LossTotals eval_loss(model::Model& model, const data::ShardIndex& data, const da
   return t;
 }
 
-LossTotals sum_over_ranks(const LossTotals& mine) {
-  std::string bytes(sizeof mine, '\0');
-  std::memcpy(bytes.data(), &mine, sizeof mine);
+LossTotals sum_over_ranks(dist::Communicator& comm, const LossTotals& mine) {
+  const std::vector<double> sum = comm.sum_over_ranks(std::vector<double>{mine.sum});
+  const std::vector<int64_t> counts = comm.sum_over_ranks(std::vector<int64_t>{mine.tokens, mine.samples});
   LossTotals total;
-  for (const std::string& b : dist::Mpi::allgather(bytes)) {
-    LossTotals r;
-    std::memcpy(&r, b.data(), sizeof r);
-    total.sum += r.sum;
-    total.tokens += r.tokens;
-    total.samples += r.samples;
-  }
+  total.sum = sum[0];
+  total.tokens = counts[0];
+  total.samples = counts[1];
   return total;
 }
 

@@ -13,6 +13,7 @@
 
 #include "data/batch_plan.h"
 #include "data/shard_index.h"
+#include "dist/communicator.h"
 #include "model/model.h"
 
 namespace hs::train {
@@ -37,7 +38,7 @@ LossTotals eval_loss(model::Model& model, const data::ShardIndex& data, const da
                      const at::Device& device, int rank, int world,
                      const std::function<void(int64_t, int64_t)>& on_batch = {});
 
-// Adds every rank's totals in rank order over MPI (the same result on every rank, deterministic).
-LossTotals sum_over_ranks(const LossTotals& mine);
+// Adds every rank's totals in rank order through `comm` (the same result on every rank, deterministic).
+LossTotals sum_over_ranks(dist::Communicator& comm, const LossTotals& mine);
 
 }  // namespace hs::train

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 
@@ -72,12 +73,8 @@ void verify(const std::string& dir) {
     throw Error("checkpoint is incomplete (no COMPLETE file)")
         .at(dir)
         .hint("it was interrupted while being written");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(io::read_file(complete));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("COMPLETE is not valid JSON: ") + e.what()).at(complete);
-  }
+  nlohmann::json j = io::read_json(
+      complete, {"COMPLETE is not valid JSON", "the checkpoint is damaged; resume from an earlier one"});
   if (!j.is_object() || !j.contains("files") || !j["files"].is_object())
     throw Error("COMPLETE has no file list").at(complete);
   for (const auto& [file, sha] : j["files"].items()) {

@@ -33,6 +33,7 @@
 #include "model/generate.h"
 #include "model/hf_export.h"
 #include "model/model.h"
+#include "model/names.h"
 #include "model/runtime.h"
 #include "train/adamw.h"
 #include "train/agreement.h"
@@ -195,8 +196,7 @@ void Trainer::Impl::setup() {
   const auto& mc = model->config();
   int64_t linear = 0;
   for (auto& nt : model->named_parameters())
-    if (nt.tensor.dim() == 2 && nt.name.find("embed_tokens") == std::string::npos)
-      linear += nt.tensor.numel();
+    if (nt.tensor.dim() == 2 && !model::names::is_embedding(nt.name)) linear += nt.tensor.numel();
   if (model->tied()) linear += mc.vocab_size * mc.hidden_size;
   // Training FLOPs per token: forward 2·P; backward 2·P for activation gradients, +2·P for weight
   // gradients only when the base is trained; LoRA's own matmuls are small and not counted.
@@ -492,7 +492,7 @@ EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::Bat
     local_error = pack_error(e);
   }
   if (world > 1 || !local_error.empty()) end_with_error(done, local_error, /*in_eval=*/true);
-  LossTotals t = sum_over_ranks(mine);
+  LossTotals t = sum_over_ranks(comm, mine);
   EvalResult r;
   r.tokens = t.tokens;
   r.samples = t.samples;
