@@ -8,7 +8,8 @@ one class, the first rule that matches:
   communication           name has "nccl"
   optimizer               launched inside the trainer's "hsloth_optimizer" annotation (AdamW + pushing the
                           updated parameters), or multi_tensor_apply / adam / foreach kernels, or our adamw kernel
-  attention               flash / fmha / attention in the name
+  attention               flash / fmha / attention / sdpa in the name, or launched under
+                          scaled_dot_product_attention / a flash or efficient attention op (its softmax, bmm)
   GEMM (base), GEMM (LoRA, a dim <= R)
                           cutlass / cublas / gemm / sm90_xmma / nvjet / ampere_ / ...s16816 in the name; split by
                           the shapes of the CPU op that launched it (aten::mm [M,K]x[K,N] etc., recorded with
@@ -48,7 +49,8 @@ OPT_ANNOTATION = "hsloth_optimizer"
 STEP_ANNOTATION = re.compile(r"^hsloth_step_(\d+)$")
 
 RE_NCCL = re.compile(r"nccl", re.I)
-RE_ATTN = re.compile(r"flash|fmha|attention|_attn", re.I)
+RE_ATTN = re.compile(r"flash|fmha|attention|_attn|sdpa", re.I)
+RE_ATTN_OP = re.compile(r"scaled_?dot_?product|flash_?att|efficient_?att|cudnn_?att", re.I)
 RE_GEMM = re.compile(r"cutlass|cublas|gemm|sm\d+_xmma|xmma_|nvjet|ampere_\w*(sgemm|hgemm|bf16)|s16816|s1688|"
                      r"sgemm|hgemm|gemv|splitKreduce", re.I)
 RE_OURS = re.compile(r"hs::kernels|\brms_norm\w*_kernel|\bswiglu\w*_kernel|\brope\w*_kernel")
@@ -271,13 +273,14 @@ def summarize(events, lora_dim=64, top=15):
 
 
 def classify(k, name, op, chain, launch_t, opt_windows, lora_dim):
+    ops = [o for o in chain if o.get("cat") == "cpu_op"]  # the launching op and the ATen ops around it
     if RE_NCCL.search(name):
         return "communication"
     if launch_t is not None and any(a <= launch_t <= b for a, b in opt_windows):
         return "optimizer"
     if k.get("cat") != "kernel":
         return "copies"
-    if RE_ATTN.search(name):
+    if RE_ATTN.search(name) or any(RE_ATTN_OP.search(str(o.get("name", ""))) for o in ops):
         return "attention"
     if RE_OURS.search(name):
         if RE_OURS_NORM.search(name):
@@ -291,7 +294,7 @@ def classify(k, name, op, chain, launch_t, opt_windows, lora_dim):
         if not dims:
             return "GEMM (no shapes)"
         return "GEMM (LoRA)" if min(dims) <= lora_dim else "GEMM (base)"
-    if RE_LOSS.search(name) or any(RE_LOSS_OP.search(str(o.get("name", ""))) for o in chain):
+    if RE_LOSS.search(name) or any(RE_LOSS_OP.search(str(o.get("name", ""))) for o in ops):
         return "loss"
     if RE_OPT.search(name):
         return "optimizer"
