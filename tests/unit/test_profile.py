@@ -26,6 +26,7 @@ summary: bench/profile_summary.py on tests/fixtures/profile/synthetic_step.trace
     [2140,2141] Memset, [2145,2147] direct_copy cast                               copies        1+2
     [2141,2145] indexSelectLargeIndex                                              other            4
   wall = 2147 - 2000 = 147; busy = 109 on stream 7 + 13 of NCCL outside it = 122; idle = 5+6+9+5 = 25.
+  The host's hsloth_step_3 annotation spans [1000,2200]: 1.2 ms, of which the GPU idles 1200 - 122 = 1078 µs.
 step: a 3-step tiny CPU run with HSLOTH_PROFILE_STEP=2 (and =1, the no-warm-up path) writes
   <run.dir>/profile/step_N.trace.json, names it in the log, the trace is valid JSON with input shapes, every CPU
   op in it lies inside the "hsloth_step_N" annotation (exactly that step), with "hsloth_optimizer" inside it;
@@ -89,7 +90,9 @@ def test_summary():
     top = s["top_kernels"]
     check(len(top) == 15 and top[0]["name"].startswith("ncclDevKernel") and near(top[0]["ms"], 0.021)
           and top[1]["class"] == "GEMM (base)", "top 15 kernels, the 21 µs NCCL kernel first, the base GEMM second")
-    check(s["step"] == {"step": 3, "host_ms": 0.4}, f"host step time from hsloth_step_3 (got {s['step']})")
+    check(s["step"] is not None and s["step"]["step"] == 3 and near(s["step"]["host_ms"], 1.2)
+          and near(s["step"]["gpu_idle_ms"], 1.078),
+          f"host step 1.2 ms from hsloth_step_3 [1000,2200], the GPU idle 1200 - 122 µs of it (got {s['step']})")
     s32 = summary_of(FIXTURE, "--lora-dim", "32")
     got32 = {r["class"]: r for r in s32["classes"]} if s32 else {}
     check(s32 is not None and near(got32["GEMM (LoRA, a dim <= 32)"]["ms"], 0.015)
