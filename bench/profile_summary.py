@@ -8,7 +8,8 @@ one class, the first rule that matches:
   communication           name has "nccl"
   optimizer               launched inside the trainer's "hsloth_optimizer" annotation (AdamW + pushing the
                           updated parameters), or multi_tensor_apply / adam / foreach kernels, or our adamw kernel
-  attention               flash / fmha / attention in the name
+  attention               flash / fmha / attention / sdpa in the name, or launched under
+                          scaled_dot_product_attention / a flash or efficient attention op (its softmax, bmm)
   GEMM (base), GEMM (LoRA, a dim <= R)
                           cutlass / cublas / gemm / sm90_xmma / nvjet / ampere_ / ...s16816 in the name; split by
                           the shapes of the CPU op that launched it (aten::mm [M,K]x[K,N] etc., recorded with
@@ -28,7 +29,9 @@ one class, the first rule that matches:
 Step wall time = first GPU event start to last GPU event end on the compute stream (the stream with the most
 non-NCCL kernel time); idle (GPU gaps) = wall time minus the union of every GPU event's busy interval (all
 streams) inside it: the time the GPU waited for the host. Percentages are of the wall time; with overlapping
-streams the classes can sum to more than 100%.
+streams the classes can sum to more than 100%. With the "hsloth_step_N" annotation in the trace, the host's time
+for the whole step and the GPU's idle time over it (gaps before the first and after the last kernel included)
+are printed too.
 
 usage: profile_summary.py TRACE.json[.gz] [--md] [--json OUT] [--lora-dim 64] [--top 15]
 Exit 0 also for a trace without GPU events (a CPU run): it says "no GPU kernel events".
@@ -48,7 +51,8 @@ OPT_ANNOTATION = "hsloth_optimizer"
 STEP_ANNOTATION = re.compile(r"^hsloth_step_(\d+)$")
 
 RE_NCCL = re.compile(r"nccl", re.I)
-RE_ATTN = re.compile(r"flash|fmha|attention|_attn", re.I)
+RE_ATTN = re.compile(r"flash|fmha|attention|_attn|sdpa", re.I)
+RE_ATTN_OP = re.compile(r"scaled_?dot_?product|flash_?att|efficient_?att|cudnn_?att", re.I)
 RE_GEMM = re.compile(r"cutlass|cublas|gemm|sm\d+_xmma|xmma_|nvjet|ampere_\w*(sgemm|hgemm|bf16)|s16816|s1688|"
                      r"sgemm|hgemm|gemv|splitKreduce", re.I)
 RE_OURS = re.compile(r"hs::kernels|\brms_norm\w*_kernel|\bswiglu\w*_kernel|\brope\w*_kernel")
@@ -175,7 +179,9 @@ def summarize(events, lora_dim=64, top=15):
     for e in cpu_ops:
         m = STEP_ANNOTATION.match(str(e.get("name", "")))
         if m and e.get("cat") == "user_annotation":
-            step = {"step": int(m.group(1)), "host_ms": float(e.get("dur", 0)) / 1e3}
+            step = {"step": int(m.group(1)), "host_ms": float(e.get("dur", 0)) / 1e3, "window": interval(e)}
+    if step:
+        step_window = step.pop("window")
     out = {"gpu_events": len(gpu), "cpu_ops": sum(1 for e in cpu_ops if e.get("cat") == "cpu_op"), "step": step}
     if not gpu:
         out["message"] = "no GPU kernel events"
@@ -201,7 +207,7 @@ def summarize(events, lora_dim=64, top=15):
         # the runtime call that launched the kernel.
         op = None
         for x in (args.get("External id"), (rt or {}).get("args", {}).get("External id")):
-            cands = by_ext.get(x) if x is not None else None
+            cands = by_ext.get(x) if x not in (None, 0, -1) else None  # 0: Kineto found no linked op
             if cands:
                 op = next((c for c in cands if c.get("args", {}).get("Input Dims")), cands[0])
                 break
@@ -237,6 +243,9 @@ def summarize(events, lora_dim=64, top=15):
     wall = hi - lo
     busy = union_length([interval(k) for k in gpu], lo, hi)
     idle = wall - busy
+    if step:  # the GPU's idle time over the whole step as the host ran it (GPU and CPU share Kineto's clock)
+        a, b = step_window
+        step["gpu_idle_ms"] = (b - a - union_length([interval(k) for k in gpu], a, b)) / 1e3
 
     rows = []
     for c in CLASSES:
@@ -271,13 +280,14 @@ def summarize(events, lora_dim=64, top=15):
 
 
 def classify(k, name, op, chain, launch_t, opt_windows, lora_dim):
+    ops = [o for o in chain if o.get("cat") == "cpu_op"]  # the launching op and the ATen ops around it
     if RE_NCCL.search(name):
         return "communication"
     if launch_t is not None and any(a <= launch_t <= b for a, b in opt_windows):
         return "optimizer"
     if k.get("cat") != "kernel":
         return "copies"
-    if RE_ATTN.search(name):
+    if RE_ATTN.search(name) or any(RE_ATTN_OP.search(str(o.get("name", ""))) for o in ops):
         return "attention"
     if RE_OURS.search(name):
         if RE_OURS_NORM.search(name):
@@ -291,7 +301,7 @@ def classify(k, name, op, chain, launch_t, opt_windows, lora_dim):
         if not dims:
             return "GEMM (no shapes)"
         return "GEMM (LoRA)" if min(dims) <= lora_dim else "GEMM (base)"
-    if RE_LOSS.search(name) or any(RE_LOSS_OP.search(str(o.get("name", ""))) for o in chain):
+    if RE_LOSS.search(name) or any(RE_LOSS_OP.search(str(o.get("name", ""))) for o in ops):
         return "loss"
     if RE_OPT.search(name):
         return "optimizer"
@@ -305,7 +315,10 @@ def classify(k, name, op, chain, launch_t, opt_windows, lora_dim):
 def print_text(path, s, top):
     print(f"profile: {path}")
     if s.get("step"):
-        print(f"step {s['step']['step']}: host time {s['step']['host_ms']:.3f} ms (the hsloth_step annotation)")
+        st = s["step"]
+        idle = (f"; the GPU idles {st['gpu_idle_ms']:.3f} ms of it "
+                f"({100.0 * st['gpu_idle_ms'] / st['host_ms']:.1f}%)") if "gpu_idle_ms" in st and st["host_ms"] > 0 else ""
+        print(f"step {st['step']}: host time {st['host_ms']:.3f} ms (the hsloth_step annotation){idle}")
     if s.get("message"):
         print(f"{s['message']} ({s['cpu_ops']} CPU ops): a CPU-only trace; open it in chrome://tracing or "
               "https://ui.perfetto.dev")
@@ -329,7 +342,10 @@ def print_md(path, s, top):
         print(f"{s['message']} in `{path}` ({s['cpu_ops']} CPU ops)")
         return
     step = f"step {s['step']['step']}, " if s.get("step") else ""
-    print(f"Profile of one step ({step}GPU wall {s['wall_ms']:.2f} ms, `{path}`):\n")
+    host = ""
+    if s.get("step") and "gpu_idle_ms" in s["step"]:
+        host = f"; host step {s['step']['host_ms']:.2f} ms, GPU idle {s['step']['gpu_idle_ms']:.2f} ms of it"
+    print(f"Profile of one step ({step}GPU wall {s['wall_ms']:.2f} ms{host}; `{path}`):\n")
     print("| kernel class | GPU ms | % of step | kernels |")
     print("| --- | ---: | ---: | ---: |")
     for r in s["classes"]:

@@ -89,23 +89,27 @@ StepProfiler::~StepProfiler() {
 
 void StepProfiler::sync() const {
   if (device_.is_cuda())
-    at::accelerator::synchronizeDevice(device_.has_index() ? device_.index() : at::accelerator::getDeviceIndex());
+    at::accelerator::synchronizeDevice(device_.has_index() ? device_.index()
+                                                           : at::accelerator::getDeviceIndex());
 }
 
 void StepProfiler::begin_slow(int64_t step) {
   const int64_t n = step + 1;
-  if (n == target_ - 1) {  // warm-up: Kineto (and CUPTI) start collecting; the trace window opens next step
-    prof::prepareProfiler(config(), activities(device_));
+  if (n != target_ - 1 && n != target_) return;
+  // A profiler that cannot start (a LibTorch without Kineto, one already running) is reported, never the end
+  // of the run.
+  try {
+    if (!prepared_) prof::prepareProfiler(config(), activities(device_));
     prepared_ = true;
-    return;
+    if (n == target_ - 1) return;  // warm-up: Kineto (and CUPTI) start; the trace window opens next step
+    sync();
+    prof::enableProfiler(config(), activities(device_));
+    recording_ = true;
+    annotation_ = annotate(hs::str("hsloth_step_", n));
+  } catch (const std::exception& e) {
+    log::warn("HSLOTH_PROFILE_STEP=", target_, ": the profiler did not start (", e.what(), "); no profile");
+    target_ = 0;
   }
-  if (n != target_) return;
-  if (!prepared_) prof::prepareProfiler(config(), activities(device_));
-  prepared_ = true;
-  sync();
-  prof::enableProfiler(config(), activities(device_));
-  recording_ = true;
-  annotation_ = annotate(hs::str("hsloth_step_", n));
 }
 
 void StepProfiler::phase_slow(const char* name) {
@@ -118,18 +122,21 @@ void StepProfiler::end_slow(int64_t step) {
   phase_.reset();  // closes the annotations before the profiler stops
   annotation_.reset();
   sync();
-  std::unique_ptr<prof::ProfilerResult> result = prof::disableProfiler();
   recording_ = false;
   // A profile that cannot be written is reported, never the end of the run.
+  std::unique_ptr<prof::ProfilerResult> result;
   const std::string dir = (std::filesystem::path(run_dir_) / "profile").string();
   const std::string path = (std::filesystem::path(dir) / hs::str("step_", target_, ".trace.json")).string();
   const std::string tmp = path + ".tmp";
   std::string failed;
   try {
+    result = prof::disableProfiler();
     io::make_dirs(dir);
     result->save(tmp);
-    if (!io::exists(tmp)) failed = "Kineto wrote no file";
-    else if (std::rename(tmp.c_str(), path.c_str()) != 0) failed = std::strerror(errno);
+    if (!io::exists(tmp))
+      failed = "Kineto wrote no file";
+    else if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      failed = std::strerror(errno);
   } catch (const std::exception& e) {
     failed = e.what();
   }
@@ -139,7 +146,8 @@ void StepProfiler::end_slow(int64_t step) {
     return;
   }
   log::info("profile of step ", target_, " (", result->events().size(), " events",
-            device_.is_cuda() ? "" : ", CPU only", ") -> ", path, "; summarize: bench/profile_summary.py ", path);
+            device_.is_cuda() ? "" : ", CPU only", ") -> ", path, "; summarize: bench/profile_summary.py ",
+            path);
 }
 
 }  // namespace hs::train
