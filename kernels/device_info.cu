@@ -30,6 +30,7 @@ std::vector<DeviceInfo> visible_devices() {
     d.cc_minor = p.minor;
     d.multiprocessors = p.multiProcessorCount;
     d.total_memory = int64_t(p.totalGlobalMem);
+    if (cudaDeviceGetAttribute(&d.clock_khz, cudaDevAttrClockRate, i) != cudaSuccess) d.clock_khz = 0;
     size_t free_b = 0, total_b = 0;
     int prev = 0;
     cudaGetDevice(&prev);

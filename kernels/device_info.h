@@ -11,6 +11,7 @@ struct DeviceInfo {
   int index = 0;
   std::string name;
   int cc_major = 0, cc_minor = 0, multiprocessors = 0;
+  int clock_khz = 0;  // peak SM clock (cudaDevAttrClockRate)
   int64_t total_memory = 0, free_memory = 0;
 };
 

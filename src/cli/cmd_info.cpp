@@ -1,6 +1,7 @@
 // `hsloth info`: what this build is and what it sees, for bug reports and cluster checks: LibTorch
 // version and whether CUDA is compiled in, visible GPUs, NCCL, MPI library, HDF5, CPU threads.
 // `--json` prints the same as one JSON object.
+#include <cmath>
 #include <thread>
 
 #include <torch/cuda.h>
@@ -12,6 +13,7 @@
 #include "data/hdf5_util.h"
 #include "dist/mpi_runtime.h"
 #include "dist/nccl_info.h"
+#include "model/runtime.h"
 #if HS_CUDA_COMPILED
 #include "kernels/device_info.h"
 #endif
@@ -44,6 +46,11 @@ int run(const hs::config::Config& cfg) {
                     {"name", d.name},
                     {"compute_capability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor)},
                     {"multiprocessors", d.multiprocessors},
+                    {"clock_mhz", d.clock_khz / 1000},
+                    {"peak_bf16_tflops",  // what MFU is measured against (model/runtime.h)
+                     std::round(hs::model::peak_bf16_flops(d.cc_major, d.cc_minor, d.multiprocessors, d.clock_khz) /
+                                1e10) /
+                         100},
                     {"memory_total", d.total_memory},
                     {"memory_free", d.free_memory}});
 #endif
@@ -73,7 +80,11 @@ int run(const hs::config::Config& cfg) {
     for (const auto& g : gpus)
       line(("GPU " + std::to_string(g["index"].get<int>())).c_str(),
            g["name"].get<std::string>() + ", compute " + g["compute_capability"].get<std::string>() + ", " +
-               std::to_string(g["multiprocessors"].get<int>()) + " SMs, " +
+               std::to_string(g["multiprocessors"].get<int>()) + " SMs at " +
+               std::to_string(g["clock_mhz"].get<int>()) + " MHz (dense bf16 peak " +
+               (g["peak_bf16_tflops"].get<double>() > 0 ? hs::str(g["peak_bf16_tflops"].get<double>(), " TFLOP/s")
+                                                        : std::string("unknown")) +
+               "), " +
                hs::format_bytes(double(g["memory_total"].get<int64_t>())) + " (" +
                hs::format_bytes(double(g["memory_free"].get<int64_t>())) + " free)");
   }

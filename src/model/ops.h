@@ -71,7 +71,8 @@ at::Tensor lora_linear_reference(const at::Tensor& x, const at::Tensor& weight, 
                                  const at::Tensor& a, const at::Tensor& b, double scaling, double dropout_p,
                                  bool training);
 // The training fast path (CUDA builds, kernels_enabled(), bf16 activations and frozen bf16 base, no dropout,
-// autograd recording): one autograd function with a hand-written backward, everything in bf16 GEMMs with
+// A or B trainable; with or without autograd recording, so a checkpointed layer's forward and recomputation
+// agree; inference on a loaded adapter keeps PEFT's arithmetic): one autograd function with a hand-written backward, everything in bf16 GEMMs with
 // float32 accumulation, A and B rounded to bf16 for the GEMMs (as Unsloth does; their float32 masters get
 // float32 gradients). Forward y = x W^T (+ b) + s (x A^T) B^T with the LoRA product added by the GEMM's
 // epilogue (beta = 1); it saves only x (shared by q/k/v), x A^T [N, r] and the bf16 copies of A and B.

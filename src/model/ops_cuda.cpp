@@ -337,7 +337,9 @@ struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCross
 
 bool lora_linear_has_fast_path(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& a,
                                const at::Tensor& b, double dropout_p, bool training) {
-  return kernels_enabled() && at::GradMode::is_enabled() && (a.requires_grad() || b.requires_grad()) && x.is_cuda() &&
+  // Any adapter that trains takes this path, with or without autograd recording, so that a checkpointed
+  // layer's no-grad forward and its recomputation (and eval during training) compute the same numbers.
+  return kernels_enabled() && (a.requires_grad() || b.requires_grad()) && x.is_cuda() &&
          x.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16 && !weight.requires_grad() &&
          (dropout_p == 0 || !training) && x.numel() > 0;
 }

@@ -56,9 +56,20 @@ std::string device_name(const at::Device& device) {
   return "";
 }
 
-double peak_bf16_flops(const std::string& name) {
-  if (name.find("H100") != std::string::npos || name.find("H200") != std::string::npos) return 989.4e12;
-  if (name.find("A100") != std::string::npos) return 312e12;
+double peak_bf16_flops(int cc_major, int cc_minor, int multiprocessors, double clock_khz) {
+  double per_sm_per_clock = 0;
+  if (cc_major == 8) per_sm_per_clock = cc_minor == 0 ? 2048 : 1024;
+  if (cc_major == 9 && cc_minor == 0) per_sm_per_clock = 4096;
+  if (cc_major == 10) per_sm_per_clock = 8192;
+  return per_sm_per_clock * double(multiprocessors) * clock_khz * 1e3;
+}
+
+double peak_bf16_flops(const at::Device& device) {
+  if (!device.is_cuda()) return 0;
+#if HS_HAVE_KERNELS
+  for (const auto& d : kernels::visible_devices())
+    if (d.index == device.index()) return peak_bf16_flops(d.cc_major, d.cc_minor, d.multiprocessors, d.clock_khz);
+#endif
   return 0;
 }
 

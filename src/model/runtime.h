@@ -23,8 +23,13 @@ inline constexpr const char* kDtypeHelp = "auto (bf16 on GPU, fp32 on CPU), floa
 
 // "cpu", or the GPU's name ("NVIDIA H100 80GB HBM3"; "" when unknown).
 std::string device_name(const at::Device& device);
-// Dense bf16 peak FLOP/s of the GPUs we know, from their name (0 = unknown: MFU is not reported).
-double peak_bf16_flops(const std::string& device_name);
+// Dense bf16 tensor-core peak FLOP/s of a GPU from what the device reports: SMs x peak clock x dense bf16
+// FLOPs per SM per clock of its architecture (compute capability 8.0: 2048, 8.6/8.7/8.9: 1024, 9.0: 4096,
+// 10.x: 8192; others, or no bf16 tensor cores: 0 = unknown, and MFU is not reported). No name table: an
+// H100 PCIe, SXM or H200 gets its own SM count and clock.
+double peak_bf16_flops(int cc_major, int cc_minor, int multiprocessors, double clock_khz);
+// The same for a device of this process (0 on the CPU or when the device cannot be asked).
+double peak_bf16_flops(const at::Device& device);
 // Peak memory of this process so far: on a GPU, the most LibTorch's caching allocator had allocated; else
 // the host's peak resident set.
 double peak_memory_bytes(const at::Device& device);

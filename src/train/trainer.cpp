@@ -201,7 +201,7 @@ void Trainer::Impl::setup() {
   // Training FLOPs per token: forward 2·P; backward 2·P for activation gradients, +2·P for weight
   // gradients only when the base is trained; LoRA's own matmuls are small and not counted.
   flops_per_token = (full ? 6.0 : 4.0) * double(linear);
-  peak = device.is_cuda() ? model::peak_bf16_flops(model::device_name(device)) : 0;
+  peak = model::peak_bf16_flops(device);  // from the device's SMs, clock and architecture
   log::info("model ", model_path, " (", mc.model_type, ", ", mc.num_hidden_layers, " layers, ",
             format_count(double(linear)), " matmul params) on ", device.str(), " in ",
             dtype == at::kBFloat16 ? "bf16" : "fp32", ", loaded in ", format_duration(t.seconds()));

@@ -36,11 +36,14 @@ TEST(Runtime, DtypeAndDeviceWordsResolveInOnePlace) {
   }
 }
 
-TEST(Runtime, DeviceTable) {
-  EXPECT_EQ(peak_bf16_flops("NVIDIA H100 80GB HBM3"), 989.4e12);
-  EXPECT_EQ(peak_bf16_flops("NVIDIA H200"), 989.4e12);
-  EXPECT_EQ(peak_bf16_flops("NVIDIA A100-SXM4-80GB"), 312e12);
-  EXPECT_EQ(peak_bf16_flops("Tesla T4"), 0);  // unknown: no MFU
+TEST(Runtime, PeakFlopsFromTheDevice) {
+  // NVIDIA's datasheet dense BF16 tensor peaks at their boost clocks: H100 SXM5 989.4 TFLOP/s (132 SMs,
+  // 1830 MHz), A100 SXM4 312 TFLOP/s (108 SMs, 1410 MHz), A40 149.7 TFLOP/s (84 SMs, 1740 MHz).
+  EXPECT_NEAR(peak_bf16_flops(9, 0, 132, 1830e3), 989.4e12, 0.1e12);
+  EXPECT_NEAR(peak_bf16_flops(8, 0, 108, 1410e3), 312e12, 0.5e12);
+  EXPECT_NEAR(peak_bf16_flops(8, 6, 84, 1740e3), 149.7e12, 0.5e12);
+  EXPECT_EQ(peak_bf16_flops(7, 5, 40, 1590e3), 0);  // Turing T4: no bf16 tensor cores, no MFU
+  EXPECT_EQ(peak_bf16_flops(at::Device(at::kCPU)), 0);
   EXPECT_EQ(device_name(at::Device(at::kCPU)), "cpu");
   at::Tensor big = at::ones({1 << 20}, at::kFloat);  // 4 MiB touched
   EXPECT_GT(peak_memory_bytes(at::Device(at::kCPU)), double(4 << 20));
