@@ -38,8 +38,8 @@ __device__ __forceinline__ void add(MaxSum& acc, float v) {
 }
 
 template <typename T, int V>
-__global__ void __launch_bounds__(kThreads) ce_kernel(const T* logits, const int64_t* targets,
-                                                      float* loss, T* grad, int64_t vocab, int64_t ld) {
+__global__ void __launch_bounds__(kThreads)
+    ce_kernel(const T* logits, const int64_t* targets, float* loss, T* grad, int64_t vocab, int64_t ld) {
   const int64_t row = blockIdx.x;
   const T* x = logits + row * ld;
   const int64_t nvec = vocab / V;
@@ -50,7 +50,7 @@ __global__ void __launch_bounds__(kThreads) ce_kernel(const T* logits, const int
     for (int k = 0; k < V; ++k) add(acc, to_float(p.v[k]));
   }
   for (int64_t j = nvec * V + threadIdx.x; j < vocab; j += kThreads) add(acc, to_float(x[j]));
-  // Warp, then block reduction of (max, sum).
+    // Warp, then block reduction of (max, sum).
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) {
     MaxSum o{__shfl_xor_sync(0xffffffffu, acc.m, off), __shfl_xor_sync(0xffffffffu, acc.s, off)};

@@ -94,9 +94,9 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) rms_norm_warp_kernel(const T* __restrict__ x, const T* __restrict__ w,
-                                                                 T* __restrict__ y, float* __restrict__ rstd_out,
-                                                                 int64_t rows, int64_t cols, float eps) {
+__global__ void __launch_bounds__(kThreads)
+    rms_norm_warp_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
+                         float* __restrict__ rstd_out, int64_t rows, int64_t cols, float eps) {
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;
   const int lane = threadIdx.x % 32;
@@ -118,7 +118,8 @@ __global__ void __launch_bounds__(kThreads) rms_norm_warp_kernel(const T* __rest
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     rms_norm_dx_warp_kernel(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ w,
-                            const float* __restrict__ rstd_in, T* __restrict__ dx, int64_t rows, int64_t cols) {
+                            const float* __restrict__ rstd_in, T* __restrict__ dx, int64_t rows,
+                            int64_t cols) {
   const int64_t row = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;
   const int lane = threadIdx.x % 32;
@@ -244,8 +245,8 @@ int rms_norm_forward(const void* x, const void* w, void* y, float* rstd, int64_t
     dim3 wgrid(static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock));
     if (dtype == DType::f32)
       rms_norm_warp_kernel<float><<<wgrid, kThreads, 0, s>>>(static_cast<const float*>(x),
-                                                             static_cast<const float*>(w), static_cast<float*>(y),
-                                                             rstd, rows, cols, eps);
+                                                             static_cast<const float*>(w),
+                                                             static_cast<float*>(y), rstd, rows, cols, eps);
     else if (dtype == DType::bf16)
       rms_norm_warp_kernel<__nv_bfloat16><<<wgrid, kThreads, 0, s>>>(
           static_cast<const __nv_bfloat16*>(x), static_cast<const __nv_bfloat16*>(w),

@@ -42,17 +42,18 @@ int run(const hs::config::Config& cfg) {
   j["cuda_runtime"] = hs::kernels::cuda_runtime_version();
   j["cuda_driver"] = hs::kernels::cuda_driver_version();
   for (const auto& d : hs::kernels::visible_devices())
-    gpus.push_back({{"index", d.index},
-                    {"name", d.name},
-                    {"compute_capability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor)},
-                    {"multiprocessors", d.multiprocessors},
-                    {"clock_mhz", d.clock_khz / 1000},
-                    {"peak_bf16_tflops",  // what MFU is measured against (model/runtime.h)
-                     std::round(hs::model::peak_bf16_flops(d.cc_major, d.cc_minor, d.multiprocessors, d.clock_khz) /
-                                1e10) /
-                         100},
-                    {"memory_total", d.total_memory},
-                    {"memory_free", d.free_memory}});
+    gpus.push_back(
+        {{"index", d.index},
+         {"name", d.name},
+         {"compute_capability", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor)},
+         {"multiprocessors", d.multiprocessors},
+         {"clock_mhz", d.clock_khz / 1000},
+         {"peak_bf16_tflops",  // what MFU is measured against (model/runtime.h)
+          std::round(hs::model::peak_bf16_flops(d.cc_major, d.cc_minor, d.multiprocessors, d.clock_khz) /
+                     1e10) /
+              100},
+         {"memory_total", d.total_memory},
+         {"memory_free", d.free_memory}});
 #endif
   j["gpus"] = gpus;
   j["nccl_compiled"] = hs::dist::nccl_compiled();
@@ -82,10 +83,10 @@ int run(const hs::config::Config& cfg) {
            g["name"].get<std::string>() + ", compute " + g["compute_capability"].get<std::string>() + ", " +
                std::to_string(g["multiprocessors"].get<int>()) + " SMs at " +
                std::to_string(g["clock_mhz"].get<int>()) + " MHz (dense bf16 peak " +
-               (g["peak_bf16_tflops"].get<double>() > 0 ? hs::str(g["peak_bf16_tflops"].get<double>(), " TFLOP/s")
-                                                        : std::string("unknown")) +
-               "), " +
-               hs::format_bytes(double(g["memory_total"].get<int64_t>())) + " (" +
+               (g["peak_bf16_tflops"].get<double>() > 0
+                    ? hs::str(g["peak_bf16_tflops"].get<double>(), " TFLOP/s")
+                    : std::string("unknown")) +
+               "), " + hs::format_bytes(double(g["memory_total"].get<int64_t>())) + " (" +
                hs::format_bytes(double(g["memory_free"].get<int64_t>())) + " free)");
   }
   line("NCCL", hs::dist::nccl_compiled() ? j["nccl"].get<std::string>() + " (GPU all-reduce)"

@@ -45,7 +45,8 @@ RopeTable rope_table(const io::HfConfig& config, int64_t positions, at::Device d
 at::Tensor rope(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids);
 at::Tensor rope_reference(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids);
 bool rope_has_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids);
-at::Tensor rope_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids);  // CUDA only
+at::Tensor rope_kernel(const at::Tensor& x, const RopeTable& table,
+                       const at::Tensor& position_ids);  // CUDA only
 
 // silu(gate) * up (kernels/swiglu on CUDA in float32/bf16: saves gate and up, recomputes silu backward).
 at::Tensor swiglu(const at::Tensor& gate, const at::Tensor& up);
@@ -72,12 +73,12 @@ at::Tensor lora_linear_reference(const at::Tensor& x, const at::Tensor& weight, 
                                  bool training);
 // The training fast path (CUDA builds, kernels_enabled(), bf16 activations and frozen bf16 base, no dropout,
 // A or B trainable; with or without autograd recording, so a checkpointed layer's forward and recomputation
-// agree; inference on a loaded adapter keeps PEFT's arithmetic): one autograd function with a hand-written backward, everything in bf16 GEMMs with
-// float32 accumulation, A and B rounded to bf16 for the GEMMs (as Unsloth does; their float32 masters get
-// float32 gradients). Forward y = x W^T (+ b) + s (x A^T) B^T with the LoRA product added by the GEMM's
-// epilogue (beta = 1); it saves only x (shared by q/k/v), x A^T [N, r] and the bf16 copies of A and B.
-// Backward: g B [N, r]; dX = g W + s (g B) A; dA = s (g B)^T x; dB = s g^T (x A^T) (float32 outputs);
-// the base weight gets no gradient.
+// agree; inference on a loaded adapter keeps PEFT's arithmetic): one autograd function with a hand-written
+// backward, everything in bf16 GEMMs with float32 accumulation, A and B rounded to bf16 for the GEMMs (as
+// Unsloth does; their float32 masters get float32 gradients). Forward y = x W^T (+ b) + s (x A^T) B^T with
+// the LoRA product added by the GEMM's epilogue (beta = 1); it saves only x (shared by q/k/v), x A^T [N, r]
+// and the bf16 copies of A and B. Backward: g B [N, r]; dX = g W + s (g B) A; dA = s (g B)^T x; dB = s g^T (x
+// A^T) (float32 outputs); the base weight gets no gradient.
 bool lora_linear_has_fast_path(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& a,
                                const at::Tensor& b, double dropout_p, bool training);
 at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
@@ -93,8 +94,8 @@ struct LoraProj {
 // lora_linear_has_fast_path, for all three): down(silu(gate(x)) * up(x)). It saves x, gate(x) and up(x)
 // (and the [N, r] products) but not silu(gate) * up, which the backward recomputes (Unsloth's LoRA_MLP);
 // the elementwise roundings are transformers' (silu rounded, product rounded; silu_backward).
-bool lora_mlp_has_fast_path(const at::Tensor& x, const LoraProj& gate, const LoraProj& up, const LoraProj& down,
-                            bool training);
+bool lora_mlp_has_fast_path(const at::Tensor& x, const LoraProj& gate, const LoraProj& up,
+                            const LoraProj& down, bool training);
 at::Tensor lora_mlp_fast(const at::Tensor& x, const LoraProj& gate, const LoraProj& up,
                          const LoraProj& down);  // CUDA builds only
 

@@ -9,9 +9,9 @@
 #include "model/ops.h"
 
 #if HS_HAVE_KERNELS
+#include <ATen/core/grad_mode.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -112,8 +112,9 @@ using torch::autograd::variable_list;
 
 // LoRA projection with a hand-written backward; see ops.h (lora_linear_fast).
 struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
-                            const at::Tensor& a, const at::Tensor& b, double scaling) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
+                            const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b,
+                            double scaling) {
     const int64_t in = x.size(-1), out = w.size(0);
     const at::Tensor x2 = x.reshape({-1, in});
     const at::Tensor a16 = a.to(x.scalar_type()), b16 = b.to(x.scalar_type());
@@ -155,19 +156,20 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
 at::Tensor swiglu_into(const at::Tensor& g, const at::Tensor& u) {
   const int64_t cols = g.size(-1), rows = g.numel() / cols;
   at::Tensor h = at::empty_like(g);
-  check_launch(kernels::swiglu_forward(g.data_ptr(), u.data_ptr(), h.data_ptr(), rows, cols, cols, cols,
-                                       kernel_dtype(g.scalar_type()), c10::cuda::getCurrentCUDAStream().stream()),
-               "swiglu_forward");
+  check_launch(
+      kernels::swiglu_forward(g.data_ptr(), u.data_ptr(), h.data_ptr(), rows, cols, cols, cols,
+                              kernel_dtype(g.scalar_type()), c10::cuda::getCurrentCUDAStream().stream()),
+      "swiglu_forward");
   return h;
 }
 
 // dg, du from dh, g, u (all contiguous, same shape; dg may be g and du may be u).
-void swiglu_backward_into(const at::Tensor& dh, const at::Tensor& g, const at::Tensor& u, const at::Tensor& dg,
-                          const at::Tensor& du) {
+void swiglu_backward_into(const at::Tensor& dh, const at::Tensor& g, const at::Tensor& u,
+                          const at::Tensor& dg, const at::Tensor& du) {
   const int64_t cols = g.size(-1), rows = g.numel() / cols;
-  check_launch(kernels::swiglu_backward(dh.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(), du.data_ptr(), rows,
-                                        cols, cols, cols, cols, kernel_dtype(g.scalar_type()),
-                                        c10::cuda::getCurrentCUDAStream().stream()),
+  check_launch(kernels::swiglu_backward(
+                   dh.data_ptr(), g.data_ptr(), u.data_ptr(), dg.data_ptr(), du.data_ptr(), rows, cols, cols,
+                   cols, cols, kernel_dtype(g.scalar_type()), c10::cuda::getCurrentCUDAStream().stream()),
                "swiglu_backward");
 }
 
@@ -189,19 +191,19 @@ struct SwigluFunction : public torch::autograd::Function<SwigluFunction> {
 // RoPE by kernels/rope on x [B, T, H, D] contiguous, positions [B*T] int64, float32 tables; returns a new
 // tensor; the backward needs only the positions and tables.
 struct RopeFunction : public torch::autograd::Function<RopeFunction> {
-  static at::Tensor run(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& pos,
-                        bool backward) {
+  static at::Tensor run(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                        const at::Tensor& pos, bool backward) {
     const int64_t D = x.size(3), H = x.size(2), tokens = x.size(0) * x.size(1);
     at::Tensor out = at::empty_like(x);
     auto launch = backward ? kernels::rope_backward : kernels::rope_forward;
     check_launch(launch(x.data_ptr(), out.data_ptr(), pos.data_ptr<int64_t>(), cos.data_ptr<float>(),
-                        sin.data_ptr<float>(), tokens, H, D, H * D, cos.size(0), kernel_dtype(x.scalar_type()),
-                        c10::cuda::getCurrentCUDAStream().stream()),
+                        sin.data_ptr<float>(), tokens, H, D, H * D, cos.size(0),
+                        kernel_dtype(x.scalar_type()), c10::cuda::getCurrentCUDAStream().stream()),
                  backward ? "rope_backward" : "rope_forward");
     return out;
   }
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                            const at::Tensor& pos) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& cos,
+                            const at::Tensor& sin, const at::Tensor& pos) {
     ctx->save_for_backward({cos, sin, pos});
     return run(x, cos, sin, pos, false);
   }
@@ -214,10 +216,10 @@ struct RopeFunction : public torch::autograd::Function<RopeFunction> {
 // The LoRA SwiGLU MLP as one function; see ops.h (lora_mlp_fast). Inputs: x, then per projection (gate, up,
 // down) its frozen weight and LoRA A, B; scalings as doubles.
 struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& wg, const at::Tensor& ag,
-                            const at::Tensor& bg, const at::Tensor& wu, const at::Tensor& au, const at::Tensor& bu,
-                            const at::Tensor& wd, const at::Tensor& ad, const at::Tensor& bd, double sg, double su,
-                            double sd) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& wg,
+                            const at::Tensor& ag, const at::Tensor& bg, const at::Tensor& wu,
+                            const at::Tensor& au, const at::Tensor& bu, const at::Tensor& wd,
+                            const at::Tensor& ad, const at::Tensor& bd, double sg, double su, double sd) {
     const auto dt = x.scalar_type();
     const at::Tensor x2 = x.reshape({-1, x.size(-1)});
     const at::Tensor ag16 = ag.to(dt), bg16 = bg.to(dt), au16 = au.to(dt), bu16 = bu.to(dt), ad16 = ad.to(dt),
@@ -232,9 +234,9 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
     y.addmm_(ha, bd16.t(), 1.0, sd);
     ctx->save_for_backward({x2, wg, wu, wd, ag16, bg16, au16, bu16, ad16, bd16, g, u, xag, xau, ha});
     ctx->saved_data["s"] = std::vector<double>{sg, su, sd};
-    ctx->saved_data["dtypes"] = std::vector<int64_t>{int64_t(ag.scalar_type()), int64_t(bg.scalar_type()),
-                                                     int64_t(au.scalar_type()), int64_t(bu.scalar_type()),
-                                                     int64_t(ad.scalar_type()), int64_t(bd.scalar_type())};
+    ctx->saved_data["dtypes"] =
+        std::vector<int64_t>{int64_t(ag.scalar_type()), int64_t(bg.scalar_type()), int64_t(au.scalar_type()),
+                             int64_t(bu.scalar_type()), int64_t(ad.scalar_type()), int64_t(bd.scalar_type())};
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
     shape.back() = wd.size(0);
     return y.view(shape);
@@ -243,8 +245,8 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto v = ctx->get_saved_variables();
     const at::Tensor &x2 = v[0], &wg = v[1], &wu = v[2], &wd = v[3], &ag16 = v[4], &bg16 = v[5], &au16 = v[6],
-                     &bu16 = v[7], &ad16 = v[8], &bd16 = v[9], &g = v[10], &u = v[11], &xag = v[12], &xau = v[13],
-                     &ha = v[14];
+                     &bu16 = v[7], &ad16 = v[8], &bd16 = v[9], &g = v[10], &u = v[11], &xag = v[12],
+                     &xau = v[13], &ha = v[14];
     const auto s = ctx->saved_data["s"].toDoubleVector();
     const double sg = s[0], su = s[1], sd = s[2];
     const at::Tensor dy = grads[0].reshape({-1, wd.size(0)});
@@ -277,13 +279,16 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
     const auto dts = ctx->saved_data["dtypes"].toIntVector();
     auto as = [&](at::Tensor& t, int i) { t = t.to(at::ScalarType(dts[size_t(i)])); };
     as(dag, 0), as(dbg, 1), as(dau, 2), as(dbu, 3), as(dad, 4), as(dbd, 5);
-    return {dx, at::Tensor(), dag, dbg, at::Tensor(), dau, dbu, at::Tensor(), dad, dbd, at::Tensor(), at::Tensor(),
-            at::Tensor()};
+    return {dx,           at::Tensor(), dag, dbg,          at::Tensor(), dau,         dbu,
+            at::Tensor(), dad,          dbd, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
-// Rows per chunk of the fused head + loss: at most 2^27 logits (256 MiB in bf16), the gradient written over them.
-int64_t ce_chunk_rows(int64_t vocab) { return std::max<int64_t>(1, (int64_t(1) << 27) / std::max<int64_t>(1, vocab)); }
+// Rows per chunk of the fused head + loss: at most 2^27 logits (256 MiB in bf16), the gradient written over
+// them.
+int64_t ce_chunk_rows(int64_t vocab) {
+  return std::max<int64_t>(1, (int64_t(1) << 27) / std::max<int64_t>(1, vocab));
+}
 
 // Head + cross-entropy with the gradient made in the forward pass, a chunk of rows at a time; see ops.h.
 struct LinearCrossEntropyFunction : public torch::autograd::Function<LinearCrossEntropyFunction> {
@@ -340,12 +345,12 @@ bool lora_linear_has_fast_path(const at::Tensor& x, const at::Tensor& weight, co
   // Any adapter that trains takes this path, with or without autograd recording, so that a checkpointed
   // layer's no-grad forward and its recomputation (and eval during training) compute the same numbers.
   return kernels_enabled() && (a.requires_grad() || b.requires_grad()) && x.is_cuda() &&
-         x.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16 && !weight.requires_grad() &&
-         (dropout_p == 0 || !training) && x.numel() > 0;
+         x.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16 &&
+         !weight.requires_grad() && (dropout_p == 0 || !training) && x.numel() > 0;
 }
 
-at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& a,
-                            const at::Tensor& b, double scaling) {
+at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                            const at::Tensor& a, const at::Tensor& b, double scaling) {
   // Autograd functions take defined tensors only: no bias is an empty one.
   return LoraLinearFunction::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), a, b,
                                    scaling);
@@ -353,38 +358,45 @@ at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const
 
 bool swiglu_has_kernel(const at::Tensor& gate, const at::Tensor& up) {
   const auto t = gate.scalar_type();
-  return kernels_enabled() && gate.is_cuda() && (t == at::kFloat || t == at::kBFloat16) && up.scalar_type() == t &&
-         up.device() == gate.device() && gate.sizes() == up.sizes() && gate.numel() > 0;
+  return kernels_enabled() && gate.is_cuda() && (t == at::kFloat || t == at::kBFloat16) &&
+         up.scalar_type() == t && up.device() == gate.device() && gate.sizes() == up.sizes() &&
+         gate.numel() > 0;
 }
 
-at::Tensor swiglu_kernel(const at::Tensor& gate, const at::Tensor& up) { return SwigluFunction::apply(gate, up); }
+at::Tensor swiglu_kernel(const at::Tensor& gate, const at::Tensor& up) {
+  return SwigluFunction::apply(gate, up);
+}
 
 bool rope_has_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids) {
   const auto t = x.scalar_type();
   return kernels_enabled() && x.is_cuda() && (t == at::kFloat || t == at::kBFloat16) && x.dim() == 4 &&
          x.size(3) % 2 == 0 && x.transpose(1, 2).is_contiguous() && x.numel() > 0 && table.cos.is_cuda() &&
          table.cos.scalar_type() == at::kFloat && table.cos.is_contiguous() && table.sin.is_contiguous() &&
-         table.cos.size(1) == x.size(3) && position_ids.is_cuda() && position_ids.scalar_type() == at::kLong &&
-         position_ids.size(0) == x.size(0) && position_ids.size(1) == x.size(2);
+         table.cos.size(1) == x.size(3) && position_ids.is_cuda() &&
+         position_ids.scalar_type() == at::kLong && position_ids.size(0) == x.size(0) &&
+         position_ids.size(1) == x.size(2);
 }
 
 at::Tensor rope_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids) {
   // x [B, H, T, D] is a transposed view of a [B, T, H, D] buffer; the kernel runs on that buffer.
-  at::Tensor out = RopeFunction::apply(x.transpose(1, 2), table.cos, table.sin, position_ids.reshape({-1}).contiguous());
+  at::Tensor out =
+      RopeFunction::apply(x.transpose(1, 2), table.cos, table.sin, position_ids.reshape({-1}).contiguous());
   return out.transpose(1, 2);
 }
 
-bool lora_mlp_has_fast_path(const at::Tensor& x, const LoraProj& gate, const LoraProj& up, const LoraProj& down,
-                            bool training) {
+bool lora_mlp_has_fast_path(const at::Tensor& x, const LoraProj& gate, const LoraProj& up,
+                            const LoraProj& down, bool training) {
   for (const LoraProj* p : {&gate, &up, &down})
-    if (p->bias.defined() || !lora_linear_has_fast_path(x, p->weight, p->a, p->b, p->dropout, training)) return false;
+    if (p->bias.defined() || !lora_linear_has_fast_path(x, p->weight, p->a, p->b, p->dropout, training))
+      return false;
   return true;
 }
 
-at::Tensor lora_mlp_fast(const at::Tensor& x, const LoraProj& gate, const LoraProj& up, const LoraProj& down) {
+at::Tensor lora_mlp_fast(const at::Tensor& x, const LoraProj& gate, const LoraProj& up,
+                         const LoraProj& down) {
   // The master A/B may be float32: the function returns their gradients in their own dtypes.
-  return LoraMlpFunction::apply(x, gate.weight, gate.a, gate.b, up.weight, up.a, up.b, down.weight, down.a, down.b,
-                                gate.scaling, up.scaling, down.scaling);
+  return LoraMlpFunction::apply(x, gate.weight, gate.a, gate.b, up.weight, up.a, up.b, down.weight, down.a,
+                                down.b, gate.scaling, up.scaling, down.scaling);
 }
 
 bool linear_cross_entropy_has_fast_path(const at::Tensor& hidden, const at::Tensor& weight) {
@@ -392,15 +404,16 @@ bool linear_cross_entropy_has_fast_path(const at::Tensor& hidden, const at::Tens
          hidden.scalar_type() == at::kBFloat16 && weight.scalar_type() == at::kBFloat16 && hidden.size(0) > 0;
 }
 
-LossSum linear_cross_entropy_fast(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets) {
+LossSum linear_cross_entropy_fast(const at::Tensor& hidden, const at::Tensor& weight,
+                                  const at::Tensor& targets) {
   LossSum out;
   out.sum = LinearCrossEntropyFunction::apply(hidden.contiguous(), weight, targets);
   out.count = targets.size(0);
   return out;
 }
 #else
-bool lora_linear_has_fast_path(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, double,
-                               bool) {
+bool lora_linear_has_fast_path(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                               double, bool) {
   return false;
 }
 at::Tensor lora_linear_fast(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,

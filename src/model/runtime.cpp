@@ -68,7 +68,8 @@ double peak_bf16_flops(const at::Device& device) {
   if (!device.is_cuda()) return 0;
 #if HS_HAVE_KERNELS
   for (const auto& d : kernels::visible_devices())
-    if (d.index == device.index()) return peak_bf16_flops(d.cc_major, d.cc_minor, d.multiprocessors, d.clock_khz);
+    if (d.index == device.index())
+      return peak_bf16_flops(d.cc_major, d.cc_minor, d.multiprocessors, d.clock_khz);
 #endif
   return 0;
 }

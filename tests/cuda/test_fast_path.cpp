@@ -11,7 +11,7 @@ namespace {
 
 namespace ops = hs::model::ops;
 
-#define REQUIRE_FAST_PATH()                                                                  \
+#define REQUIRE_FAST_PATH()                                                                        \
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA GPU visible; fast-path test skipped"; \
   if (!ops::kernels_enabled()) GTEST_SKIP() << "kernels disabled (HS_KERNELS=0 or a CPU build)"
 
@@ -26,8 +26,8 @@ struct LoraGrads {
   at::Tensor y, dx, da, db;
 };
 
-LoraGrads run_lora(bool fast, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor& a,
-                   const at::Tensor& b, double s, const at::Tensor& g) {
+LoraGrads run_lora(bool fast, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                   const at::Tensor& a, const at::Tensor& b, double s, const at::Tensor& g) {
   auto xl = leaf(x), al = leaf(a), bl = leaf(b);
   EXPECT_EQ(ops::lora_linear_has_fast_path(xl, w, al, bl, 0.0, true), fast || ops::kernels_enabled());
   at::Tensor y = fast ? ops::lora_linear_fast(xl, w, bias, al, bl, s)
@@ -65,14 +65,16 @@ TEST(FastPath, LoraLinearMatchesFloat64AndPeft) {
     ASSERT_EQ(f.da.scalar_type(), at::kFloat);
     ASSERT_EQ(f.db.scalar_type(), at::kFloat);
     // bf16 outputs: one rounding (2^-9 relative) plus bf16 copies of A, B and x A^T in the GEMMs.
-    const std::pair<const char*, std::array<at::Tensor, 3>> cases[] = {
-        {"y", {f.y, p.y, y64}}, {"dx", {f.dx, p.dx, dx64}}, {"dA", {f.da, p.da, da64}}, {"dB", {f.db, p.db, db64}}};
+    const std::pair<const char*, std::array<at::Tensor, 3>> cases[] = {{"y", {f.y, p.y, y64}},
+                                                                       {"dx", {f.dx, p.dx, dx64}},
+                                                                       {"dA", {f.da, p.da, da64}},
+                                                                       {"dB", {f.db, p.db, db64}}};
     for (const auto& [name, t] : cases) {
       const double fast_err = rel_err(t[0].reshape(t[2].sizes()), t[2]);
       const double peft_err = rel_err(t[1].reshape(t[2].sizes()), t[2]);
       EXPECT_LT(fast_err, 8e-3) << name << " bias=" << with_bias << " (PEFT's formula: " << peft_err << ")";
-      std::printf("lora %-2s bias=%d: fast %.2e, PEFT formula %.2e (rel. L2 vs float64)\n", name, int(with_bias),
-                  fast_err, peft_err);
+      std::printf("lora %-2s bias=%d: fast %.2e, PEFT formula %.2e (rel. L2 vs float64)\n", name,
+                  int(with_bias), fast_err, peft_err);
     }
   }
 }
@@ -83,8 +85,12 @@ TEST(FastPath, LoraMlpMatchesFloat64AndPeft) {
   auto cuda = at::TensorOptions().device(at::kCUDA);
   auto x = at::randn({N, H}, cuda).to(at::kBFloat16);
   auto proj = [&](int64_t out, int64_t in, double s) {
-    return ops::LoraProj{(at::randn({out, in}, cuda) * 0.06).to(at::kBFloat16), at::Tensor(),
-                         at::randn({r, in}, cuda) * 0.06, at::randn({out, r}, cuda) * 0.06, s, 0.0};
+    return ops::LoraProj{(at::randn({out, in}, cuda) * 0.06).to(at::kBFloat16),
+                         at::Tensor(),
+                         at::randn({r, in}, cuda) * 0.06,
+                         at::randn({out, r}, cuda) * 0.06,
+                         s,
+                         0.0};
   };
   ops::LoraProj gate = proj(I, H, 2.0), up = proj(I, H, 2.0), down = proj(H, I, 0.5);
   auto g = at::randn({N, H}, cuda).to(at::kBFloat16);
@@ -165,7 +171,8 @@ TEST(FastPath, RopeSeamMatchesReference) {
   torch::autograd::backward({yr}, {g});
   EXPECT_TRUE(at::equal(yk, yr));
   EXPECT_TRUE(at::equal(xk.grad(), xr.grad()));
-  EXPECT_FALSE(ops::rope_has_kernel(at::randn({B, H, T, D}, at::kCUDA), table, pos));  // not a [B,T,H,D] buffer
+  EXPECT_FALSE(
+      ops::rope_has_kernel(at::randn({B, H, T, D}, at::kCUDA), table, pos));  // not a [B,T,H,D] buffer
 }
 
 TEST(FastPath, SwigluSeamMatchesReference) {
@@ -223,8 +230,8 @@ TEST(FastPath, LinearCrossEntropyMatchesFloat64AndHf) {
   // Same bf16 logits, float32 log-sum-exp: only the summation order differs from HF's formula.
   EXPECT_LT(std::abs(lf - lr) / std::abs(lr), 2e-6);
   EXPECT_LT(std::abs(lf - loss64) / loss64, 5e-3);  // bf16 logits vs float64
-  for (auto [name, got, hf_got, want] : {std::tuple{"dh", hf.grad(), hr.grad(), dh64},
-                                         std::tuple{"dW", wf.grad(), wr.grad(), dw64}}) {
+  for (auto [name, got, hf_got, want] :
+       {std::tuple{"dh", hf.grad(), hr.grad(), dh64}, std::tuple{"dW", wf.grad(), wr.grad(), dw64}}) {
     const double fast_err = rel_err(got, want), hf_err = rel_err(hf_got, want);
     std::printf("%s: fast %.2e, HF formula %.2e (rel. L2 vs float64)\n", name, fast_err, hf_err);
     EXPECT_LT(fast_err, 1e-2) << name;
