@@ -1,4 +1,4 @@
-// Device helpers shared by the elementwise kernels (swiglu.cu, rope.cu): float32 <-> element conversions
+// Device helpers shared by the kernels (rms_norm.cu, swiglu.cu, rope.cu, cross_entropy.cu): float32 <-> element conversions
 // (round to nearest even) and 16-byte packs for vector loads and stores. Internal to kernels/.
 #pragma once
 

@@ -6,23 +6,15 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "kernels/elementwise.cuh"
+
 namespace hs::kernels {
 namespace {
 
 constexpr int kThreads = 256;
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
+using detail::from_float;
+using detail::to_float;
 
 __device__ __forceinline__ float block_sum(float v) {
   __shared__ float warp_sums[kThreads / 32];

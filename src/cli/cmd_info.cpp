@@ -9,6 +9,7 @@
 
 #include "cli/command.h"
 #include "core/build_info.h"
+#include "core/error.h"
 #include "core/timer.h"
 #include "data/hdf5_util.h"
 #include "dist/mpi_runtime.h"

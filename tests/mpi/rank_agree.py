@@ -26,6 +26,7 @@ SRC = os.environ.get("HSLOTH_SOURCE", os.path.dirname(os.path.dirname(HERE)))
 BIN = os.environ.get("HSLOTH_BIN", "")
 MPIEXEC = sys.argv[1] if len(sys.argv) > 1 else "mpiexec"
 sys.path.insert(0, os.path.join(SRC, "tests", "parity"))
+import script_env  # noqa: E402
 failures = []
 BOUND = 20  # seconds for a mismatch to end the job (start-up included; ~2 s unloaded)
 
@@ -69,16 +70,9 @@ def error_lines(log):
 
 
 def main():
-    if not BIN or not os.path.exists(BIN):
-        print(f"FAIL: hsloth binary not found ($HSLOTH_BIN={BIN!r})")
-        return 1
-    try:
-        import tokenizers  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        print(f"SKIP: oracle packages missing ({e})")
-        return 77
+    code = script_env.missing(BIN)
+    if code is not None:
+        return code
     import hf_models
 
     d = tempfile.mkdtemp(prefix="hs-rank-agree-")

@@ -28,6 +28,7 @@ BIN = os.environ.get("HSLOTH_BIN", "")
 DATA = os.environ.get("HSLOTH_TESTDATA", "")
 MPIEXEC = sys.argv[1] if len(sys.argv) > 1 else "mpiexec"
 sys.path.insert(0, os.path.join(SRC, "tests", "parity"))
+import script_env  # noqa: E402
 failures = []
 STEPS = 10
 
@@ -75,17 +76,9 @@ def adapter_diff(path_a, path_b):
 
 
 def main():
-    if not BIN or not os.path.exists(BIN):
-        print(f"FAIL: hsloth binary not found ($HSLOTH_BIN={BIN!r})")
-        return 1
-    try:
-        import safetensors  # noqa: F401
-        import tokenizers  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        print(f"SKIP: oracle packages missing ({e})")
-        return 77
+    code = script_env.missing(BIN, extra=("safetensors",))
+    if code is not None:
+        return code
     import hf_models
 
     d = tempfile.mkdtemp(prefix="hs-world-")

@@ -45,6 +45,8 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("HSLOTH_SOURCE", os.path.dirname(os.path.dirname(HERE)))
 BIN = os.environ.get("HSLOTH_BIN", "")
+sys.path.insert(0, os.path.join(SRC, "tests", "parity"))
+import script_env  # noqa: E402
 SCRIPT = os.path.join(SRC, "bench", "profile_summary.py")
 FIXTURE = os.path.join(SRC, "tests", "fixtures", "profile", "synthetic_step.trace.json")
 failures = []
@@ -171,17 +173,9 @@ def check_trace(d, run, n, stderr):
 
 
 def test_step():
-    if not BIN or not os.path.exists(BIN):
-        print(f"FAIL: hsloth binary not found ($HSLOTH_BIN={BIN!r})")
-        return 1
-    try:
-        import tokenizers  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        print(f"SKIP: oracle packages missing ({e})")
-        return 77
-    sys.path.insert(0, os.path.join(SRC, "tests", "parity"))
+    code = script_env.missing(BIN)
+    if code is not None:
+        return code
     import hf_models
 
     d = tempfile.mkdtemp(prefix="hs-profile-step-")

@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.environ.get("HSLOTH_SOURCE", os.path.dirname(os.path.dirname(HERE)))
 BIN = os.environ.get("HSLOTH_BIN", "")
 sys.path.insert(0, os.path.join(SRC, "tests", "parity"))
+import script_env  # noqa: E402
 failures = []
 STEPS = 12
 
@@ -96,16 +97,9 @@ def last_line(r):
 
 
 def main():
-    if not BIN or not os.path.exists(BIN):
-        print(f"FAIL: hsloth binary not found ($HSLOTH_BIN={BIN!r})")
-        return 1
-    try:
-        import tokenizers  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as e:
-        print(f"SKIP: oracle packages missing ({e})")
-        return 77
+    code = script_env.missing(BIN)
+    if code is not None:
+        return code
     import hf_models
 
     d = tempfile.mkdtemp(prefix="hs-train-safety-")
