@@ -1,9 +1,8 @@
 // bitsandbytes' NF4 (blocksize 64, double quantization) in ATen, bit for bit:
 // - quantize: bitsandbytes' CPU path (its pure-torch quantize_4bit: scale by the reciprocal of the block absmax
 //   -- a division for the trailing partial block --, clamp, bucketize against the float32 midpoints of the code
-//   book; then its native CPU quantize_blockwise for the absmax: divide by the 256-block absmax, take the code
-//   at or below, step right only when strictly nearer; its code map with entry 0 set to -1, as that quantizer
-//   writes it).
+//   book; then its native CPU quantize_blockwise for the absmax: scale by the reciprocal of the 256-block's max,
+//   look the code up in its 65536-entry table, see cpu_lut_codes).
 // - dequantize: its pure-torch dequantize_4bit after its dequantize_blockwise of the absmax (every product and
 //   sum one float32 rounding, in that order), so results are identical on any device.
 // The CUDA kernels of kernels/nf4.h take over on CUDA tensors in CUDA builds (HS_HAVE_KERNELS).
@@ -52,15 +51,32 @@ const char* dtype_json_name(at::ScalarType t) {
   }
 }
 
-// Nearest entry of the sorted `code` for each value of `normed` (float32, in [-1, 1]) by bitsandbytes' CPU rule:
-// the largest index whose code is <= the value, moved one right only when that neighbour is strictly nearer.
-at::Tensor nearest_code_cpu_rule(const at::Tensor& code, const at::Tensor& normed) {
-  const int64_t last = code.numel() - 1;
-  at::Tensor idx = (at::searchsorted(code, normed, /*out_int32=*/false, /*right=*/true) - 1).clamp(0, last);
-  const at::Tensor next = (idx + 1).clamp_max(last);
-  const at::Tensor dl = (normed - code.index_select(0, idx)).abs();
-  const at::Tensor dr = (normed - code.index_select(0, next)).abs();
-  return at::where(at::logical_and(idx < last, dr < dl), next, idx);
+// bitsandbytes' CPU quantize_blockwise rule for the 8-bit absmax codes: a 65536-entry table over [-1, 1]
+// (entry i: the value -1 + 2i/65535, mapped to the first code whose float32 midpoint with the next code is not
+// below it), indexed by trunc(((clamp(v, -1, 1) + 1) * 0.5) * 65535 + 0.5), each step one float32 rounding.
+// Not always the nearest code (the table has 65536 bins); it is what bitsandbytes' CPU quantizer stores.
+at::Tensor cpu_lut_codes(const at::Tensor& code, const at::Tensor& normed) {
+  const at::Tensor c = code.to(at::kCPU).contiguous();
+  const float* cp = c.data_ptr<float>();
+  const int64_t nc = c.numel();
+  std::vector<float> mid(size_t(nc - 1));
+  for (int64_t i = 0; i + 1 < nc; ++i) mid[size_t(i)] = 0.5f * (cp[i] + cp[i + 1]);
+  constexpr int64_t kLut = 65536;
+  at::Tensor lut = at::empty({kLut}, at::kLong);
+  int64_t* lp = lut.data_ptr<int64_t>();
+  int64_t ci = 0;
+  for (int64_t i = 0; i < kLut; ++i) {
+    const float q = (2.0f * float(i)) / float(kLut - 1);
+    const float v = -1.0f + q;
+    while (ci < nc - 1 && mid[size_t(ci)] < v) ++ci;
+    lp[i] = ci;
+  }
+  at::Tensor t = normed.clamp(-1, 1);
+  t = t + 1.0f;
+  t = t * 0.5f;
+  t = t * float(kLut - 1);
+  t = t + 0.5f;
+  return lut.to(normed.device()).index_select(0, t.to(at::kLong));  // float -> int truncates (t >= 0.5)
 }
 
 }  // namespace
@@ -172,11 +188,7 @@ Nf4Tensor quantize_nf4_reference(const at::Tensor& weight) {
   q.shape = weight.sizes().vec();
   q.dtype = st;
   q.code = nf4_code().to(dev);
-  // bitsandbytes' CPU quantize_blockwise sets entry 0 of the map it is given (its cached map) to -1 before
-  // searching it, and the quant state stores that map: a CPU-quantized nested_quant_map starts with -1.
-  at::Tensor ncode = dynamic_code();
-  ncode[0] = -1.0f;
-  q.nested_code = ncode.to(dev);
+  q.nested_code = dynamic_code().to(dev);
 
   // 4-bit codes of each 64-block, as bitsandbytes' quantize_4bit (pure torch, its CPU path).
   std::vector<at::Tensor> absmax_parts, scaled_parts;
@@ -206,11 +218,10 @@ Nf4Tensor quantize_nf4_reference(const at::Tensor& weight) {
   const int64_t nb = x.numel(), nnested = ceil_div(nb, kNestedBlock);
   const at::Tensor xp = at::constant_pad_nd(x, {0, nnested * kNestedBlock - nb}, 0).view({nnested, kNestedBlock});
   q.nested_absmax = std::get<0>(xp.abs().max(1)).contiguous();
-  const at::Tensor div = q.nested_absmax.repeat_interleave(kNestedBlock).slice(0, 0, nb);
-  // A 256-block of equal absmax (all zero after the offset) divides 0 by 0 in bitsandbytes; any code then
-  // dequantizes to exactly the offset, so take the code of 0.
-  const at::Tensor normed = at::where(div == 0, at::zeros({}, f32), x / div);
-  q.absmax = nearest_code_cpu_rule(q.nested_code, normed).to(at::kByte);
+  // Scale by the float32 reciprocal of the 256-block's max |x|; a block of max 0 (all absmax equal) gets code 0.
+  const at::Tensor m = q.nested_absmax.repeat_interleave(kNestedBlock).slice(0, 0, nb);
+  const at::Tensor normed = x * at::where(m == 0, at::zeros({}, f32), m.reciprocal());
+  q.absmax = at::where(m == 0, at::zeros({}, at::kLong), cpu_lut_codes(q.nested_code, normed)).to(at::kByte);
   return q;
 }
 

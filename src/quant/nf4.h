@@ -42,8 +42,8 @@ struct Nf4Tensor {
   void check(const std::string& what) const;
 };
 
-// The 16 NF4 values (bitsandbytes' table) and its dynamic 8-bit map as create_dynamic_map(signed=True) makes it
-// (entry 0 = -0.99297; the CPU quantizer stores it with entry 0 = -1, see quantize_nf4_reference), float32 CPU.
+// The 16 NF4 values (bitsandbytes' table) and its dynamic 8-bit map (create_dynamic_map(signed=True), the
+// nested_quant_map), float32 CPU tensors.
 at::Tensor nf4_code();
 at::Tensor dynamic_code();
 
