@@ -58,9 +58,10 @@ hs::config::Schema schema() {
             0, 9.2e18);
   s.str("device", "auto", hs::model::kDeviceHelp);
   s.str("dtype", "auto", hs::model::kDtypeHelp);
-  s.choice("quant", "none", {"none", "nf4"},
-           "nf4: quantize the projections to 4-bit NF4 at load (QLoRA's base; a pre-quantized bnb-4bit folder "
-           "is NF4 anyway)");
+  s.choice(
+      "quant", "none", {"none", "nf4"},
+      "nf4: quantize the projections to 4-bit NF4 at load (QLoRA's base; a pre-quantized bnb-4bit folder "
+      "is NF4 anyway)");
   s.config_file(false);
   return s;
 }

@@ -56,9 +56,10 @@ hs::config::Schema schema() {
   s.flag("ids", "print the generated token ids (one line) instead of streaming text");
   s.str("device", "auto", hs::model::kDeviceHelp);
   s.str("dtype", "auto", hs::model::kDtypeHelp);
-  s.choice("quant", "none", {"none", "nf4"},
-           "nf4: quantize the projections to 4-bit NF4 at load (QLoRA's base; a pre-quantized bnb-4bit folder "
-           "is NF4 anyway)");
+  s.choice(
+      "quant", "none", {"none", "nf4"},
+      "nf4: quantize the projections to 4-bit NF4 at load (QLoRA's base; a pre-quantized bnb-4bit folder "
+      "is NF4 anyway)");
   s.config_file(false);
   return s;
 }

@@ -99,8 +99,9 @@ int run(const hs::config::Config& cfg) {
   line("MPI", j["mpi"].get<std::string>());
   line("HDF5", j["hdf5"].get<std::string>());
   line("CPU threads", std::to_string(std::thread::hardware_concurrency()));
-  line("fine-tuning", "lora, qlora (LoRA on a 4-bit bitsandbytes NF4 base: quantized at load with finetune = "
-                     "qlora / --quant nf4, or a pre-quantized bnb-4bit folder), full");
+  line("fine-tuning",
+       "lora, qlora (LoRA on a 4-bit bitsandbytes NF4 base: quantized at load with finetune = "
+       "qlora / --quant nf4, or a pre-quantized bnb-4bit folder), full");
   line("NF4", j["qlora_nf4"].get<std::string>());
   return 0;
 }

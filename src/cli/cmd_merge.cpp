@@ -10,8 +10,8 @@
 #include <cctype>
 #include <filesystem>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,9 +44,10 @@ hs::config::Schema schema() {
            "dtype of the written weights (auto: as stored in the base model)");
   s.str("max-shard-size", "5GB", "largest shard file, e.g. 5GB, 500MB, 2GiB");
   s.flag("overwrite", "write into a non-empty output folder");
-  s.choice("quant", "none", {"none", "nf4"},
-           "nf4: merge into the NF4-dequantized projections the adapter was trained on (finetune = qlora on a "
-           "bf16 folder); a pre-quantized bnb-4bit base is always dequantized first");
+  s.choice(
+      "quant", "none", {"none", "nf4"},
+      "nf4: merge into the NF4-dequantized projections the adapter was trained on (finetune = qlora on a "
+      "bf16 folder); a pre-quantized bnb-4bit base is always dequantized first");
   s.config_file(false);
   return s;
 }
@@ -228,9 +229,9 @@ int run(const hs::config::Config& cfg) {
         progress.update(int64_t(k + 1));
       },
       size_t(max_shard),
-      !keep_dtype ? hs::model::scalar_type_name(out_type)
-                  : prequantized ? hs::model::scalar_type_name(nf4_out)  // and quantization_config dropped
-                                 : "");
+      !keep_dtype    ? hs::model::scalar_type_name(out_type)
+      : prequantized ? hs::model::scalar_type_name(nf4_out)  // and quantization_config dropped
+                     : "");
   progress.finish();
   if (!fs::exists(fs::path(model_dir) / "tokenizer.json", ec))
     hs::log::warn("the base model folder has no tokenizer.json; the merged folder has none either");

@@ -157,23 +157,28 @@ void read_quantization(const Reader& r, HfConfig& c) {
   };
   const std::string method = text("quant_method");
   if (method != "bitsandbytes")
-    throw r.bad(key + ".quant_method",
-                str("quantization method '", method.empty() ? std::string("(missing)") : method,
-                    "' is not supported"))
+    throw r
+        .bad(key + ".quant_method",
+             str("quantization method '", method.empty() ? std::string("(missing)") : method,
+                 "' is not supported"))
         .hint(supported);
   if (flag("load_in_8bit"))
-    throw r.bad(key + ".load_in_8bit", "bitsandbytes 8-bit (LLM.int8) weights are not supported").hint(supported);
+    throw r.bad(key + ".load_in_8bit", "bitsandbytes 8-bit (LLM.int8) weights are not supported")
+        .hint(supported);
   if (!flag("load_in_4bit"))
     throw r.bad(key + ".load_in_4bit", "expected true (only 4-bit bitsandbytes weights are supported)")
         .hint(supported);
   const std::string type = text("bnb_4bit_quant_type");
   if (type != "nf4")
-    throw r.bad(key + ".bnb_4bit_quant_type",
-                str("4-bit type '", type.empty() ? std::string("fp4 (the default)") : type, "' is not supported"))
+    throw r
+        .bad(
+            key + ".bnb_4bit_quant_type",
+            str("4-bit type '", type.empty() ? std::string("fp4 (the default)") : type, "' is not supported"))
         .hint(supported);
   if (!flag("bnb_4bit_use_double_quant"))
-    throw r.bad(key + ".bnb_4bit_use_double_quant",
-                "NF4 without double quantization is not supported (expected true)")
+    throw r
+        .bad(key + ".bnb_4bit_use_double_quant",
+             "NF4 without double quantization is not supported (expected true)")
         .hint(supported);
   const std::string storage = text("bnb_4bit_quant_storage");
   if (!storage.empty() && storage != "uint8")
@@ -192,18 +197,21 @@ void read_quantization(const Reader& r, HfConfig& c) {
     // lm_head stays unquantized anyway; the others name modules of multimodal models that a causal LM
     // of the Llama family does not have (Unsloth's text checkpoints list them). A decoder module left
     // unquantized (Unsloth's "dynamic" quants) is not supported.
-    static const std::vector<std::string> harmless = {"lm_head", "multi_modal_projector", "merger",
-                                                      "modality_projection", "vision_tower", "visual"};
+    static const std::vector<std::string> harmless = {
+        "lm_head", "multi_modal_projector", "merger", "modality_projection", "vision_tower", "visual"};
     for (const json& m : *skip) {
       if (!m.is_string())
         throw r.bad(key + ".llm_int8_skip_modules", str("expected module names, got ", m.dump()));
       const std::string name = m.get<std::string>();
       if (std::find(harmless.begin(), harmless.end(), name) == harmless.end())
-        throw r.bad(key + ".llm_int8_skip_modules",
-                    str("module '", name, "' is kept unquantized; only lm_head may be (decoder layers with "
-                        "some projections left in bf16 are not supported)"))
-            .hint("use a checkpoint quantized with the default skip list (lm_head), or the bf16 model "
-                  "with --quant nf4");
+        throw r
+            .bad(key + ".llm_int8_skip_modules",
+                 str("module '", name,
+                     "' is kept unquantized; only lm_head may be (decoder layers with "
+                     "some projections left in bf16 are not supported)"))
+            .hint(
+                "use a checkpoint quantized with the default skip list (lm_head), or the bf16 model "
+                "with --quant nf4");
       c.quantization.skip_modules.push_back(name);
     }
   }

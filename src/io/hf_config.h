@@ -27,8 +27,8 @@ struct RopeScaling {
 // bnb_4bit_use_double_quant=True), the `-bnb-4bit` checkpoints); anything else (fp4, 8-bit, no double
 // quantization, GPTQ, AWQ, ...) is an hs::Error naming the key and what is supported.
 struct QuantizationConfig {
-  bool nf4 = false;                      // the folder holds bitsandbytes NF4 projection weights
-  std::string compute_dtype;             // bnb_4bit_compute_dtype: "bfloat16" | "float16" | "float32"
+  bool nf4 = false;                       // the folder holds bitsandbytes NF4 projection weights
+  std::string compute_dtype;              // bnb_4bit_compute_dtype: "bfloat16" | "float16" | "float32"
   std::vector<std::string> skip_modules;  // llm_int8_skip_modules (lm_head and non-decoder modules only)
 };
 

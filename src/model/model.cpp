@@ -52,11 +52,13 @@ Model Model::load(const std::string& path, const LoadOptions& options) {
   m.config_ = io::load_hf_config(path);
   const io::HfConfig& c = m.config_;
   if (c.quantization.nf4 && !options.projection_factory)
-    throw Error("the folder holds pre-quantized NF4 (bitsandbytes 4-bit) weights: config.json has a "
-                "quantization_config")
+    throw Error(
+        "the folder holds pre-quantized NF4 (bitsandbytes 4-bit) weights: config.json has a "
+        "quantization_config")
         .at(c.source)
-        .hint("load it through hs::quant's NF4 projection factory (hsloth's train, eval and generate do "
-              "so by themselves)");
+        .hint(
+            "load it through hs::quant's NF4 projection factory (hsloth's train, eval and generate do "
+            "so by themselves)");
   io::Checkpoint ck = io::Checkpoint::open(path);
   std::set<std::string> used;
 

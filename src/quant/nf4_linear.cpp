@@ -62,7 +62,8 @@ struct Nf4LinearFunction : public torch::autograd::Function<Nf4LinearFunction> {
       if (w.scalar_type() != grads[0].scalar_type()) w = w.to(grads[0].scalar_type());
       dx = at::matmul(grads[0], w);
     }
-    return {dx, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dx,           at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -126,12 +127,14 @@ model::ProjectionFactory nf4_projection_factory() {
 
 model::LoadOptions nf4_load_options(model::LoadOptions options, const io::HfConfig& config, bool quantize) {
   if (config.quantization.nf4) {
-    log::info("NF4: ", config.source,
-              " is pre-quantized (bitsandbytes 4-bit NF4, double quantization); reading its 4-bit projections");
+    log::info(
+        "NF4: ", config.source,
+        " is pre-quantized (bitsandbytes 4-bit NF4, double quantization); reading its 4-bit projections");
   } else if (quantize) {
-    log::info("NF4: quantizing the seven projections of every layer at load (bitsandbytes NF4, blocksize 64, "
-              "double quantization); embeddings, norms and lm_head stay ",
-              model::scalar_type_name(options.dtype));
+    log::info(
+        "NF4: quantizing the seven projections of every layer at load (bitsandbytes NF4, blocksize 64, "
+        "double quantization); embeddings, norms and lm_head stay ",
+        model::scalar_type_name(options.dtype));
   } else {
     return options;
   }

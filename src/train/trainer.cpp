@@ -221,8 +221,10 @@ void Trainer::Impl::setup() {
   log::info("model ", model_path, " (", mc.model_type, ", ", mc.num_hidden_layers, " layers, ",
             format_count(double(linear)), " matmul params) on ", device.str(), " in ",
             dtype == at::kBFloat16 ? "bf16" : "fp32", ", loaded in ", format_duration(t.seconds()));
-  log::info(full ? "full fine-tuning: " : nf4 ? "QLoRA (LoRA on the NF4 base): " : "LoRA: ", format_count(double(flat->numel())),
-            " trainable parameters",
+  log::info(full  ? "full fine-tuning: "
+            : nf4 ? "QLoRA (LoRA on the NF4 base): "
+                  : "LoRA: ",
+            format_count(double(flat->numel())), " trainable parameters",
             full ? "" : hs::str(" (r=", opts.lora.r, ", alpha=", opts.lora.alpha, ")"));
   log::info("communicator: ", comm.name());
 
