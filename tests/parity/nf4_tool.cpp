@@ -1,6 +1,6 @@
 // nf4_tool: hs::quant's NF4 driven from Python (nf4_bnb.py compares it with bitsandbytes):
-//   nf4_tool dequant IN OUT   every NF4 weight of IN (transformers' pre-quantized layout: read_nf4) dequantized
-//                             on the CPU (dequantize_nf4) into OUT under the weight's name
+//   nf4_tool dequant IN OUT [NAME]  every NF4 weight of IN (transformers' pre-quantized layout: read_nf4), or
+//                             only weight NAME, dequantized on the CPU (dequantize_nf4) into OUT under its name
 //   nf4_tool quant IN OUT     every floating tensor of IN quantized (quantize_nf4) and written to OUT in that
 //                             layout (nf4_tensors_for_save)
 // Errors print hs::Error's message and exit 1.
@@ -24,12 +24,16 @@ void write(const std::string& path, const std::vector<std::pair<std::string, at:
 }
 
 int run(int argc, char** argv) {
-  if (argc != 4) throw hs::Error("usage: nf4_tool dequant|quant IN OUT");
+  if (argc != 4 && argc != 5) throw hs::Error("usage: nf4_tool dequant|quant IN OUT [NAME]");
   const std::string cmd = argv[1];
   const hs::io::Checkpoint ck = hs::io::Checkpoint::open(argv[2]);
   std::vector<std::pair<std::string, at::Tensor>> out;
   const std::string suffix = ".quant_state.bitsandbytes__nf4";
-  if (cmd == "dequant") {
+  if (cmd == "dequant" && argc == 5) {
+    const std::string w = argv[4];
+    if (!hs::quant::has_nf4(ck, w)) throw hs::Error("has_nf4 is false for " + w);
+    out.emplace_back(w, hs::quant::dequantize_nf4(hs::quant::read_nf4(ck, w, at::kCPU)));
+  } else if (cmd == "dequant") {
     for (const std::string& n : ck.names()) {
       if (n.size() <= suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
       const std::string w = n.substr(0, n.size() - suffix.size());
