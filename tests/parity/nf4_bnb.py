@@ -9,7 +9,9 @@
   * the same for standalone weights quantized with bitsandbytes.functional.quantize_4bit (fp32/bf16/fp16, odd
     sizes, blocks crossing rows, a 256-block of equal absmax, an all-zero weight, a large weight with 100+
     nested blocks);
-  * unsupported states (fp4, no double quantization, blocksize 128) are refused naming the tensor and the key.
+  * unsupported states (fp4, no double quantization, blocksize 128) are refused naming the tensor and the key;
+  * with a GPU (and a CUDA build): our CUDA quantizer writes the tensors bitsandbytes' CUDA quantizer writes,
+    and our CUDA dequantization equals bitsandbytes' CUDA dequantize_4bit of the same state, bit for bit.
 usage: nf4_bnb.py PATH/TO/nf4_tool   (exit 77 when bitsandbytes/transformers are not importable)
 """
 
@@ -124,6 +126,43 @@ def transformers_folder(tmp, hidden, inter, seed):
     return load_file(os.path.join(dense_dir, "model.safetensors")), os.path.join(q_dir, "model.safetensors")
 
 
+def gpu_checks(weights, tmp):
+    if not torch.cuda.is_available() or tool("info").stdout.strip() != "cuda 1":
+        print("  (no GPU or no CUDA build: bitsandbytes' CUDA kernels not compared)")
+        return
+    sd = {}
+    for n, w in weights.items():
+        packed, st = F.quantize_4bit(w.cuda(), quant_type="nf4", blocksize=64, compress_statistics=True)
+        sd[n] = packed.cpu()
+        sd.update({f"{n}.{k}": v.cpu() for k, v in st.as_dict(packed=True).items()})
+    path = os.path.join(tmp, "bnb_cuda.safetensors")
+    save_file(sd, path)
+    # Our CUDA quantizer against bitsandbytes' CUDA quantizer.
+    src = os.path.join(tmp, "dense_cuda.safetensors")
+    save_file({n: w.contiguous() for n, w in weights.items()}, src)
+    out = os.path.join(tmp, "ours_cuda.safetensors")
+    tool("quant-cuda", src, out)
+    ours = load_file(out)
+    for n in sorted(weights):
+        for p in PARTS:
+            a, b = ours[n + p], sd[n + p]
+            d = (a.reshape(-1) != b.reshape(-1)).sum().item() if a.shape == b.shape else -1
+            expect(f"cuda: {n}{p} equal to bitsandbytes' CUDA quantizer", d == 0, f"({d} of {b.numel()} differ)")
+        js_ours = json.loads(bytes(ours[n + SUFFIX].tolist()).decode())
+        js_bnb = json.loads(bytes(sd[n + SUFFIX].tolist()).decode())
+        expect(f"cuda: {n} quant state JSON equal", js_ours == js_bnb, f"{js_ours} vs {js_bnb}")
+    # Our CUDA dequantization against bitsandbytes' CUDA dequantize_4bit of its own state.
+    dq = os.path.join(tmp, "dq_cuda.safetensors")
+    tool("dequant-cuda", path, dq)
+    ours = load_file(dq)
+    for n in sorted(weights):
+        st = state_of(sd, n)
+        st.to(torch.device("cuda"))
+        ref = F.dequantize_4bit(sd[n].cuda(), st).cpu()
+        expect(f"cuda: {n} dequantized == bnb CUDA dequantize_4bit", same(ours[n], ref))
+        expect(f"cuda: {n} dequantized == bnb pure-torch (CPU)", same(ours[n], bnb_dequant_pure(sd[n], state_of(sd, n))))
+
+
 def main():
     print(f"bitsandbytes {bitsandbytes.__version__}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,6 +215,8 @@ def main():
             expect(f"{n}: refused with a message naming the weight and the key",
                    r.returncode == 1 and f"m.{n}.weight" in msg and all(x in msg for x in words)
                    and "supported" in msg, repr(msg[:300]))
+
+        gpu_checks(weights, tmp)
 
     if failures:
         print(f"FAILED: {len(failures)} check(s)")
