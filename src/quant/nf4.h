@@ -64,6 +64,8 @@ at::Tensor dequantize_nf4_reference(const Nf4Tensor& q);  // ATen reference (any
 // name.quant_state.bitsandbytes__nf4 (uint8 bytes of a JSON: quant_type, blocksize, dtype, shape,
 // nested_blocksize, nested_offset, nested_dtype). Supported: quant_type nf4, blocksize 64, double quantization
 // (nested_blocksize 256, nested_dtype float32); anything else is an hs::Error naming the tensor and key.
+// has_nf4: the checkpoint holds a bitsandbytes 4-bit quant state for `name` (nf4, or fp4, which read_nf4 refuses
+// with its error); read_nf4 loads it onto `device` (CPU first, then copied).
 bool has_nf4(const io::Checkpoint& ck, const std::string& name);
 Nf4Tensor read_nf4(const io::Checkpoint& ck, const std::string& name, at::Device device);
 // The tensors to write for `name` in that layout (CPU, contiguous), in the order above.

@@ -107,8 +107,8 @@ def check_quant(dense, sd, names, tmp, label):
                f"{js_ours} vs {js_bnb}")
         # bitsandbytes reads what we wrote and dequantizes it to the same values as its own state.
         st = state_of(ours, n)
-        expect(f"{label}: {n} bitsandbytes reads our tensors", same(F.dequantize_4bit(ours[n], st),
-                                                                    F.dequantize_4bit(sd[n], state_of(sd, n))))
+        expect(f"{label}: {n} bitsandbytes reads our tensors", same(bnb_dequant_pure(ours[n], st),
+                                                                    bnb_dequant_pure(sd[n], state_of(sd, n))))
 
 
 def transformers_folder(tmp, hidden, inter, seed):
