@@ -2,11 +2,13 @@
 // Dequantize: one thread per 8 packed bytes (16 outputs, all in one 64-block: one absmax decode per thread),
 // an 8-byte load and 16/32/64-byte stores; the code book in shared memory. Pointers that are not aligned for
 // the vectors, and the last n % 16 elements, take a scalar path with the same arithmetic.
-// Quantize: 16 threads per 64-block (4 elements each, absmax by shuffles), bitsandbytes' CUDA rules: the block
-// scale is 1.0f / absmax (no clamp: an all-zero block gives NaN, i.e. code 0, as bitsandbytes), each value
-// x * scale goes through its NF4 decision tree; the absmax codes: one 256-thread block per 256-block, its
-// 7-step binary search over the dynamic map (which may stop one entry short of the nearest; kept as is).
-// __fmul_rn/__fadd_rn/__fdiv_rn pin every rounding (no FMA contraction).
+// Quantize: 16 threads per 64-block (4 elements each, absmax by shuffles), bitsandbytes' CUDA rules as its
+// build (--use_fast_math) compiles them: the block scale is rcp.approx.ftz(absmax) (no clamp: an all-zero block
+// gives NaN, i.e. code 0), each value mul.ftz(x, scale) goes through its NF4 decision tree; the absmax codes:
+// one 256-thread block per 256-block, its 7-step binary search over the dynamic map (which may stop one entry
+// short of the nearest; kept as is), distances sub.ftz then abs (not fused: PTX of that code, nvcc 13,
+// --use_fast_math; whether ptxas fuses it in bitsandbytes' binary is checked by tests/parity/nf4_bnb.py on a GPU).
+// Dequantize pins every rounding with __fmul_rn/__fadd_rn (no FMA contraction), as bitsandbytes' kernels.
 #include "kernels/nf4.h"
 
 #include <cuda_bf16.h>
@@ -104,6 +106,23 @@ __global__ void dequantize_kernel(const uint8_t* __restrict__ packed, const uint
   }
 }
 
+// The instructions bitsandbytes' --use_fast_math build emits for 1.0f / x, x * y and x - y.
+__device__ __forceinline__ float rcp_approx_ftz(float x) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+}
+__device__ __forceinline__ float mul_ftz(float a, float b) {
+  float r;
+  asm("mul.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+__device__ __forceinline__ float sub_ftz(float a, float b) {
+  float r;
+  asm("sub.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+
 // bitsandbytes' dQuantizeNF4 (its CUDA decision tree; x > threshold goes up).
 __device__ __forceinline__ uint8_t quantize_nf4_value(float x) {
   if (x > 0.03979014977812767f) {
@@ -142,9 +161,9 @@ __global__ void quantize_blocks_kernel(const T* __restrict__ w, int64_t n, uint8
   for (int s = 8; s >= 1; s >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, s, 16));
   if (!live) return;
   if ((threadIdx.x & 15) == 0) absmax[first >> 6] = m;
-  const float scale = __fdiv_rn(1.0f, m);
-  const uint8_t q0 = quantize_nf4_value(__fmul_rn(v[0], scale)), q1 = quantize_nf4_value(__fmul_rn(v[1], scale));
-  const uint8_t q2 = quantize_nf4_value(__fmul_rn(v[2], scale)), q3 = quantize_nf4_value(__fmul_rn(v[3], scale));
+  const float scale = rcp_approx_ftz(m);
+  const uint8_t q0 = quantize_nf4_value(mul_ftz(v[0], scale)), q1 = quantize_nf4_value(mul_ftz(v[1], scale));
+  const uint8_t q2 = quantize_nf4_value(mul_ftz(v[2], scale)), q3 = quantize_nf4_value(mul_ftz(v[3], scale));
   const int64_t byte = first >> 1, nbytes = (n + 1) / 2;
   if (byte < nbytes) packed[byte] = uint8_t(q0 << 4 | q1);
   if (byte + 1 < nbytes) packed[byte + 1] = uint8_t(q2 << 4 | q3);
@@ -166,8 +185,7 @@ __device__ __forceinline__ uint8_t quantize_dynamic_value(const float* smem_code
     val = smem_code[pivot];
   }
   if (upper == 255) upper = 254;
-  return fabsf(__fsub_rn(x, smem_code[lower])) < fabsf(__fsub_rn(x, smem_code[upper])) ? uint8_t(lower)
-                                                                                         : uint8_t(upper);
+  return fabsf(sub_ftz(x, smem_code[lower])) < fabsf(sub_ftz(x, smem_code[upper])) ? uint8_t(lower) : uint8_t(upper);
 }
 
 // One 256-thread block per 256-block of absmax: x = absmax - offset, nested absmax = max |x| (padding 0),
@@ -190,10 +208,10 @@ __global__ void quantize_absmax_kernel(const float* __restrict__ absmax, int64_t
     float mm = -FLT_MAX;
     for (int k = 0; k < kThreads / 32; ++k) mm = fmaxf(mm, s_max[k]);
     nested_absmax[blockIdx.x] = mm;
-    s_scale = __fdiv_rn(1.0f, mm);
+    s_scale = rcp_approx_ftz(mm);
   }
   __syncthreads();
-  if (i < blocks) absmax_code[i] = quantize_dynamic_value(s_code, __fmul_rn(x, s_scale));
+  if (i < blocks) absmax_code[i] = quantize_dynamic_value(s_code, mul_ftz(x, s_scale));
 }
 
 int64_t grid_for(int64_t threads) { return (threads + kThreads - 1) / kThreads; }

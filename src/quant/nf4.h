@@ -6,9 +6,11 @@
 // Dequantization (bitsandbytes' pure-torch backend and CUDA kernel; two separate float32 roundings, no FMA):
 //   a = nested_code[absmax[b]] * nested_absmax[b / 256];  a = a + offset;   (b = element / 64)
 //   w = code[nibble] * a, rounded to `dtype`.
-// Quantization matches bitsandbytes' CPU quantizer bit for bit (packed codes and the absmax codes); its CUDA
-// quantizer rounds (absmax - offset) / nested_absmax differently in a fraction of a percent of 256-blocks,
-// giving an absmax code one step away there.
+// Quantization: quantize_nf4_reference (and quantize_nf4 off CUDA) equals bitsandbytes' CPU quantizer bit for
+// bit (its pure-torch 4-bit codes; its native 8-bit absmax codes, a 65536-entry table). quantize_nf4 on CUDA
+// (CUDA builds) follows bitsandbytes' CUDA kernels instead (approximate reciprocal, NF4 decision tree, a 7-step
+// binary search for the absmax codes), which differ from the CPU ones in a small fraction of absmax codes (and
+// rarely a 4-bit code). Either state dequantizes identically on CPU and GPU.
 #pragma once
 
 #include <cstdint>
@@ -62,6 +64,8 @@ at::Tensor dequantize_nf4_reference(const Nf4Tensor& q);  // ATen reference (any
 // name.quant_state.bitsandbytes__nf4 (uint8 bytes of a JSON: quant_type, blocksize, dtype, shape,
 // nested_blocksize, nested_offset, nested_dtype). Supported: quant_type nf4, blocksize 64, double quantization
 // (nested_blocksize 256, nested_dtype float32); anything else is an hs::Error naming the tensor and key.
+// has_nf4: the checkpoint holds a bitsandbytes 4-bit quant state for `name` (nf4, or fp4, which read_nf4 refuses
+// with its error); read_nf4 loads it onto `device` (CPU first, then copied).
 bool has_nf4(const io::Checkpoint& ck, const std::string& name);
 Nf4Tensor read_nf4(const io::Checkpoint& ck, const std::string& name, at::Device device);
 // The tensors to write for `name` in that layout (CPU, contiguous), in the order above.
