@@ -43,8 +43,8 @@ def check(cond, what):
         failures.append(what)
 
 
-def hsloth(*args, check_rc=True, env=None):
-    r = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
+def hsloth(*args, check_rc=True, env=None, prefix=()):
+    r = subprocess.run([*prefix, BIN, *map(str, args)], capture_output=True, text=True, timeout=600, env=env)
     if check_rc and r.returncode != 0:
         print(r.stdout, r.stderr)
         raise SystemExit(f"hsloth {args[0]} failed with {r.returncode}")
@@ -271,6 +271,17 @@ def main():
         check("resumed from" in r.stderr and
               open(f"{d}/C/final/adapter_model.safetensors", "rb").read() == a_bytes,
               "failed + resumed QLoRA run: bit-identical adapter")
+        mpi = shutil.which("mpiexec")
+        if mpi:
+            env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                       OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
+            hsloth(*train_args(d, "model", "MPI"), env=env, prefix=(mpi, "-n", "2", "--oversubscribe"))
+            mpi_l = [json.loads(x)["loss"] for x in open(f"{d}/MPI/metrics.jsonl") if "loss" in json.loads(x)]
+            worst = max(abs(a - b) / abs(b) for a, b in zip(mpi_l, ref_l)) if mpi_l else 1
+            check(len(mpi_l) == STEPS and worst <= 1e-4,
+                  f"QLoRA under mpirun -np 2: per-step loss vs HF+PEFT worst relative diff {worst:.2e}")
+        else:
+            print("(mpiexec not found: the 2-rank QLoRA run is not checked)")
         ev = json.loads(hsloth("eval", "--model", f"{d}/model", "--quant", "nf4", "--adapter", f"{d}/A/final",
                                *common).stdout)["loss"]
         from peft import PeftModel
