@@ -8,7 +8,8 @@ A second folder is the same model as transformers + bitsandbytes save it pre-qua
 (BitsAndBytesConfig(load_in_4bit, nf4, double quant)): quantization_config and the NF4 tensors.
 
 (a) eval: `hsloth eval --quant nf4` on the fp32 folder, and `hsloth eval` on the pre-quantized folder (no flag:
-    it is what the folder is), equal the oracle's loss within 1e-5 relative; without --quant the loss differs.
+    it is what the folder is), equal the oracle's loss within 1e-5 relative; so does a folder pre-quantized from
+    bf16 weights (quant_state dtype bf16, as the -bnb-4bit checkpoints); without --quant the loss differs.
     `hsloth generate --quant nf4 --greedy` gives the oracle's greedy tokens.
 (b) train: `finetune = qlora` for a few steps, replayed by HF + PEFT on the oracle model (same LoRA init,
     one packed micro-batch per step, AdamW, linear warmup): per-step losses within 1e-4 relative, final
@@ -78,8 +79,10 @@ def read_samples(folder):
     return out
 
 
-def oracle_model(model_dir):
-    """transformers' fp32 model with every projection weight replaced by its dequantized NF4 value."""
+def oracle_model(model_dir, quant_dtype=None):
+    """transformers' fp32 model with every projection weight replaced by its dequantized NF4 value. quant_dtype
+    (e.g. bf16): the model as a folder saved in that dtype holds it (every weight rounded to it), quantized from
+    it; default: as loaded, fp32."""
     import bitsandbytes.functional as F
     import torch
 
@@ -87,11 +90,15 @@ def oracle_model(model_dir):
 
     m = hf_models.load(model_dir)
     with torch.no_grad():
+        if quant_dtype is not None:  # the folder's other tensors are stored in quant_dtype too
+            for p in m.parameters():
+                p.copy_(p.to(quant_dtype).to(torch.float32))
         for layer in m.model.layers:
             for mod in [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
                         layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj]:
-                q, st = F.quantize_4bit(mod.weight.data.contiguous(), quant_type="nf4", blocksize=64,
-                                        compress_statistics=True)
+                w = mod.weight.data.contiguous()
+                q, st = F.quantize_4bit(w if quant_dtype is None else w.to(quant_dtype), quant_type="nf4",
+                                        blocksize=64, compress_statistics=True)
                 mod.weight.copy_(F.dequantize_4bit(q, st).to(torch.float32))
     return m
 
@@ -142,14 +149,15 @@ def hf_replay(d, samples):
     return losses, state
 
 
-def write_prequantized(src, out):
-    """The fp32 folder as transformers + bitsandbytes save it in 4-bit (CPU)."""
+def write_prequantized(src, out, dtype=None):
+    """The folder as transformers + bitsandbytes save it in 4-bit (CPU), loaded in dtype (fp32 by default)."""
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    dtype = dtype or torch.float32
     cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=torch.float32)
-    m = AutoModelForCausalLM.from_pretrained(src, quantization_config=cfg, device_map="cpu", dtype=torch.float32)
+                             bnb_4bit_compute_dtype=dtype)
+    m = AutoModelForCausalLM.from_pretrained(src, quantization_config=cfg, device_map="cpu", dtype=dtype)
     m.save_pretrained(out)
     for f in ["tokenizer.json", "tokenizer_config.json"]:
         shutil.copy(f"{src}/{f}", f"{out}/{f}")
@@ -230,6 +238,12 @@ def main():
         check(abs(pre - ref) <= 1e-5 * abs(ref) and "pre-quantized" in r.stderr,
               f"eval of transformers' pre-quantized folder (no --quant) == oracle ({pre:.7f} vs {ref:.7f})")
         check("not used" not in r.stderr, "every tensor of the pre-quantized folder is read (no unused-tensor warning)")
+        # the usual -bnb-4bit checkpoint: quantized from bf16 (quant_state dtype bf16), evaluated in fp32
+        write_prequantized(f"{d}/model", f"{d}/q4bf16", torch.bfloat16)
+        ref16 = loss_of(oracle_model(f"{d}/model", torch.bfloat16), evals)
+        pre16 = json.loads(hsloth("eval", "--model", f"{d}/q4bf16", *common).stdout)["loss"]
+        check(abs(pre16 - ref16) <= 1e-5 * abs(ref16),
+              f"eval of a pre-quantized folder made from bf16 weights == oracle ({pre16:.7f} vs {ref16:.7f})")
         dense = json.loads(hsloth("eval", "--model", f"{d}/model", *common).stdout)["loss"]
         check(abs(dense - ref) > 1e-4 * abs(ref), f"without --quant the loss differs ({dense:.6f} vs {ref:.6f})")
         from tokenizers import Tokenizer
@@ -304,6 +318,17 @@ def main():
             lm, lp = merged(x).logits, ours_pm(x).logits
         e = ((lm - lp).norm() / lp.norm()).item()
         check(e <= 1e-5, f"merged folder (transformers) == PEFT on the dequantized base: rel err {e:.2e}")
+        hsloth("merge", "--model", f"{d}/q4bf16", "--adapter", f"{d}/A/final", "--out", f"{d}/merged16")
+        cfg16 = json.load(open(f"{d}/merged16/config.json"))
+        t16 = load_file(f"{d}/merged16/model.safetensors")
+        check({v.dtype for v in t16.values()} == {torch.bfloat16} and "quantization_config" not in cfg16 and
+              cfg16.get("dtype", cfg16.get("torch_dtype")) == "bfloat16",
+              "merge from a bf16-made 4-bit base writes a bf16 folder without quantization_config")
+        pm16 = PeftModel.from_pretrained(oracle_model(f"{d}/model", torch.bfloat16), f"{d}/A/final").eval()
+        with torch.no_grad():
+            l16, lp16 = hf_models.load(f"{d}/merged16")(x).logits, pm16(x).logits
+        e16 = ((l16 - lp16).norm() / lp16.norm()).item()
+        check(e16 <= 1e-2, f"its logits (transformers) == PEFT on the dequantized bf16 base at bf16 precision: {e16:.2e}")
         hsloth("merge", "--model", f"{d}/model", "--adapter", f"{d}/A/final", "--out", f"{d}/merged2", "--quant", "nf4")
         t1 = load_file(f"{d}/merged/model.safetensors")
         t2 = load_file(f"{d}/merged2/model.safetensors")
