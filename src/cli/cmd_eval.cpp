@@ -6,6 +6,7 @@
 // result is exact either way and equals the trainer's eval on the same shards.
 // Under mpirun the micro-batches are dealt round-robin to the ranks and the sums are combined in rank order.
 // The shards' tokenizer is checked against the model folder's tokenizer.json when it has one.
+// --quant nf4 (or a pre-quantized bnb-4bit folder) evaluates on the NF4 base (hs::quant), the adapter on top.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -25,10 +26,12 @@
 #include "dist/communicator.h"
 #include "dist/mpi_runtime.h"
 #include "io/file.h"
+#include "io/hf_config.h"
 #include "io/sha256.h"
 #include "lora/lora.h"
 #include "model/model.h"
 #include "model/runtime.h"
+#include "quant/nf4_linear.h"
 #include "train/batches.h"
 
 namespace {
@@ -55,6 +58,10 @@ hs::config::Schema schema() {
             0, 9.2e18);
   s.str("device", "auto", hs::model::kDeviceHelp);
   s.str("dtype", "auto", hs::model::kDtypeHelp);
+  s.choice(
+      "quant", "none", {"none", "nf4"},
+      "nf4: quantize the projections to 4-bit NF4 at load (QLoRA's base; a pre-quantized bnb-4bit folder "
+      "is NF4 anyway)");
   s.config_file(false);
   return s;
 }
@@ -66,6 +73,7 @@ struct Options {
   int64_t tokens_per_batch = 4096, max_samples = 0;
   hs::data::Packing packing = hs::data::Packing::packed;
   std::string device, dtype;  // model::resolve_device / resolve_dtype words
+  bool nf4 = false;           // --quant nf4
 };
 
 Options read_options(const hs::config::Config& cfg) {
@@ -79,6 +87,7 @@ Options read_options(const hs::config::Config& cfg) {
   o.packing = hs::data::parse_packing(cfg.get("packing"));
   o.device = cfg.get("device");
   o.dtype = cfg.get("dtype");
+  o.nf4 = cfg.get("quant") == "nf4";
   return o;
 }
 
@@ -88,7 +97,8 @@ int run(const hs::config::Config& cfg) {
   const std::string& model_dir = o.model;
   hs::Timer timer;
   at::Device device = hs::model::resolve_device(o.device, Mpi::local_rank());
-  hs::model::LoadOptions lo{hs::model::resolve_dtype(o.dtype, device), device};
+  const hs::model::LoadOptions lo = hs::quant::nf4_load_options(
+      {hs::model::resolve_dtype(o.dtype, device), device}, hs::io::load_hf_config(model_dir), o.nf4);
 
   hs::data::ShardIndex::Options opts;
   fs::path tok = fs::path(model_dir) / "tokenizer.json";

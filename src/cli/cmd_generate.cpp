@@ -22,11 +22,13 @@
 #include "core/log.h"
 #include "core/timer.h"
 #include "io/file.h"
+#include "io/hf_config.h"
 #include "io/json.h"
 #include "lora/lora.h"
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/runtime.h"
+#include "quant/nf4_linear.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -54,6 +56,10 @@ hs::config::Schema schema() {
   s.flag("ids", "print the generated token ids (one line) instead of streaming text");
   s.str("device", "auto", hs::model::kDeviceHelp);
   s.str("dtype", "auto", hs::model::kDtypeHelp);
+  s.choice(
+      "quant", "none", {"none", "nf4"},
+      "nf4: quantize the projections to 4-bit NF4 at load (QLoRA's base; a pre-quantized bnb-4bit folder "
+      "is NF4 anyway)");
   s.config_file(false);
   return s;
 }
@@ -66,6 +72,7 @@ struct Options {
   uint64_t seed = 0;
   hs::model::Sampling sampling;
   std::string device, dtype;  // model::resolve_device / resolve_dtype words
+  bool nf4 = false;           // --quant nf4
 };
 
 Options read_options(const hs::config::Config& cfg) {
@@ -85,6 +92,7 @@ Options read_options(const hs::config::Config& cfg) {
   o.sampling.top_k = cfg.get_int("top-k");
   o.device = cfg.get("device");
   o.dtype = cfg.get("dtype");
+  o.nf4 = cfg.get("quant") == "nf4";
   return o;
 }
 
@@ -131,10 +139,14 @@ int run(const hs::config::Config& cfg) {
   const Options o = read_options(cfg);
   const std::string& model_dir = o.model;
   at::Device device = hs::model::resolve_device(o.device);
-  hs::model::LoadOptions lo{hs::model::resolve_dtype(o.dtype, device), device};
+  const hs::model::LoadOptions lo = hs::quant::nf4_load_options(
+      {hs::model::resolve_dtype(o.dtype, device), device}, hs::io::load_hf_config(model_dir), o.nf4);
   hs::Timer load_timer;
   hs::tokenizer::Tokenizer tok = hs::tokenizer::Tokenizer::from_file(model_dir);
-  hs::model::Model model = hs::lora::load_for_inference(model_dir, o.adapter, lo, /*merge=*/true);
+  // An adapter is merged into a dense base; on an NF4 base (--quant nf4 or a pre-quantized folder) it stays
+  // a LoRA branch, as PEFT runs it on a 4-bit base.
+  hs::model::Model model =
+      hs::lora::load_for_inference(model_dir, o.adapter, lo, /*merge=*/!lo.projection_factory);
   const hs::io::HfConfig& hc = model.config();
   if (tok.vocab_size() > hc.vocab_size)
     throw hs::Error(

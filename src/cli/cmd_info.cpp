@@ -1,5 +1,6 @@
 // `hsloth info`: what this build is and what it sees, for bug reports and cluster checks: LibTorch
-// version and whether CUDA is compiled in, visible GPUs, NCCL, MPI library, HDF5, CPU threads.
+// version and whether CUDA is compiled in, visible GPUs, NCCL, MPI library, HDF5, CPU threads, and the
+// fine-tuning modes (LoRA, QLoRA on an NF4 base, full).
 // `--json` prints the same as one JSON object.
 #include <cmath>
 #include <thread>
@@ -62,6 +63,9 @@ int run(const hs::config::Config& cfg) {
   j["mpi"] = hs::dist::Mpi::library_version();
   j["hdf5"] = hs::data::hdf5_version();
   j["cpu_threads"] = std::thread::hardware_concurrency();
+  j["finetune"] = {"lora", "qlora", "full"};
+  // QLoRA's base (hs::quant): bitsandbytes NF4, quantized at load or read from a pre-quantized folder.
+  j["qlora_nf4"] = b.cuda_compiled ? "CUDA kernels (CPU reference on the CPU)" : "CPU reference";
 
   if (cfg.get_bool("json")) {
     std::printf("%s\n", j.dump(2).c_str());
@@ -95,6 +99,10 @@ int run(const hs::config::Config& cfg) {
   line("MPI", j["mpi"].get<std::string>());
   line("HDF5", j["hdf5"].get<std::string>());
   line("CPU threads", std::to_string(std::thread::hardware_concurrency()));
+  line("fine-tuning",
+       "lora, qlora (LoRA on a 4-bit bitsandbytes NF4 base: quantized at load with finetune = "
+       "qlora / --quant nf4, or a pre-quantized bnb-4bit folder), full");
+  line("NF4", j["qlora_nf4"].get<std::string>());
   return 0;
 }
 

@@ -3,12 +3,15 @@
 // files copied) that transformers loads directly. Works tensor by tensor on the mapped checkpoint: untouched
 // tensors are copied byte for byte, targeted weights become W + scaling * B A (computed in float32,
 // rounded once to the output dtype); at most one shard is held in memory. The folder is written by
-// model::write_hf_folder, as the trainer's full fine-tuning final/ is.
+// model::write_hf_folder, as the trainer's full fine-tuning final/ is. An NF4 base (a pre-quantized bnb-4bit
+// folder, or --quant nf4 for an adapter trained with finetune = qlora on a bf16 folder) is dequantized
+// first, projection by projection, and the folder written dense (no quantization_config).
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,6 +27,7 @@
 #include "model/registry.h"
 #include "model/runtime.h"
 #include "model/tensor_io.h"
+#include "quant/nf4.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -40,6 +44,10 @@ hs::config::Schema schema() {
            "dtype of the written weights (auto: as stored in the base model)");
   s.str("max-shard-size", "5GB", "largest shard file, e.g. 5GB, 500MB, 2GiB");
   s.flag("overwrite", "write into a non-empty output folder");
+  s.choice(
+      "quant", "none", {"none", "nf4"},
+      "nf4: merge into the NF4-dequantized projections the adapter was trained on (finetune = qlora on a "
+      "bf16 folder); a pre-quantized bnb-4bit base is always dequantized first");
   s.config_file(false);
   return s;
 }
@@ -91,6 +99,7 @@ struct Options {
   std::string dtype = "auto";  // "auto": as stored; else a model::resolve_dtype word
   uint64_t max_shard = 0;
   bool overwrite = false;
+  bool nf4 = false;  // --quant nf4
 };
 
 Options read_options(const hs::config::Config& cfg) {
@@ -101,6 +110,7 @@ Options read_options(const hs::config::Config& cfg) {
   o.dtype = cfg.get("dtype");
   o.max_shard = parse_size(cfg.get("max-shard-size"));
   o.overwrite = cfg.get_bool("overwrite");
+  o.nf4 = cfg.get("quant") == "nf4";
   return o;
 }
 
@@ -133,7 +143,37 @@ int run(const hs::config::Config& cfg) {
         targets[w] = {pair};
       }
 
+  // An NF4 base: the projections' stored NF4 tensors (a pre-quantized folder) are dequantized, and with
+  // --quant nf4 the dense ones go through quantize + dequantize, so the adapter lands on the weights it was
+  // trained on; the other tensors of the NF4 layout are not written.
+  const bool prequantized = hf.quantization.nf4;
+  std::map<std::string, std::vector<int64_t>> nf4_weights;  // projection weight -> [out, in]
+  std::set<std::string> nf4_parts;                          // the layout's other tensors (not written)
+  if (prequantized || o.nf4) {
+    for (int i = 0; i < int(hf.num_hidden_layers); ++i)
+      for (hs::model::Proj p : hs::model::kAllProjs) {
+        const std::string w = hs::model::names::weight(i, p);
+        auto [out, in] = hs::model::proj_shape(hf, p);
+        if (prequantized && !hs::quant::has_nf4(base, w))
+          throw hs::Error(hs::str("the base is pre-quantized (config.json's quantization_config) but '", w,
+                                  "' is not stored NF4"))
+              .at(base.source())
+              .hint("the folder is damaged or not a bitsandbytes 4-bit checkpoint");
+        if (!prequantized) continue;
+        nf4_weights[w] = {out, in};
+        for (const std::string& n : base.names())
+          if (n.size() > w.size() && n.compare(0, w.size() + 1, w + ".") == 0) nf4_parts.insert(n);
+      }
+    hs::log::info(prequantized ? "the base model is pre-quantized NF4 (bitsandbytes 4-bit): dequantizing its "
+                                 "projections before merging"
+                               : "--quant nf4: merging into the NF4-dequantized projections (quantize + "
+                                 "dequantize of each base weight, as QLoRA trained on them)");
+  }
+
   const std::string& dtype_word = o.dtype;
+  // A pre-quantized base's dequantized weights are written in the dtype of its unquantized tensors.
+  const at::ScalarType nf4_out =
+      hs::model::to_scalar_type(base.get(hs::model::names::tensor(hs::model::Slot::embed)).dtype);
   const bool keep_dtype = dtype_word == "auto";
   const at::ScalarType out_type =
       keep_dtype ? at::ScalarType::Undefined : hs::model::resolve_dtype(dtype_word, at::kCPU);
@@ -142,13 +182,24 @@ int run(const hs::config::Config& cfg) {
            d == hs::io::DType::F64;
   };
 
-  std::vector<std::string> names = ordered_names(base);
+  std::vector<std::string> names;
+  for (const std::string& n : ordered_names(base))
+    if (!nf4_parts.count(n)) names.push_back(n);
   std::vector<hs::io::TensorSpec> specs;
   for (const std::string& n : names) {
     const hs::io::TensorInfo& t = base.get(n);
+    auto q = nf4_weights.find(n);
+    if (q != nf4_weights.end()) {
+      specs.push_back({n, hs::model::to_io_dtype(keep_dtype ? nf4_out : out_type), q->second});
+      continue;
+    }
     hs::io::DType d = (!keep_dtype && is_float(t.dtype)) ? hs::model::to_io_dtype(out_type) : t.dtype;
     specs.push_back({n, d, t.shape});
   }
+  std::set<std::string> requant;  // --quant nf4 on a dense base: the projection weights
+  if (o.nf4 && !prequantized)
+    for (int i = 0; i < int(hf.num_hidden_layers); ++i)
+      for (hs::model::Proj p : hs::model::kAllProjs) requant.insert(hs::model::names::weight(i, p));
   const double scaling = adapter.config().scaling();
   hs::Progress progress("merge", int64_t(names.size()), "tensors");
   // config.json as given (its torch_dtype/dtype updated when the dtype changed); the rest copied.
@@ -158,10 +209,15 @@ int run(const hs::config::Config& cfg) {
         const std::string& n = names[k];
         const hs::io::TensorInfo& t = base.get(n);
         auto it = targets.find(n);
-        if (it == targets.end() && specs[k].dtype == t.dtype) {
+        const bool dequant = nf4_weights.count(n) || requant.count(n);
+        if (it == targets.end() && specs[k].dtype == t.dtype && !dequant) {
           put(t.data, t.nbytes);  // untouched: the mapped bytes as they are
         } else {
           at::Tensor w = hs::model::view_tensor(t);
+          if (nf4_weights.count(n))
+            w = hs::quant::dequantize_nf4(hs::quant::read_nf4(base, n, at::kCPU));
+          else if (dequant)
+            w = hs::quant::dequantize_nf4(hs::quant::quantize_nf4(w));
           if (it != targets.end()) {
             at::Tensor a = hs::model::view_tensor(*it->second.pair->a);
             at::Tensor b = hs::model::view_tensor(*it->second.pair->b);
@@ -172,7 +228,10 @@ int run(const hs::config::Config& cfg) {
         }
         progress.update(int64_t(k + 1));
       },
-      size_t(max_shard), keep_dtype ? "" : hs::model::scalar_type_name(out_type));
+      size_t(max_shard),
+      !keep_dtype    ? hs::model::scalar_type_name(out_type)
+      : prequantized ? hs::model::scalar_type_name(nf4_out)  // and quantization_config dropped
+                     : "");
   progress.finish();
   if (!fs::exists(fs::path(model_dir) / "tokenizer.json", ec))
     hs::log::warn("the base model folder has no tokenizer.json; the merged folder has none either");

@@ -3,6 +3,7 @@
 // so the model code can trust them.
 #include "io/hf_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -127,6 +128,96 @@ void read_rope(const Reader& r, HfConfig& c) {
   }
 }
 
+// quantization_config: bitsandbytes NF4 with double quantization, or an error naming the key.
+void read_quantization(const Reader& r, HfConfig& c) {
+  if (!r.has("quantization_config")) return;
+  const json& q = r.j["quantization_config"];
+  const std::string key = "quantization_config";
+  const char* supported =
+      "supported: bitsandbytes 4-bit NF4 with double quantization (quant_method \"bitsandbytes\", "
+      "load_in_4bit true, bnb_4bit_quant_type \"nf4\", bnb_4bit_use_double_quant true), as transformers "
+      "saves BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=\"nf4\", "
+      "bnb_4bit_use_double_quant=True); or dequantize the model to bf16 first";
+  if (!q.is_object()) throw r.bad(key, str("expected an object, got ", q.dump())).hint(supported);
+  auto field = [&](const char* k) -> const json* {
+    for (std::string name : {std::string(k), "_" + std::string(k)})
+      if (q.contains(name) && !q[name].is_null()) return &q[name];
+    return nullptr;
+  };
+  auto flag = [&](const char* k) {
+    const json* v = field(k);
+    if (v && !v->is_boolean()) throw r.bad(key + "." + k, str("expected true or false, got ", v->dump()));
+    return v && v->get<bool>();
+  };
+  auto text = [&](const char* k) -> std::string {
+    const json* v = field(k);
+    if (!v) return "";
+    if (!v->is_string()) throw r.bad(key + "." + k, str("expected a string, got ", v->dump()));
+    return v->get<std::string>();
+  };
+  const std::string method = text("quant_method");
+  if (method != "bitsandbytes")
+    throw r
+        .bad(key + ".quant_method",
+             str("quantization method '", method.empty() ? std::string("(missing)") : method,
+                 "' is not supported"))
+        .hint(supported);
+  if (flag("load_in_8bit"))
+    throw r.bad(key + ".load_in_8bit", "bitsandbytes 8-bit (LLM.int8) weights are not supported")
+        .hint(supported);
+  if (!flag("load_in_4bit"))
+    throw r.bad(key + ".load_in_4bit", "expected true (only 4-bit bitsandbytes weights are supported)")
+        .hint(supported);
+  const std::string type = text("bnb_4bit_quant_type");
+  if (type != "nf4")
+    throw r
+        .bad(
+            key + ".bnb_4bit_quant_type",
+            str("4-bit type '", type.empty() ? std::string("fp4 (the default)") : type, "' is not supported"))
+        .hint(supported);
+  if (!flag("bnb_4bit_use_double_quant"))
+    throw r
+        .bad(key + ".bnb_4bit_use_double_quant",
+             "NF4 without double quantization is not supported (expected true)")
+        .hint(supported);
+  const std::string storage = text("bnb_4bit_quant_storage");
+  if (!storage.empty() && storage != "uint8")
+    throw r.bad(key + ".bnb_4bit_quant_storage", str("storage '", storage, "' is not supported (only uint8)"))
+        .hint(supported);
+  std::string compute = text("bnb_4bit_compute_dtype");
+  if (compute.rfind("torch.", 0) == 0) compute = compute.substr(6);
+  if (compute.empty()) compute = "float32";  // transformers' default
+  if (compute != "bfloat16" && compute != "float16" && compute != "float32")
+    throw r.bad(key + ".bnb_4bit_compute_dtype", str("compute dtype '", compute, "' is not supported"))
+        .hint("supported: bfloat16, float16, float32");
+  c.quantization.compute_dtype = compute;
+  if (const json* skip = field("llm_int8_skip_modules")) {
+    if (!skip->is_array())
+      throw r.bad(key + ".llm_int8_skip_modules", str("expected a list of module names, got ", skip->dump()));
+    // lm_head stays unquantized anyway; the others name modules of multimodal models that a causal LM
+    // of the Llama family does not have (Unsloth's text checkpoints list them). A decoder module left
+    // unquantized (Unsloth's "dynamic" quants) is not supported.
+    static const std::vector<std::string> harmless = {
+        "lm_head", "multi_modal_projector", "merger", "modality_projection", "vision_tower", "visual"};
+    for (const json& m : *skip) {
+      if (!m.is_string())
+        throw r.bad(key + ".llm_int8_skip_modules", str("expected module names, got ", m.dump()));
+      const std::string name = m.get<std::string>();
+      if (std::find(harmless.begin(), harmless.end(), name) == harmless.end())
+        throw r
+            .bad(key + ".llm_int8_skip_modules",
+                 str("module '", name,
+                     "' is kept unquantized; only lm_head may be (decoder layers with "
+                     "some projections left in bf16 are not supported)"))
+            .hint(
+                "use a checkpoint quantized with the default skip list (lm_head), or the bf16 model "
+                "with --quant nf4");
+      c.quantization.skip_modules.push_back(name);
+    }
+  }
+  c.quantization.nf4 = true;
+}
+
 }  // namespace
 
 void HfConfig::check_sequence_length(int64_t length, const std::string& where) const {
@@ -220,6 +311,7 @@ HfConfig parse_hf_config(std::string_view text, const std::string& source) {
   }
   for (const char* k : {"torch_dtype", "dtype"})
     if (r.has(k) && j[k].is_string()) c.torch_dtype = j[k].get<std::string>();
+  read_quantization(r, c);
   return c;
 }
 

@@ -22,6 +22,16 @@ struct RopeScaling {
   int64_t original_max_position_embeddings = 0;          // llama3
 };
 
+// config.json's `quantization_config`. The one pre-quantized format read is bitsandbytes' 4-bit NF4 with
+// double quantization (transformers' BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+// bnb_4bit_use_double_quant=True), the `-bnb-4bit` checkpoints); anything else (fp4, 8-bit, no double
+// quantization, GPTQ, AWQ, ...) is an hs::Error naming the key and what is supported.
+struct QuantizationConfig {
+  bool nf4 = false;                       // the folder holds bitsandbytes NF4 projection weights
+  std::string compute_dtype;              // bnb_4bit_compute_dtype: "bfloat16" | "float16" | "float32"
+  std::vector<std::string> skip_modules;  // llm_int8_skip_modules (lm_head and non-decoder modules only)
+};
+
 struct HfConfig {
   std::string model_type;  // llama | mistral | qwen2 | qwen3
   int64_t hidden_size = 0, intermediate_size = 0, num_hidden_layers = 0;
@@ -40,6 +50,7 @@ struct HfConfig {
   std::vector<int64_t> bos_token_ids, eos_token_ids;
   std::optional<int64_t> pad_token_id;
   std::string torch_dtype;  // "bfloat16", "float32", ... or "" when absent
+  QuantizationConfig quantization;  // nf4 = false: a plain (unquantized) folder
   std::string source;       // the config.json path
   std::string text;         // the file as read (merge copies it)
 

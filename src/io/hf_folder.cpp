@@ -36,6 +36,7 @@ int write_hf_side_files(const std::string& base_dir, const std::string& out_dir,
     for (const char* key : {"torch_dtype", "dtype"})
       if (j.contains(key)) j[key] = dtype_name;
     if (!j.contains("torch_dtype") && !j.contains("dtype")) j["torch_dtype"] = dtype_name;
+    j.erase("quantization_config");  // the written weights are dense (merge from a 4-bit base dequantizes)
     config_text = j.dump(2) + "\n";
   }
   write_file_atomic((fs::path(out_dir) / "config.json").string(), config_text);

@@ -9,7 +9,8 @@
 namespace hs::io {
 
 // Writes out_dir/config.json and copies the side files found in base_dir. `dtype_name` ("bfloat16",
-// "float32", ...) replaces the config's torch_dtype/dtype; empty keeps the text as it is. Returns the
+// "float32", ...) replaces the config's torch_dtype/dtype and drops a quantization_config (the weights
+// written are dense); empty keeps the text as it is. Returns the
 // number of side files copied (config.json not counted).
 int write_hf_side_files(const std::string& base_dir, const std::string& out_dir, const std::string& dtype_name);
 

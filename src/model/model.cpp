@@ -51,6 +51,14 @@ Model Model::load(const std::string& path, const LoadOptions& options) {
   m.options_ = options;
   m.config_ = io::load_hf_config(path);
   const io::HfConfig& c = m.config_;
+  if (c.quantization.nf4 && !options.projection_factory)
+    throw Error(
+        "the folder holds pre-quantized NF4 (bitsandbytes 4-bit) weights: config.json has a "
+        "quantization_config")
+        .at(c.source)
+        .hint(
+            "load it through hs::quant's NF4 projection factory (hsloth's train, eval and generate do "
+            "so by themselves)");
   io::Checkpoint ck = io::Checkpoint::open(path);
   std::set<std::string> used;
 
@@ -96,6 +104,27 @@ Model Model::load(const std::string& path, const LoadOptions& options) {
     for (Proj p : kAllProjs) {
       auto [out, in] = proj_shape(c, p);
       const bool has_bias = proj_has_bias(c, p);
+      if (options.projection_factory) {
+        ProjectionSource src;
+        src.layer = i;
+        src.proj = p;
+        src.checkpoint = &ck;
+        src.weight_name = names::weight(i, p);
+        src.bias_name = has_bias ? names::bias(i, p) : std::string();
+        src.shape = {out, in};
+        src.device = options.device;
+        src.dtype = options.dtype;
+        src.load_weight = [&, name = src.weight_name, out = out, in = in] { return get(name, {out, in}); };
+        src.load_bias = [&, name = src.bias_name, out = out] {
+          return name.empty() ? at::Tensor() : get(name, {out});
+        };
+        src.mark_used = [&](const std::string& name) { used.insert(name); };
+        L.proj[size_t(p)] = options.projection_factory(src);
+        HS_CHECK(L.proj[size_t(p)] && L.proj[size_t(p)]->out_features() == out &&
+                     L.proj[size_t(p)]->in_features() == in,
+                 "the projection factory built a projection of the wrong shape");
+        continue;
+      }
       at::Tensor w = get(names::weight(i, p), {out, in});
       at::Tensor b = has_bias ? get(names::bias(i, p), {out}) : at::Tensor();
       L.proj[size_t(p)] = std::make_shared<DenseLinear>(std::move(w), std::move(b));

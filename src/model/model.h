@@ -22,11 +22,35 @@
 #include "model/ops.h"
 #include "model/registry.h"
 
+namespace hs::io {
+class Checkpoint;
+}
+
 namespace hs::model {
+
+// What a projection factory gets for each of a layer's seven projections while Model::load runs.
+struct ProjectionSource {
+  int layer = 0;
+  Proj proj = Proj::q;
+  const io::Checkpoint* checkpoint = nullptr;  // the opened base checkpoint
+  std::string weight_name, bias_name;          // HF names; bias_name empty when the projection has none
+  std::vector<int64_t> shape;                  // expected weight shape [out, in]
+  at::Device device = at::kCPU;
+  at::ScalarType dtype = at::kFloat;  // the run dtype
+  // The dense weight / bias as the default DenseLinear gets them (shape and dtype checked, converted to the
+  // run dtype on the device; load_bias() is undefined without a bias). Both mark their tensor as used.
+  std::function<at::Tensor()> load_weight, load_bias;
+  // Marks another checkpoint tensor as read (so it is not reported as unused).
+  std::function<void(const std::string&)> mark_used;
+};
+using ProjectionFactory = std::function<std::shared_ptr<Projection>(const ProjectionSource&)>;
 
 struct LoadOptions {
   at::ScalarType dtype = at::kFloat;  // run dtype of weights and activations
   at::Device device = at::kCPU;
+  // Builds each projection (a quantized base: hs::quant); null = DenseLinear from the dense weights. A folder
+  // whose config.json has a quantization_config needs one (Model::load refuses it otherwise).
+  ProjectionFactory projection_factory;
 };
 
 struct Layer {

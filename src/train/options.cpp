@@ -1,5 +1,5 @@
 // from_config(): every `hsloth train` key read once, by name, into TrainOptions, and the checks that are
-// about option values (qlora not yet available, warmup longer than max_steps) made here with the same
+// about option values (warmup longer than max_steps) made here with the same
 // messages the trainer gave before; the trainer reads only the typed fields.
 #include "train/options.h"
 
@@ -34,10 +34,7 @@ void check_warmup(const ScheduleOptions& s, int64_t total_steps) {
 TrainOptions from_config(const config::Config& cfg) {
   TrainOptions o;
   const std::string finetune = cfg.get("finetune");
-  if (finetune == "qlora")
-    throw Error("finetune = qlora is not available yet")
-        .hint("use finetune = lora (QLoRA lands with NF4 kernels)");
-  o.finetune = finetune == "full" ? Finetune::full : Finetune::lora;
+  o.finetune = finetune == "full" ? Finetune::full : finetune == "qlora" ? Finetune::qlora : Finetune::lora;
   o.run_dir = cfg.get("run.dir");
   o.seed = uint64_t(cfg.get_int("train.seed"));
 

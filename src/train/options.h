@@ -19,7 +19,8 @@ class Config;
 
 namespace hs::train {
 
-enum class Finetune { lora, full };
+// qlora: LoRA on the base's projections quantized to NF4 at load (or read pre-quantized), see hs::quant.
+enum class Finetune { lora, qlora, full };
 enum class GradSum { auto_, fp64, fp32 };
 
 struct ModelOptions {
@@ -84,7 +85,7 @@ struct TrainOptions {
   uint64_t seed = 42;
   ModelOptions model;
   DataOptions data;
-  lora::LoraConfig lora;  // used when finetune == lora; base_model_name_or_path = model.path
+  lora::LoraConfig lora;  // used when finetune == lora or qlora; base_model_name_or_path = model.path
   PlanOptions plan;
   OptimizerOptions optimizer;
   ScheduleOptions schedule;

@@ -27,6 +27,7 @@
 #include "dist/communicator.h"
 #include "dist/mpi_runtime.h"
 #include "io/file.h"
+#include "io/hf_config.h"
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "lora/lora.h"
@@ -35,6 +36,7 @@
 #include "model/model.h"
 #include "model/names.h"
 #include "model/runtime.h"
+#include "quant/nf4_linear.h"
 #include "train/adamw.h"
 #include "train/agreement.h"
 #include "train/batches.h"
@@ -158,7 +160,21 @@ void Trainer::Impl::setup() {
   }
 
   Timer t;
-  model = std::make_unique<model::Model>(model::Model::load(model_path, {dtype, device}));
+  // QLoRA: the projections NF4 (quantized at load, or read from a pre-quantized folder, whatever finetune
+  // says: it is what the folder is); LoRA on top exactly as for `lora`.
+  const io::HfConfig base_config = io::load_hf_config(model_path);
+  if (full && base_config.quantization.nf4)
+    throw Error("finetune = full cannot train a pre-quantized NF4 (bitsandbytes 4-bit) base")
+        .at(base_config.source)
+        .hint("use finetune = qlora on this folder, or full fine-tuning on the bf16 model");
+  const bool nf4 = opts.finetune == Finetune::qlora || base_config.quantization.nf4;
+  if (nf4 && opts.finetune == Finetune::lora)
+    log::info("finetune = lora on a pre-quantized NF4 base: training QLoRA");
+  model = std::make_unique<model::Model>(model::Model::load(
+      model_path, quant::nf4_load_options({dtype, device}, base_config, opts.finetune == Finetune::qlora)));
+  if (nf4)
+    log::info("NF4 base: ", format_bytes(double(quant::nf4_bytes(*model))), " of 4-bit projections on ",
+              device.str());
   const uint64_t seed = opts.seed;
   at::manual_seed(seed + uint64_t(rank));  // dropout streams differ per rank
   std::vector<at::Tensor*> slots;
@@ -194,10 +210,10 @@ void Trainer::Impl::setup() {
   setup_data(tokenizer_sha);
 
   const auto& mc = model->config();
-  int64_t linear = 0;
-  for (auto& nt : model->named_parameters())
-    if (nt.tensor.dim() == 2 && !model::names::is_embedding(nt.name)) linear += nt.tensor.numel();
-  if (model->tied()) linear += mc.vocab_size * mc.hidden_size;
+  // The matmul weights: the projections (dense or NF4) and lm_head (tied or not).
+  int64_t linear = mc.vocab_size * mc.hidden_size;
+  for (int i = 0; i < model->num_layers(); ++i)
+    for (const auto& p : model->layer(i).proj) linear += p->in_features() * p->out_features();
   // Training FLOPs per token: forward 2·P; backward 2·P for activation gradients, +2·P for weight
   // gradients only when the base is trained; LoRA's own matmuls are small and not counted.
   flops_per_token = (full ? 6.0 : 4.0) * double(linear);
@@ -205,8 +221,10 @@ void Trainer::Impl::setup() {
   log::info("model ", model_path, " (", mc.model_type, ", ", mc.num_hidden_layers, " layers, ",
             format_count(double(linear)), " matmul params) on ", device.str(), " in ",
             dtype == at::kBFloat16 ? "bf16" : "fp32", ", loaded in ", format_duration(t.seconds()));
-  log::info(full ? "full fine-tuning: " : "LoRA: ", format_count(double(flat->numel())),
-            " trainable parameters",
+  log::info(full  ? "full fine-tuning: "
+            : nf4 ? "QLoRA (LoRA on the NF4 base): "
+                  : "LoRA: ",
+            format_count(double(flat->numel())), " trainable parameters",
             full ? "" : hs::str(" (r=", opts.lora.r, ", alpha=", opts.lora.alpha, ")"));
   log::info("communicator: ", comm.name());
 
@@ -454,7 +472,7 @@ void Trainer::Impl::save_checkpoint_now(int64_t step) {
   st.exp_avg = opt->exp_avg().to(at::kCPU).contiguous();
   st.exp_avg_sq = opt->exp_avg_sq().to(at::kCPU).contiguous();
   st.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
-  st.extra["finetune"] = full ? "full" : "lora";
+  st.extra["finetune"] = full ? "full" : opts.finetune == Finetune::qlora ? "qlora" : "lora";
   std::string dir = save_checkpoint(
       run_dir, st,
       [&](const std::string& d) {

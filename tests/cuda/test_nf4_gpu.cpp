@@ -1,0 +1,135 @@
+// NF4 on the GPU (kernels/nf4.cu through quant::dequantize_nf4/quantize_nf4) against the CPU reference of
+// src/quant/nf4 bit for bit: dequantization of the same state for every output dtype, odd sizes and unaligned
+// buffers; quantization with bitsandbytes' CUDA rules (x * (1/absmax), its NF4 tree, torch's CUDA mean for the
+// offset, its 7-step binary search for the absmax codes, re-typed here from bitsandbytes' kernels.cu). The GPU
+// scales by an approximate reciprocal (rcp.approx, within 1 ulp, as bitsandbytes' fast-math build): a code
+// must be the one of the exact reciprocal or of one of its float neighbours. Skips without a GPU.
+#include <torch/cuda.h>
+
+#include <cmath>
+#include <vector>
+
+#include "quant/nf4.h"
+#include "support/test_support.h"
+
+namespace {
+
+#define REQUIRE_GPU() \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA GPU visible; NF4 GPU test skipped"
+
+bool bits_equal(const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor x = a.to(at::kCPU).contiguous(), y = b.to(at::kCPU).contiguous();
+  return x.scalar_type() == y.scalar_type() && x.sizes() == y.sizes() &&
+         at::equal(x.view(at::kByte), y.view(at::kByte));
+}
+
+// bitsandbytes' dQuantize<0> (kernels.cu), on the CPU.
+uint8_t cuda_dynamic_code(const float* code, float x) {
+  int pivot = 127, upper = 255, lower = 0;
+  float val = code[pivot];
+  for (int i = 64; i > 0; i >>= 1) {
+    if (x > val) {
+      lower = pivot;
+      pivot += i;
+    } else {
+      upper = pivot;
+      pivot -= i;
+    }
+    val = code[pivot];
+  }
+  if (upper == 255) upper = 254;
+  return std::fabs(x - code[lower]) < std::fabs(x - code[upper]) ? uint8_t(lower) : uint8_t(upper);
+}
+
+TEST(Nf4Gpu, DequantizeMatchesReference) {
+  REQUIRE_GPU();
+  at::manual_seed(1);
+  for (auto shape : std::vector<std::vector<int64_t>>{{7, 9}, {96, 100}, {64, 128}, {3, 17}, {1000, 4160}}) {
+    for (at::ScalarType t : {at::kBFloat16, at::kHalf, at::kFloat}) {
+      const hs::quant::Nf4Tensor q = hs::quant::quantize_nf4_reference(at::randn(shape).to(t));
+      const at::Tensor ref = hs::quant::dequantize_nf4_reference(q);
+      const hs::quant::Nf4Tensor g = q.to(at::kCUDA);
+      const at::Tensor out = hs::quant::dequantize_nf4(g);
+      EXPECT_TRUE(out.is_cuda());
+      EXPECT_TRUE(bits_equal(out, ref)) << shape[0] << "x" << shape[1] << " " << c10::toString(t);
+      // Packed codes at an odd address: the scalar path.
+      hs::quant::Nf4Tensor u = g;
+      const at::Tensor buf = at::empty({g.packed.numel() + 1}, g.packed.options());
+      u.packed = buf.slice(0, 1).view({-1, 1});
+      u.packed.copy_(g.packed);
+      EXPECT_TRUE(bits_equal(hs::quant::dequantize_nf4(u), ref)) << "unaligned " << shape[0] << "x" << shape[1];
+    }
+  }
+}
+
+TEST(Nf4Gpu, QuantizeFollowsBitsandbytesCudaRules) {
+  REQUIRE_GPU();
+  at::manual_seed(2);
+  const at::Tensor dyn = hs::quant::dynamic_code();
+  for (auto shape : std::vector<std::vector<int64_t>>{{96, 100}, {512, 1024}, {33, 320}, {7, 9}}) {
+    const at::Tensor w = (at::randn(shape) * (at::rand({shape[0], 1}) + 0.05)).to(at::kBFloat16);
+    const hs::quant::Nf4Tensor g = hs::quant::quantize_nf4(w.to(at::kCUDA));
+    const hs::quant::Nf4Tensor c = hs::quant::quantize_nf4_reference(w);  // the CPU rules
+    const int64_t n = w.numel(), nb = (n + 63) / 64;
+    ASSERT_EQ(g.shape, shape);
+    EXPECT_TRUE(bits_equal(g.code, c.code));
+    EXPECT_TRUE(bits_equal(g.nested_code, dyn));
+    // 4-bit codes: NF4 of x * scale for the block's scale or a float neighbour of it (the CPU path, exact
+    // reciprocal, is the middle candidate; it divides in a trailing partial block instead).
+    const at::Tensor wf = w.to(at::kFloat).reshape(-1);
+    const at::Tensor bounds = (g.code.to(at::kCPU).slice(0, 0, -1) + g.code.to(at::kCPU).slice(0, 1)) / 2;
+    const at::Tensor am64 = std::get<0>(at::constant_pad_nd(wf.abs(), {0, nb * 64 - n}, 0).view({nb, 64}).max(1));
+    const at::Tensor r = am64.reciprocal();
+    const at::Tensor rs = r.repeat_interleave(64).slice(0, 0, n);
+    const auto codes_for = [&](const at::Tensor& scale) {
+      at::Tensor q = at::bucketize(wf * scale, bounds);
+      return at::constant_pad_nd(q, {0, n % 2}, 7);
+    };
+    const at::Tensor lo = codes_for(at::nextafter(rs, at::zeros_like(rs))), mid = codes_for(rs),
+                     hi = codes_for(at::nextafter(rs, at::full_like(rs, INFINITY)));
+    const at::Tensor p = g.packed.view(-1).to(at::kCPU).to(at::kLong);
+    const at::Tensor got4 = at::stack({at::floor_divide(p, 16), at::remainder(p, 16)}, 1).view(-1);
+    EXPECT_TRUE(((got4 == lo) | (got4 == mid) | (got4 == hi)).all().item<bool>());
+    const double off4 = (got4 != mid).to(at::kDouble).mean().item<double>();
+    EXPECT_LT(off4, 1e-3) << "4-bit codes off the exact-reciprocal code";
+    // The absmax: torch's CUDA mean of the raw block absmax, then bitsandbytes' CUDA 8-bit codes.
+    const at::Tensor flat = w.to(at::kFloat).reshape(-1).abs();
+    const at::Tensor raw = std::get<0>(at::constant_pad_nd(flat, {0, nb * 64 - n}, 0).view({nb, 64}).max(1));
+    const float offset = raw.to(at::kCUDA).mean().item<float>();
+    EXPECT_EQ(g.offset, offset);
+    const at::Tensor x = raw - offset;
+    const int64_t nn = (nb + 255) / 256;
+    const at::Tensor m = std::get<0>(at::constant_pad_nd(x.abs(), {0, nn * 256 - nb}, 0).view({nn, 256}).max(1));
+    EXPECT_TRUE(bits_equal(g.nested_absmax, m));
+    const float* xp = x.data_ptr<float>();
+    const float* mp = m.data_ptr<float>();
+    const float* cp = dyn.data_ptr<float>();
+    const at::Tensor got = g.absmax.to(at::kCPU);
+    int64_t off = 0, bad = 0;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float r8 = 1.0f / mp[b / 256];
+      const uint8_t c0 = cuda_dynamic_code(cp, xp[b] * r8);
+      const uint8_t cl = cuda_dynamic_code(cp, xp[b] * std::nextafter(r8, 0.0f));
+      const uint8_t ch = cuda_dynamic_code(cp, xp[b] * std::nextafter(r8, INFINITY));
+      const uint8_t v = got[b].item<uint8_t>();
+      off += v != c0;
+      bad += v != c0 && v != cl && v != ch;
+    }
+    EXPECT_EQ(bad, 0) << "absmax codes outside bitsandbytes' CUDA rule in " << bad << " of " << nb;
+    EXPECT_LE(off, std::max<int64_t>(1, nb / 100)) << off << " of " << nb << " absmax codes off the exact reciprocal";
+    // Dequantizing the GPU state on the GPU equals the reference on the CPU.
+    EXPECT_TRUE(bits_equal(hs::quant::dequantize_nf4(g), hs::quant::dequantize_nf4_reference(g.to(at::kCPU))));
+  }
+}
+
+TEST(Nf4Gpu, ZeroBlockGetsCodeZeroLikeBitsandbytesCuda) {
+  REQUIRE_GPU();
+  at::Tensor w = at::randn({4, 64});
+  w[1].zero_();
+  const hs::quant::Nf4Tensor g = hs::quant::quantize_nf4(w.to(at::kCUDA));
+  const at::Tensor p = g.packed.view(-1).to(at::kCPU);
+  EXPECT_TRUE((p.slice(0, 32, 64) == 0).all().item<bool>());  // 0 * (1/0) = NaN -> code 0
+  EXPECT_EQ(g.absmax.numel(), 4);
+}
+
+}  // namespace
