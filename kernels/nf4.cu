@@ -3,11 +3,11 @@
 // an 8-byte load and 16/32/64-byte stores; the code book in shared memory. Pointers that are not aligned for
 // the vectors, and the last n % 16 elements, take a scalar path with the same arithmetic.
 // Quantize: 16 threads per 64-block (4 elements each, absmax by shuffles), bitsandbytes' CUDA rules as its
-// build (--use_fast_math) compiles them: the block scale is rcp.approx.ftz(absmax) (no clamp: an all-zero block
-// gives NaN, i.e. code 0), each value mul.ftz(x, scale) goes through its NF4 decision tree; the absmax codes:
-// one 256-thread block per 256-block, its 7-step binary search over the dynamic map (which may stop one entry
-// short of the nearest; kept as is), distances sub.ftz then abs (not fused: PTX of that code, nvcc 13,
-// --use_fast_math; whether ptxas fuses it in bitsandbytes' binary is checked by tests/parity/nf4_bnb.py on a GPU).
+// --use_fast_math build compiles them: the block scale is rcp.approx.ftz(absmax) (no clamp: an all-zero
+// block gives NaN, i.e. code 0), each mul.ftz(x, scale) goes through its NF4 decision tree. Absmax codes: one
+// 256-thread block per 256-block, its 7-step binary search over the dynamic map (it may stop one entry short
+// of the nearest; kept), distances sub.ftz then abs, not fused (the PTX nvcc 13 emits for that code with
+// --use_fast_math; tests/parity/nf4_bnb.py on a GPU checks it against bitsandbytes' binary).
 // Dequantize pins every rounding with __fmul_rn/__fadd_rn (no FMA contraction), as bitsandbytes' kernels.
 #include "kernels/nf4.h"
 
@@ -55,7 +55,8 @@ __device__ __forceinline__ float load_in<__half>(const __half* p) {
 // The absmax of 64-block b: (nested_code[code] * nested_absmax) + offset, two float32 roundings.
 __device__ __forceinline__ float block_absmax(const uint8_t* absmax, const float* nested_code,
                                               const float* nested_absmax, float offset, int64_t b) {
-  return __fadd_rn(__fmul_rn(__ldg(nested_code + __ldg(absmax + b)), __ldg(nested_absmax + (b >> 8))), offset);
+  return __fadd_rn(__fmul_rn(__ldg(nested_code + __ldg(absmax + b)), __ldg(nested_absmax + (b >> 8))),
+                   offset);
 }
 
 template <typename T>
@@ -101,7 +102,8 @@ __global__ void dequantize_kernel(const uint8_t* __restrict__ packed, const uint
     for (int64_t i = groups * 16; i < n; ++i) {
       const uint8_t byte = packed[i >> 1];
       const int nib = (i & 1) ? (byte & 15) : (byte >> 4);
-      out[i] = cast_out<T>(__fmul_rn(s_code[nib], block_absmax(absmax, nested_code, nested_absmax, offset, i >> 6)));
+      out[i] = cast_out<T>(
+          __fmul_rn(s_code[nib], block_absmax(absmax, nested_code, nested_absmax, offset, i >> 6)));
     }
   }
 }
@@ -169,8 +171,8 @@ __global__ void quantize_blocks_kernel(const T* __restrict__ w, int64_t n, uint8
   if (byte + 1 < nbytes) packed[byte + 1] = uint8_t(q2 << 4 | q3);
 }
 
-// bitsandbytes' dQuantize<0> (CUDA): 7 halving steps from entry 127, then the nearer of the last entries found
-// below and at-or-above (ties go up); entry 255 is never the upper candidate.
+// bitsandbytes' dQuantize<0> (CUDA): 7 halving steps from entry 127, then the nearer of the last entries
+// found below and at-or-above (ties go up); entry 255 is never the upper candidate.
 __device__ __forceinline__ uint8_t quantize_dynamic_value(const float* smem_code, float x) {
   int pivot = 127, upper = 255, lower = 0;
   float val = smem_code[pivot];
@@ -185,14 +187,15 @@ __device__ __forceinline__ uint8_t quantize_dynamic_value(const float* smem_code
     val = smem_code[pivot];
   }
   if (upper == 255) upper = 254;
-  return fabsf(sub_ftz(x, smem_code[lower])) < fabsf(sub_ftz(x, smem_code[upper])) ? uint8_t(lower) : uint8_t(upper);
+  return fabsf(sub_ftz(x, smem_code[lower])) < fabsf(sub_ftz(x, smem_code[upper])) ? uint8_t(lower)
+                                                                                   : uint8_t(upper);
 }
 
 // One 256-thread block per 256-block of absmax: x = absmax - offset, nested absmax = max |x| (padding 0),
 // code of x * (1 / nested absmax).
 __global__ void quantize_absmax_kernel(const float* __restrict__ absmax, int64_t blocks, float offset,
-                                       const float* __restrict__ nested_code, uint8_t* __restrict__ absmax_code,
-                                       float* __restrict__ nested_absmax) {
+                                       const float* __restrict__ nested_code,
+                                       uint8_t* __restrict__ absmax_code, float* __restrict__ nested_absmax) {
   __shared__ float s_code[256];
   __shared__ float s_max[kThreads / 32];
   __shared__ float s_scale;
@@ -218,8 +221,9 @@ int64_t grid_for(int64_t threads) { return (threads + kThreads - 1) / kThreads; 
 
 }  // namespace
 
-int nf4_dequantize(const uint8_t* packed, const uint8_t* absmax, const float* code, const float* nested_absmax,
-                   const float* nested_code, float offset, void* out, int64_t n, Nf4Out out_type, void* stream) {
+int nf4_dequantize(const uint8_t* packed, const uint8_t* absmax, const float* code,
+                   const float* nested_absmax, const float* nested_code, float offset, void* out, int64_t n,
+                   Nf4Out out_type, void* stream) {
   if (n <= 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
   const int64_t grid = grid_for(n / 16 + 1);
@@ -227,16 +231,16 @@ int nf4_dequantize(const uint8_t* packed, const uint8_t* absmax, const float* co
   const bool vec = reinterpret_cast<uintptr_t>(packed) % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
   switch (out_type) {
     case Nf4Out::f32:
-      dequantize_kernel<float><<<unsigned(grid), kThreads, 0, s>>>(packed, absmax, code, nested_absmax, nested_code,
-                                                                   offset, static_cast<float*>(out), n, vec);
+      dequantize_kernel<float><<<unsigned(grid), kThreads, 0, s>>>(
+          packed, absmax, code, nested_absmax, nested_code, offset, static_cast<float*>(out), n, vec);
       break;
     case Nf4Out::bf16:
       dequantize_kernel<__nv_bfloat16><<<unsigned(grid), kThreads, 0, s>>>(
           packed, absmax, code, nested_absmax, nested_code, offset, static_cast<__nv_bfloat16*>(out), n, vec);
       break;
     case Nf4Out::f16:
-      dequantize_kernel<__half><<<unsigned(grid), kThreads, 0, s>>>(packed, absmax, code, nested_absmax, nested_code,
-                                                                    offset, static_cast<__half*>(out), n, vec);
+      dequantize_kernel<__half><<<unsigned(grid), kThreads, 0, s>>>(
+          packed, absmax, code, nested_absmax, nested_code, offset, static_cast<__half*>(out), n, vec);
       break;
     default:
       return int(cudaErrorInvalidValue);
@@ -244,21 +248,24 @@ int nf4_dequantize(const uint8_t* packed, const uint8_t* absmax, const float* co
   return int(cudaGetLastError());
 }
 
-int nf4_quantize_blocks(const void* w, Nf4Out in_type, int64_t n, uint8_t* packed, float* absmax, void* stream) {
+int nf4_quantize_blocks(const void* w, Nf4Out in_type, int64_t n, uint8_t* packed, float* absmax,
+                        void* stream) {
   if (n <= 0) return 0;
   const auto s = static_cast<cudaStream_t>(stream);
   const int64_t grid = grid_for((n + 63) / 64 * 16);
   if (grid > int64_t(0x7fffffff)) return int(cudaErrorInvalidValue);
   switch (in_type) {
     case Nf4Out::f32:
-      quantize_blocks_kernel<float><<<unsigned(grid), kThreads, 0, s>>>(static_cast<const float*>(w), n, packed, absmax);
+      quantize_blocks_kernel<float>
+          <<<unsigned(grid), kThreads, 0, s>>>(static_cast<const float*>(w), n, packed, absmax);
       break;
     case Nf4Out::bf16:
       quantize_blocks_kernel<__nv_bfloat16>
           <<<unsigned(grid), kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(w), n, packed, absmax);
       break;
     case Nf4Out::f16:
-      quantize_blocks_kernel<__half><<<unsigned(grid), kThreads, 0, s>>>(static_cast<const __half*>(w), n, packed, absmax);
+      quantize_blocks_kernel<__half>
+          <<<unsigned(grid), kThreads, 0, s>>>(static_cast<const __half*>(w), n, packed, absmax);
       break;
     default:
       return int(cudaErrorInvalidValue);

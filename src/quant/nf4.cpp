@@ -1,10 +1,10 @@
 // bitsandbytes' NF4 (blocksize 64, double quantization) in ATen, bit for bit:
-// - quantize: bitsandbytes' CPU path (its pure-torch quantize_4bit: scale by the reciprocal of the block absmax
-//   -- a division for the trailing partial block --, clamp, bucketize against the float32 midpoints of the code
-//   book; then its native CPU quantize_blockwise for the absmax: scale by the reciprocal of the 256-block's max,
-//   look the code up in its 65536-entry table, see cpu_lut_codes).
-// - dequantize: its pure-torch dequantize_4bit after its dequantize_blockwise of the absmax (every product and
-//   sum one float32 rounding, in that order), so results are identical on any device.
+// - quantize: bitsandbytes' CPU path. Its pure-torch quantize_4bit: scale by the reciprocal of the block
+//   absmax (a division for the trailing partial block), clamp, bucketize against the float32 midpoints of
+//   the code book. Then its native CPU quantize_blockwise for the absmax: scale by the reciprocal of the
+//   256-block's max, look the code up in its 65536-entry table (cpu_lut_codes).
+// - dequantize: its pure-torch dequantize_4bit after its dequantize_blockwise of the absmax (every product
+//   and sum one float32 rounding, in that order), so results are identical on any device.
 // The CUDA kernels of kernels/nf4.h take over on CUDA tensors in CUDA builds (HS_HAVE_KERNELS).
 #include "quant/nf4.h"
 
@@ -52,9 +52,10 @@ const char* dtype_json_name(at::ScalarType t) {
 }
 
 // bitsandbytes' CPU quantize_blockwise rule for the 8-bit absmax codes: a 65536-entry table over [-1, 1]
-// (entry i: the value -1 + 2i/65535, mapped to the first code whose float32 midpoint with the next code is not
-// below it), indexed by trunc(((clamp(v, -1, 1) + 1) * 0.5) * 65535 + 0.5), each step one float32 rounding.
-// Not always the nearest code (the table has 65536 bins); it is what bitsandbytes' CPU quantizer stores.
+// (entry i: the value -1 + 2i/65535, mapped to the first code whose float32 midpoint with the next code is
+// not below it), indexed by trunc(((clamp(v, -1, 1) + 1) * 0.5) * 65535 + 0.5), each step one float32
+// rounding. Not always the nearest code (the table has 65536 bins); it is what bitsandbytes' CPU quantizer
+// stores.
 at::Tensor cpu_lut_codes(const at::Tensor& code, const at::Tensor& normed) {
   const at::Tensor c = code.to(at::kCPU).contiguous();
   const float* cp = c.data_ptr<float>();
@@ -112,21 +113,24 @@ void Nf4Tensor::check(const std::string& what) const {
   const auto fail = [&](const std::string& why) {
     return Error(str("NF4 weight is inconsistent: ", why))
         .at(what)
-        .hint("write the pre-quantized folder again with transformers + bitsandbytes, or load the bf16 weights "
-              "and let hsloth quantize them");
+        .hint(
+            "write the pre-quantized folder again with transformers + bitsandbytes, or load the bf16 weights "
+            "and let hsloth quantize them");
   };
   if (shape.empty()) throw fail("empty shape");
   for (int64_t d : shape)
     if (d <= 0) throw fail(str("shape has a dimension ", d));
   if (blocksize != kBlock) throw fail(str("blocksize ", blocksize, " (", kSupported, ")"));
-  if (nested_blocksize != kNestedBlock) throw fail(str("nested_blocksize ", nested_blocksize, " (", kSupported, ")"));
+  if (nested_blocksize != kNestedBlock)
+    throw fail(str("nested_blocksize ", nested_blocksize, " (", kSupported, ")"));
   (void)dtype_json_name(dtype);
   const auto want = [&](const at::Tensor& t, const char* name, at::ScalarType type, int64_t n) {
     if (!t.defined()) throw fail(str(name, " is missing"));
     if (t.scalar_type() != type)
       throw fail(str(name, " has type ", c10::toString(t.scalar_type()), ", expected ", c10::toString(type)));
     if (t.numel() != n) throw fail(str(name, " has ", t.numel(), " elements, expected ", n));
-    if (t.device() != packed.device()) throw fail(str(name, " is on ", t.device().str(), ", packed on ", packed.device().str()));
+    if (t.device() != packed.device())
+      throw fail(str(name, " is on ", t.device().str(), ", packed on ", packed.device().str()));
   };
   const int64_t n = numel(), nb = blocks();
   want(packed, "packed", at::kByte, ceil_div(n, 2));
@@ -196,7 +200,8 @@ Nf4Tensor quantize_nf4_reference(const at::Tensor& weight) {
     const at::Tensor blocks = a.slice(0, 0, full).view({nfull, kBlock});
     const at::Tensor am = std::get<0>(blocks.abs().max(1));
     absmax_parts.push_back(am);
-    scaled_parts.push_back((blocks * (am.clamp_min(1e-38).reciprocal() * 1.0).view({-1, 1})).clamp(-1, 1).view(-1));
+    scaled_parts.push_back(
+        (blocks * (am.clamp_min(1e-38).reciprocal() * 1.0).view({-1, 1})).clamp(-1, 1).view(-1));
   }
   if (rem > 0) {
     const at::Tensor tail = a.slice(0, full);
@@ -209,16 +214,19 @@ Nf4Tensor quantize_nf4_reference(const at::Tensor& weight) {
   if (scaled.numel() % 2) scaled = at::constant_pad_nd(scaled, {0, 1}, 0);
   const at::Tensor bounds = (q.code.slice(0, 0, -1) + q.code.slice(0, 1)) / 2;
   const at::Tensor q4 = at::bucketize(scaled, bounds, /*out_int32=*/true).to(at::kByte).view({-1, 2});
-  q.packed = at::bitwise_or(at::bitwise_left_shift(q4.select(1, 0), 4), q4.select(1, 1)).contiguous().view({-1, 1});
+  q.packed =
+      at::bitwise_or(at::bitwise_left_shift(q4.select(1, 0), 4), q4.select(1, 1)).contiguous().view({-1, 1});
 
   // Double quantization of the absmax: offset = mean, 8-bit codes of (absmax - offset) in 256-blocks.
   const at::Tensor mean = raw_absmax.mean();
   q.offset = mean.item<float>();
   const at::Tensor x = raw_absmax - mean;
   const int64_t nb = x.numel(), nnested = ceil_div(nb, kNestedBlock);
-  const at::Tensor xp = at::constant_pad_nd(x, {0, nnested * kNestedBlock - nb}, 0).view({nnested, kNestedBlock});
+  const at::Tensor xp =
+      at::constant_pad_nd(x, {0, nnested * kNestedBlock - nb}, 0).view({nnested, kNestedBlock});
   q.nested_absmax = std::get<0>(xp.abs().max(1)).contiguous();
-  // Scale by the float32 reciprocal of the 256-block's max |x|; a block of max 0 (all absmax equal) gets code 0.
+  // Scale by the float32 reciprocal of the 256-block's max |x|; a block of max 0 (all absmax equal) gets code
+  // 0.
   const at::Tensor m = q.nested_absmax.repeat_interleave(kNestedBlock).slice(0, 0, nb);
   const at::Tensor normed = x * at::where(m == 0, at::zeros({}, f32), m.reciprocal());
   q.absmax = at::where(m == 0, at::zeros({}, at::kLong), cpu_lut_codes(q.nested_code, normed)).to(at::kByte);
@@ -252,10 +260,11 @@ at::Tensor dequantize_nf4_cuda(const Nf4Tensor& q) {
   const at::Tensor packed = contig(q.packed), absmax = contig(q.absmax), code = contig(q.code),
                    nabs = contig(q.nested_absmax), ncode = contig(q.nested_code);
   at::Tensor out = at::empty(q.shape, packed.options().dtype(q.dtype));
-  check_launch(kernels::nf4_dequantize(packed.data_ptr<uint8_t>(), absmax.data_ptr<uint8_t>(), code.data_ptr<float>(),
-                                       nabs.data_ptr<float>(), ncode.data_ptr<float>(), q.offset, out.data_ptr(),
-                                       q.numel(), kernel_type(q.dtype), c10::cuda::getCurrentCUDAStream().stream()),
-               "nf4_dequantize");
+  check_launch(
+      kernels::nf4_dequantize(packed.data_ptr<uint8_t>(), absmax.data_ptr<uint8_t>(), code.data_ptr<float>(),
+                              nabs.data_ptr<float>(), ncode.data_ptr<float>(), q.offset, out.data_ptr(),
+                              q.numel(), kernel_type(q.dtype), c10::cuda::getCurrentCUDAStream().stream()),
+      "nf4_dequantize");
   return out;
 }
 
@@ -283,9 +292,10 @@ Nf4Tensor quantize_nf4_cuda(const at::Tensor& weight) {
   q.offset = mean.item<float>();
   q.absmax = at::empty({nb}, u8);
   q.nested_absmax = at::empty({nn}, f32);
-  check_launch(kernels::nf4_quantize_absmax(raw.data_ptr<float>(), nb, q.offset, q.nested_code.data_ptr<float>(),
-                                            q.absmax.data_ptr<uint8_t>(), q.nested_absmax.data_ptr<float>(), stream),
-               "nf4_quantize_absmax");
+  check_launch(
+      kernels::nf4_quantize_absmax(raw.data_ptr<float>(), nb, q.offset, q.nested_code.data_ptr<float>(),
+                                   q.absmax.data_ptr<uint8_t>(), q.nested_absmax.data_ptr<float>(), stream),
+      "nf4_quantize_absmax");
   return q;
 }
 
@@ -310,7 +320,8 @@ at::Tensor dequantize_nf4_reference(const Nf4Tensor& q) {
                       q.nested_absmax.repeat_interleave(q.nested_blocksize).slice(0, 0, nb);
   absmax = absmax + at::scalar_tensor(q.offset, absmax.options());
   const at::Tensor p = q.packed.view(-1);
-  const at::Tensor idx = at::stack({at::bitwise_right_shift(p, 4), at::bitwise_and(p, 15)}, 1).view(-1).slice(0, 0, n);
+  const at::Tensor idx =
+      at::stack({at::bitwise_right_shift(p, 4), at::bitwise_and(p, 15)}, 1).view(-1).slice(0, 0, n);
   const at::Tensor vals = q.code.index_select(0, idx.to(at::kLong));
   const at::Tensor scale = absmax.repeat_interleave(q.blocksize).slice(0, 0, n);
   return (vals * scale).to(q.dtype).view(q.shape);
@@ -336,25 +347,29 @@ Nf4Tensor read_nf4(const io::Checkpoint& ck, const std::string& name, at::Device
     throw Error(str("4-bit weight '", name, "' is stored as fp4 (tensor '", name,
                     ".quant_state.bitsandbytes__fp4'); ", kSupported))
         .at(ck.source())
-        .hint("quantize the model with bnb_4bit_quant_type=\"nf4\", or give the bf16 model (hsloth quantizes it)");
+        .hint(
+            "quantize the model with bnb_4bit_quant_type=\"nf4\", or give the bf16 model (hsloth quantizes "
+            "it)");
   const io::TensorInfo* st = ck.find(state_name);
   if (st == nullptr)
     throw Error(str("no NF4 quant state '", state_name, "' for weight '", name, "'"))
         .at(ck.source())
-        .hint("a pre-quantized folder holds <weight>.quant_state.bitsandbytes__nf4 next to each 4-bit weight");
+        .hint(
+            "a pre-quantized folder holds <weight>.quant_state.bitsandbytes__nf4 next to each 4-bit weight");
   if (st->dtype != io::DType::U8 || st->shape.size() != 1)
     throw Error(str("tensor '", state_name, "' must be uint8 [bytes] (the quant state JSON)"))
         .at(ck.source())
         .hint("write the folder again with transformers + bitsandbytes");
   const std::string text(reinterpret_cast<const char*>(st->data), st->nbytes);
-  const nlohmann::json j = io::parse_json(text, str(ck.source(), ": ", state_name),
-                                          {"the NF4 quant state is not valid JSON",
-                                           "write the folder again with transformers + bitsandbytes"});
+  const nlohmann::json j = io::parse_json(
+      text, str(ck.source(), ": ", state_name),
+      {"the NF4 quant state is not valid JSON", "write the folder again with transformers + bitsandbytes"});
   const auto bad_key = [&](const std::string& key, const std::string& why) {
     return Error(str("tensor '", state_name, "', key '", key, "': ", why, " (", kSupported, ")"))
         .at(ck.source())
-        .hint("use an NF4 double-quantized checkpoint (BitsAndBytesConfig(load_in_4bit=True, "
-              "bnb_4bit_quant_type=\"nf4\", bnb_4bit_use_double_quant=True)), or the bf16 model");
+        .hint(
+            "use an NF4 double-quantized checkpoint (BitsAndBytesConfig(load_in_4bit=True, "
+            "bnb_4bit_quant_type=\"nf4\", bnb_4bit_use_double_quant=True)), or the bf16 model");
   };
   const auto get = [&](const char* key) -> const nlohmann::json& {
     if (!j.is_object() || !j.contains(key)) throw bad_key(key, "missing");
@@ -371,14 +386,17 @@ Nf4Tensor read_nf4(const io::Checkpoint& ck, const std::string& name, at::Device
     return v.get<std::string>();
   };
   Nf4Tensor q;
-  if (const std::string t = get_str("quant_type"); t != "nf4") throw bad_key("quant_type", str("\"", t, "\""));
+  if (const std::string t = get_str("quant_type"); t != "nf4")
+    throw bad_key("quant_type", str("\"", t, "\""));
   if (!j.contains("nested_offset") && !j.contains("nested_blocksize"))
     throw bad_key("nested_offset", "missing: the checkpoint has no double quantization");
   q.blocksize = get_int("blocksize");
   if (q.blocksize != kBlock) throw bad_key("blocksize", std::to_string(q.blocksize));
   q.nested_blocksize = get_int("nested_blocksize");
-  if (q.nested_blocksize != kNestedBlock) throw bad_key("nested_blocksize", std::to_string(q.nested_blocksize));
-  if (const std::string t = get_str("nested_dtype"); t != "float32") throw bad_key("nested_dtype", str("\"", t, "\""));
+  if (q.nested_blocksize != kNestedBlock)
+    throw bad_key("nested_blocksize", std::to_string(q.nested_blocksize));
+  if (const std::string t = get_str("nested_dtype"); t != "float32")
+    throw bad_key("nested_dtype", str("\"", t, "\""));
   const std::string dt = get_str("dtype");
   if (dt == "bfloat16")
     q.dtype = at::kBFloat16;
@@ -391,7 +409,8 @@ Nf4Tensor read_nf4(const io::Checkpoint& ck, const std::string& name, at::Device
   const nlohmann::json& shape = get("shape");
   if (!shape.is_array() || shape.empty()) throw bad_key("shape", str("not a list of sizes: ", shape.dump()));
   for (const auto& d : shape) {
-    if (!d.is_number_integer() || d.get<int64_t>() <= 0) throw bad_key("shape", str("bad size in ", shape.dump()));
+    if (!d.is_number_integer() || d.get<int64_t>() <= 0)
+      throw bad_key("shape", str("bad size in ", shape.dump()));
     q.shape.push_back(d.get<int64_t>());
   }
   const nlohmann::json& off = get("nested_offset");
@@ -403,8 +422,10 @@ Nf4Tensor read_nf4(const io::Checkpoint& ck, const std::string& name, at::Device
     if (info == nullptr)
       throw Error(str("NF4 weight '", name, "' has no tensor '", tname, "'"))
           .at(ck.source())
-          .hint("a pre-quantized weight needs .absmax, .quant_map, .nested_absmax, .nested_quant_map and the quant "
-                "state next to it; write the folder again with transformers + bitsandbytes");
+          .hint(
+              "a pre-quantized weight needs .absmax, .quant_map, .nested_absmax, .nested_quant_map and the "
+              "quant "
+              "state next to it; write the folder again with transformers + bitsandbytes");
     if (model::to_scalar_type(info->dtype) != type)
       throw Error(str("tensor '", tname, "' has dtype ", io::dtype_name(info->dtype), ", expected ",
                       c10::toString(type)))
@@ -421,7 +442,8 @@ Nf4Tensor read_nf4(const io::Checkpoint& ck, const std::string& name, at::Device
   return q;
 }
 
-std::vector<std::pair<std::string, at::Tensor>> nf4_tensors_for_save(const std::string& name, const Nf4Tensor& q) {
+std::vector<std::pair<std::string, at::Tensor>> nf4_tensors_for_save(const std::string& name,
+                                                                     const Nf4Tensor& q) {
   q.check(str("saving ", name));
   // The quant state JSON as bitsandbytes' QuantState.as_dict(packed=True) writes it (same keys and order).
   nlohmann::ordered_json j;

@@ -1,6 +1,6 @@
 // bitsandbytes' NF4 with double quantization, exactly (bitsandbytes 0.50.2; see issue 13): the weight's
-// row-major flattened elements in blocks of 64 (blocks cross rows when in % 64 != 0), each block scaled by its
-// absmax to the 16-value NF4 code book, two codes per byte (element 2i in the high nibble); the per-block
+// row-major flattened elements in blocks of 64 (blocks cross rows when in % 64 != 0), each block scaled by
+// its absmax to the 16-value NF4 code book, two codes per byte (element 2i in the high nibble); the per-block
 // absmax is itself quantized: offset = float32 mean of the raw absmax, (absmax - offset) in blocks of 256 to
 // bitsandbytes' dynamic 8-bit code map, one float32 nested absmax per 256-block.
 // Dequantization (bitsandbytes' pure-torch backend and CUDA kernel; two separate float32 roundings, no FMA):
@@ -8,9 +8,9 @@
 //   w = code[nibble] * a, rounded to `dtype`.
 // Quantization: quantize_nf4_reference (and quantize_nf4 off CUDA) equals bitsandbytes' CPU quantizer bit for
 // bit (its pure-torch 4-bit codes; its native 8-bit absmax codes, a 65536-entry table). quantize_nf4 on CUDA
-// (CUDA builds) follows bitsandbytes' CUDA kernels instead (approximate reciprocal, NF4 decision tree, a 7-step
-// binary search for the absmax codes), which differ from the CPU ones in a small fraction of absmax codes (and
-// rarely a 4-bit code). Either state dequantizes identically on CPU and GPU.
+// (CUDA builds) follows bitsandbytes' CUDA kernels instead (approximate reciprocal, NF4 decision tree, a
+// 7-step binary search for the absmax codes), which differ from the CPU ones in a small fraction of absmax
+// codes (and rarely a 4-bit code). Either state dequantizes identically on CPU and GPU.
 #pragma once
 
 #include <cstdint>
@@ -28,11 +28,11 @@ struct Nf4Tensor {
   std::vector<int64_t> shape;            // the original weight's shape, [out, in]
   at::ScalarType dtype = at::kBFloat16;  // what dequantization produces (quant_state "dtype")
   at::Tensor packed;                     // uint8 [ceil(numel/2), 1], element 2i in the high nibble
-  at::Tensor absmax;                     // uint8 [blocks]: 8-bit codes of the per-64-block absmax (double quant)
-  at::Tensor code;                       // float32 [16]: the NF4 code book ("quant_map")
-  at::Tensor nested_absmax;              // float32 [ceil(blocks / 256)]
-  at::Tensor nested_code;                // float32 [256] ("nested_quant_map")
-  float offset = 0;                      // nested offset: float32 mean of the raw absmax
+  at::Tensor absmax;         // uint8 [blocks]: 8-bit codes of the per-64-block absmax (double quant)
+  at::Tensor code;           // float32 [16]: the NF4 code book ("quant_map")
+  at::Tensor nested_absmax;  // float32 [ceil(blocks / 256)]
+  at::Tensor nested_code;    // float32 [256] ("nested_quant_map")
+  float offset = 0;          // nested offset: float32 mean of the raw absmax
   int64_t blocksize = 64, nested_blocksize = 256;
 
   int64_t numel() const;   // product of shape
@@ -62,13 +62,14 @@ at::Tensor dequantize_nf4_reference(const Nf4Tensor& q);  // ATen reference (any
 // transformers' pre-quantized layout of weight `name` (e.g. "model.layers.0.self_attn.q_proj.weight"):
 // name (uint8 packed), name.absmax, name.quant_map, name.nested_absmax, name.nested_quant_map,
 // name.quant_state.bitsandbytes__nf4 (uint8 bytes of a JSON: quant_type, blocksize, dtype, shape,
-// nested_blocksize, nested_offset, nested_dtype). Supported: quant_type nf4, blocksize 64, double quantization
-// (nested_blocksize 256, nested_dtype float32); anything else is an hs::Error naming the tensor and key.
-// has_nf4: the checkpoint holds a bitsandbytes 4-bit quant state for `name` (nf4, or fp4, which read_nf4 refuses
-// with its error); read_nf4 loads it onto `device` (CPU first, then copied).
+// nested_blocksize, nested_offset, nested_dtype). Supported: quant_type nf4, blocksize 64, double
+// quantization (nested_blocksize 256, nested_dtype float32); anything else is an hs::Error naming the tensor
+// and key. has_nf4: the checkpoint holds a bitsandbytes 4-bit quant state for `name` (nf4, or fp4, which
+// read_nf4 refuses with its error); read_nf4 loads it onto `device` (CPU first, then copied).
 bool has_nf4(const io::Checkpoint& ck, const std::string& name);
 Nf4Tensor read_nf4(const io::Checkpoint& ck, const std::string& name, at::Device device);
 // The tensors to write for `name` in that layout (CPU, contiguous), in the order above.
-std::vector<std::pair<std::string, at::Tensor>> nf4_tensors_for_save(const std::string& name, const Nf4Tensor& q);
+std::vector<std::pair<std::string, at::Tensor>> nf4_tensors_for_save(const std::string& name,
+                                                                     const Nf4Tensor& q);
 
 }  // namespace hs::quant

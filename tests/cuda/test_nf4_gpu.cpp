@@ -1,9 +1,9 @@
 // NF4 on the GPU (kernels/nf4.cu through quant::dequantize_nf4/quantize_nf4) against the CPU reference of
 // src/quant/nf4 bit for bit: dequantization of the same state for every output dtype, odd sizes and unaligned
-// buffers; quantization with bitsandbytes' CUDA rules (x * (1/absmax), its NF4 tree, torch's CUDA mean for the
-// offset, its 7-step binary search for the absmax codes, re-typed here from bitsandbytes' kernels.cu). The GPU
-// scales by an approximate reciprocal (rcp.approx, within 1 ulp, as bitsandbytes' fast-math build): a code
-// must be the one of the exact reciprocal or of one of its float neighbours. Skips without a GPU.
+// buffers; quantization with bitsandbytes' CUDA rules (x * (1/absmax), its NF4 tree, torch's CUDA mean for
+// the offset, its 7-step binary search for the absmax codes, re-typed here from bitsandbytes' kernels.cu).
+// The GPU scales by an approximate reciprocal (rcp.approx, within 1 ulp, as bitsandbytes' fast-math build): a
+// code must be the one of the exact reciprocal or of one of its float neighbours. Skips without a GPU.
 #include <torch/cuda.h>
 
 #include <cmath>
@@ -57,7 +57,8 @@ TEST(Nf4Gpu, DequantizeMatchesReference) {
       const at::Tensor buf = at::empty({g.packed.numel() + 1}, g.packed.options());
       u.packed = buf.slice(0, 1).view({-1, 1});
       u.packed.copy_(g.packed);
-      EXPECT_TRUE(bits_equal(hs::quant::dequantize_nf4(u), ref)) << "unaligned " << shape[0] << "x" << shape[1];
+      EXPECT_TRUE(bits_equal(hs::quant::dequantize_nf4(u), ref))
+          << "unaligned " << shape[0] << "x" << shape[1];
     }
   }
 }
@@ -78,7 +79,8 @@ TEST(Nf4Gpu, QuantizeFollowsBitsandbytesCudaRules) {
     // reciprocal, is the middle candidate; it divides in a trailing partial block instead).
     const at::Tensor wf = w.to(at::kFloat).reshape(-1);
     const at::Tensor bounds = (g.code.to(at::kCPU).slice(0, 0, -1) + g.code.to(at::kCPU).slice(0, 1)) / 2;
-    const at::Tensor am64 = std::get<0>(at::constant_pad_nd(wf.abs(), {0, nb * 64 - n}, 0).view({nb, 64}).max(1));
+    const at::Tensor am64 =
+        std::get<0>(at::constant_pad_nd(wf.abs(), {0, nb * 64 - n}, 0).view({nb, 64}).max(1));
     const at::Tensor r = am64.reciprocal();
     const at::Tensor rs = r.repeat_interleave(64).slice(0, 0, n);
     const auto codes_for = [&](const at::Tensor& scale) {
@@ -99,7 +101,8 @@ TEST(Nf4Gpu, QuantizeFollowsBitsandbytesCudaRules) {
     EXPECT_EQ(g.offset, offset);
     const at::Tensor x = raw - offset;
     const int64_t nn = (nb + 255) / 256;
-    const at::Tensor m = std::get<0>(at::constant_pad_nd(x.abs(), {0, nn * 256 - nb}, 0).view({nn, 256}).max(1));
+    const at::Tensor m =
+        std::get<0>(at::constant_pad_nd(x.abs(), {0, nn * 256 - nb}, 0).view({nn, 256}).max(1));
     EXPECT_TRUE(bits_equal(g.nested_absmax, m));
     const float* xp = x.data_ptr<float>();
     const float* mp = m.data_ptr<float>();
@@ -116,9 +119,11 @@ TEST(Nf4Gpu, QuantizeFollowsBitsandbytesCudaRules) {
       bad += v != c0 && v != cl && v != ch;
     }
     EXPECT_EQ(bad, 0) << "absmax codes outside bitsandbytes' CUDA rule in " << bad << " of " << nb;
-    EXPECT_LE(off, std::max<int64_t>(1, nb / 100)) << off << " of " << nb << " absmax codes off the exact reciprocal";
+    EXPECT_LE(off, std::max<int64_t>(1, nb / 100))
+        << off << " of " << nb << " absmax codes off the exact reciprocal";
     // Dequantizing the GPU state on the GPU equals the reference on the CPU.
-    EXPECT_TRUE(bits_equal(hs::quant::dequantize_nf4(g), hs::quant::dequantize_nf4_reference(g.to(at::kCPU))));
+    EXPECT_TRUE(
+        bits_equal(hs::quant::dequantize_nf4(g), hs::quant::dequantize_nf4_reference(g.to(at::kCPU))));
   }
 }
 

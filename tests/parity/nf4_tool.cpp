@@ -1,11 +1,10 @@
 // nf4_tool: hs::quant's NF4 driven from Python (nf4_bnb.py compares it with bitsandbytes):
-//   nf4_tool dequant IN OUT [NAME]  every NF4 weight of IN (transformers' pre-quantized layout: read_nf4), or
-//                             only weight NAME, dequantized on the CPU (dequantize_nf4) into OUT under its name
-//   nf4_tool quant IN OUT     every floating tensor of IN quantized (quantize_nf4) and written to OUT in that
-//                             layout (nf4_tensors_for_save)
-//   nf4_tool dequant-cuda|quant-cuda IN OUT   the same on the GPU (CUDA builds: kernels/nf4.cu); results copied
-//                             back for writing
-//   nf4_tool info             prints "cuda 1" when the build has the CUDA kernels and a GPU is visible, else "cuda 0"
+//   nf4_tool dequant IN OUT [NAME]   every NF4 weight of IN (transformers' pre-quantized layout, read_nf4),
+//                                    or only NAME, dequantized on the CPU into OUT under its name
+//   nf4_tool quant IN OUT            every floating tensor of IN quantized (quantize_nf4) and written to OUT
+//                                    in that layout (nf4_tensors_for_save)
+//   nf4_tool dequant-cuda|quant-cuda IN OUT   the same on the GPU (CUDA builds: kernels/nf4.cu)
+//   nf4_tool info                    "cuda 1" when built with the CUDA kernels and a GPU is visible
 // Errors print hs::Error's message and exit 1.
 #include <cstdio>
 #include <string>
@@ -50,7 +49,8 @@ int run(int argc, char** argv) {
     out.emplace_back(w, hs::quant::dequantize_nf4(hs::quant::read_nf4(ck, w, dev)).to(at::kCPU));
   } else if (cmd == "dequant") {
     for (const std::string& n : ck.names()) {
-      if (n.size() <= suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+      if (n.size() <= suffix.size() || n.compare(n.size() - suffix.size(), suffix.size(), suffix) != 0)
+        continue;
       const std::string w = n.substr(0, n.size() - suffix.size());
       if (!hs::quant::has_nf4(ck, w)) throw hs::Error("has_nf4 is false for " + w);
       out.emplace_back(w, hs::quant::dequantize_nf4(hs::quant::read_nf4(ck, w, dev)).to(at::kCPU));
@@ -59,7 +59,8 @@ int run(int argc, char** argv) {
     for (const std::string& n : ck.names()) {
       const at::Tensor t = hs::model::load_tensor(ck.get(n), at::ScalarType::Undefined, at::kCPU);
       if (!at::isFloatingType(t.scalar_type())) continue;
-      for (auto& p : hs::quant::nf4_tensors_for_save(n, hs::quant::quantize_nf4(t.to(dev)))) out.push_back(std::move(p));
+      for (auto& p : hs::quant::nf4_tensors_for_save(n, hs::quant::quantize_nf4(t.to(dev))))
+        out.push_back(std::move(p));
     }
   } else {
     throw hs::Error("unknown command " + cmd);

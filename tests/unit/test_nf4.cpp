@@ -1,7 +1,7 @@
 // NF4 (src/quant/nf4) without an external oracle: the code books typed from bitsandbytes' source, the layout
-// (nibble order, 64-blocks across rows, sizes), exact round trips where the format is exact, the error bound of
-// NF4 elsewhere, the pre-quantized layout written and read back, and every malformed input refused with a clear
-// error. Bit-exactness against bitsandbytes itself is tests/parity/nf4_bnb.py.
+// (nibble order, 64-blocks across rows, sizes), exact round trips where the format is exact, the error bound
+// of NF4 elsewhere, the pre-quantized layout written and read back, and every malformed input refused with a
+// clear error. Bit-exactness against bitsandbytes itself is tests/parity/nf4_bnb.py.
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -20,7 +20,8 @@ namespace {
 using hs::quant::Nf4Tensor;
 
 bool bits_equal(const at::Tensor& a, const at::Tensor& b) {
-  return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() && at::equal(a.contiguous(), b.contiguous());
+  return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
+         at::equal(a.contiguous(), b.contiguous());
 }
 
 // Writes `tensors` to DIR/model.safetensors and opens it.
@@ -83,7 +84,8 @@ TEST(Nf4, DynamicMapIsBitsandbytesSignedMap) {
   EXPECT_EQ((d == 0).sum().item<int64_t>(), 1);
   const at::Tensor neg = d.slice(0, 0, 127), pos = d.slice(0, 128, 255);
   EXPECT_TRUE(at::equal(neg, -pos.flip(0)));
-  // Values of bitsandbytes.functional.create_dynamic_map() (float32): the extremes and the smallest magnitude.
+  // Values of bitsandbytes.functional.create_dynamic_map() (float32): the extremes and the smallest
+  // magnitude.
   EXPECT_EQ(d[0].item<float>(), -0.992968738079071f);
   EXPECT_EQ(d[1].item<float>(), -0.9789062738418579f);
   EXPECT_EQ(d[2].item<float>(), -0.96484375f);
@@ -124,8 +126,8 @@ TEST(Nf4, SizesFollowTheFlattenedTensor) {
 
 TEST(Nf4, EqualBlockScalesRoundTripExactly) {
   at::manual_seed(11);
-  // Every 64-block (they cross rows: 100 columns) holds +-s and otherwise NF4 code values times s, s a power of
-  // two: absmax s everywhere, so the offset is s, the nested absmax 0 and every value comes back exactly.
+  // Every 64-block (they cross rows: 100 columns) holds +-s and otherwise NF4 code values times s, s a power
+  // of two: absmax s everywhere, so the offset is s, the nested absmax 0 and every value comes back exactly.
   const at::Tensor code = hs::quant::nf4_code();
   const int64_t rows = 5, cols = 100, n = rows * cols;
   const float s = 0.125f;
@@ -141,8 +143,9 @@ TEST(Nf4, EqualBlockScalesRoundTripExactly) {
 
 TEST(Nf4, RandomWeightsWithinTheNf4Bound) {
   at::manual_seed(13);
-  // |w - dq| <= half the widest NF4 gap times the block's absmax, plus the 8-bit absmax error (its step is below
-  // 2% of the nested absmax), for weights whose block absmax varies (rows of different scale, blocks cross rows).
+  // |w - dq| <= half the widest NF4 gap times the block's absmax, plus the 8-bit absmax error (its step is
+  // below 2% of the nested absmax), for weights whose block absmax varies (rows of different scale, blocks
+  // cross rows).
   const at::Tensor w = at::randn({37, 200}, at::kFloat) * (at::rand({37, 1}, at::kFloat) + 0.1);
   const Nf4Tensor q = hs::quant::quantize_nf4(w);
   const at::Tensor d = hs::quant::dequantize_nf4(q).view(-1);
@@ -153,7 +156,8 @@ TEST(Nf4, RandomWeightsWithinTheNf4Bound) {
   const double half_gap = (1.0 - 0.6961928009986877) / 2;  // the widest gap: -1 .. -0.696
   const double nested = q.nested_absmax.max().item<double>();
   const at::Tensor bound = am * half_gap + 0.02 * nested * 1.0 + 1e-6;
-  EXPECT_TRUE(((d - flat).abs() <= bound).all().item<bool>()) << ((d - flat).abs() - bound).max().item<double>();
+  EXPECT_TRUE(((d - flat).abs() <= bound).all().item<bool>())
+      << ((d - flat).abs() - bound).max().item<double>();
   EXPECT_LT((d - flat).abs().mean().item<double>(), 0.1 * flat.abs().mean().item<double>());
 }
 
@@ -183,8 +187,11 @@ TEST(Nf4, SaveAndReadBack) {
   EXPECT_EQ(r.shape, q.shape);
   EXPECT_EQ(r.dtype, q.dtype);
   EXPECT_EQ(r.offset, q.offset);
-  for (auto [a, b] : {std::pair{&r.packed, &q.packed}, {&r.absmax, &q.absmax}, {&r.code, &q.code},
-                      {&r.nested_absmax, &q.nested_absmax}, {&r.nested_code, &q.nested_code}})
+  for (auto [a, b] : {std::pair{&r.packed, &q.packed},
+                      {&r.absmax, &q.absmax},
+                      {&r.code, &q.code},
+                      {&r.nested_absmax, &q.nested_absmax},
+                      {&r.nested_code, &q.nested_code}})
     EXPECT_TRUE(bits_equal(*a, *b));
   EXPECT_TRUE(bits_equal(hs::quant::dequantize_nf4(r), hs::quant::dequantize_nf4(q)));
   // The quant state JSON has bitsandbytes' keys.
@@ -203,7 +210,10 @@ TEST(Nf4, SaveAndReadBack) {
 
 TEST(Nf4, RefusesBadInputs) {
   EXPECT_NE(error_of([] { hs::quant::quantize_nf4(at::empty({0, 64})); }).find("empty"), std::string::npos);
-  EXPECT_NE(error_of([] { hs::quant::quantize_nf4(at::ones({4, 64}, at::kInt)); }).find("Int"), std::string::npos);
+  EXPECT_NE(error_of([] {
+              hs::quant::quantize_nf4(at::ones({4, 64}, at::kInt));
+            }).find("Int"),
+            std::string::npos);
   Nf4Tensor q = hs::quant::quantize_nf4(at::randn({8, 64}));
   Nf4Tensor bad = q;
   bad.shape = {8, 65};
@@ -214,7 +224,8 @@ TEST(Nf4, RefusesBadInputs) {
   EXPECT_NE(error_of([&] { hs::quant::dequantize_nf4(bad); }).find("blocksize 128"), std::string::npos);
   bad = q;
   bad.nested_code = bad.nested_code.to(at::kDouble);
-  EXPECT_NE(error_of([&] { hs::quant::dequantize_nf4(bad); }).find("nested_quant_map has type"), std::string::npos);
+  EXPECT_NE(error_of([&] { hs::quant::dequantize_nf4(bad); }).find("nested_quant_map has type"),
+            std::string::npos);
 }
 
 TEST(Nf4, RefusesBadCheckpoints) {
@@ -222,7 +233,8 @@ TEST(Nf4, RefusesBadCheckpoints) {
   const std::string sname = name + ".quant_state.bitsandbytes__nf4";
   const Nf4Tensor q = hs::quant::quantize_nf4(at::randn({8, 64}));
   const auto good = hs::quant::nf4_tensors_for_save(name, q);
-  const std::string good_json(reinterpret_cast<const char*>(good[5].second.data_ptr()), good[5].second.numel());
+  const std::string good_json(reinterpret_cast<const char*>(good[5].second.data_ptr()),
+                              good[5].second.numel());
   int k = 0;
   // Rewrites the quant state JSON with `patch` applied (or drops a tensor) and returns read_nf4's error.
   const auto read_with = [&](const nlohmann::json& patch, const std::string& drop = "",
@@ -247,7 +259,8 @@ TEST(Nf4, RefusesBadCheckpoints) {
   EXPECT_EQ(read_with(nlohmann::json::object()), "");
   const auto has = [](const std::string& e, std::vector<std::string> words) {
     for (const auto& w : words)
-      if (e.find(w) == std::string::npos) return ::testing::AssertionFailure() << "'" << w << "' not in: " << e;
+      if (e.find(w) == std::string::npos)
+        return ::testing::AssertionFailure() << "'" << w << "' not in: " << e;
     return ::testing::AssertionSuccess();
   };
   EXPECT_TRUE(has(read_with({{"quant_type", "fp4"}}), {sname, "'quant_type'", "fp4", "supported"}));
