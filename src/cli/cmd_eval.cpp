@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/model_flags.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
@@ -31,7 +32,6 @@
 #include "lora/lora.h"
 #include "model/model.h"
 #include "model/runtime.h"
-#include "quant/nf4_linear.h"
 #include "train/batches.h"
 
 namespace {
@@ -56,12 +56,7 @@ hs::config::Schema schema() {
             "evaluate N samples spread evenly over the lengths (sample floor(i * total / N) of the length-sorted "
             "shards, i < N), not the N shortest (0 = all)",
             0, 9.2e18);
-  s.str("device", "auto", hs::model::kDeviceHelp);
-  s.str("dtype", "auto", hs::model::kDtypeHelp);
-  s.choice(
-      "quant", "none", {"none", "nf4"},
-      "nf4: quantize the projections to 4-bit NF4 at load (QLoRA's base; a pre-quantized bnb-4bit folder "
-      "is NF4 anyway)");
+  hs::cli::add_model_flags(s);
   s.config_file(false);
   return s;
 }
@@ -72,8 +67,7 @@ struct Options {
   bool json = false;
   int64_t tokens_per_batch = 4096, max_samples = 0;
   hs::data::Packing packing = hs::data::Packing::packed;
-  std::string device, dtype;  // model::resolve_device / resolve_dtype words
-  bool nf4 = false;           // --quant nf4
+  hs::cli::ModelFlags load;  // --device, --dtype, --quant
 };
 
 Options read_options(const hs::config::Config& cfg) {
@@ -85,9 +79,7 @@ Options read_options(const hs::config::Config& cfg) {
   o.tokens_per_batch = cfg.get_int("tokens-per-batch");
   o.max_samples = cfg.get_int("max-samples");
   o.packing = hs::data::parse_packing(cfg.get("packing"));
-  o.device = cfg.get("device");
-  o.dtype = cfg.get("dtype");
-  o.nf4 = cfg.get("quant") == "nf4";
+  o.load = hs::cli::read_model_flags(cfg);
   return o;
 }
 
@@ -96,9 +88,8 @@ int run(const hs::config::Config& cfg) {
   const Options o = read_options(cfg);
   const std::string& model_dir = o.model;
   hs::Timer timer;
-  at::Device device = hs::model::resolve_device(o.device, Mpi::local_rank());
-  const hs::model::LoadOptions lo = hs::quant::nf4_load_options(
-      {hs::model::resolve_dtype(o.dtype, device), device}, hs::io::load_hf_config(model_dir), o.nf4);
+  const hs::model::LoadOptions lo = hs::cli::load_options(o.load, model_dir, Mpi::local_rank());
+  const at::Device device = lo.device;
 
   hs::data::ShardIndex::Options opts;
   fs::path tok = fs::path(model_dir) / "tokenizer.json";

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "cli/model_flags.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
@@ -28,7 +29,6 @@
 #include "model/generate.h"
 #include "model/model.h"
 #include "model/runtime.h"
-#include "quant/nf4_linear.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -54,12 +54,7 @@ hs::config::Schema schema() {
   s.flag("greedy", "always take the most likely token (deterministic)");
   s.integer("seed", 0, "seed of the sampler", 0, 9.2e18);
   s.flag("ids", "print the generated token ids (one line) instead of streaming text");
-  s.str("device", "auto", hs::model::kDeviceHelp);
-  s.str("dtype", "auto", hs::model::kDtypeHelp);
-  s.choice(
-      "quant", "none", {"none", "nf4"},
-      "nf4: quantize the projections to 4-bit NF4 at load (QLoRA's base; a pre-quantized bnb-4bit folder "
-      "is NF4 anyway)");
+  hs::cli::add_model_flags(s);
   s.config_file(false);
   return s;
 }
@@ -71,8 +66,7 @@ struct Options {
   int64_t max_new = 256;
   uint64_t seed = 0;
   hs::model::Sampling sampling;
-  std::string device, dtype;  // model::resolve_device / resolve_dtype words
-  bool nf4 = false;           // --quant nf4
+  hs::cli::ModelFlags load;  // --device, --dtype, --quant
 };
 
 Options read_options(const hs::config::Config& cfg) {
@@ -90,9 +84,7 @@ Options read_options(const hs::config::Config& cfg) {
   o.sampling.temperature = cfg.get_real("temperature");
   o.sampling.top_p = cfg.get_real("top-p");
   o.sampling.top_k = cfg.get_int("top-k");
-  o.device = cfg.get("device");
-  o.dtype = cfg.get("dtype");
-  o.nf4 = cfg.get("quant") == "nf4";
+  o.load = hs::cli::read_model_flags(cfg);
   return o;
 }
 
@@ -138,9 +130,8 @@ size_t complete_prefix(const std::string& s) {
 int run(const hs::config::Config& cfg) {
   const Options o = read_options(cfg);
   const std::string& model_dir = o.model;
-  at::Device device = hs::model::resolve_device(o.device);
-  const hs::model::LoadOptions lo = hs::quant::nf4_load_options(
-      {hs::model::resolve_dtype(o.dtype, device), device}, hs::io::load_hf_config(model_dir), o.nf4);
+  const hs::model::LoadOptions lo = hs::cli::load_options(o.load, model_dir);
+  const at::Device device = lo.device;
   hs::Timer load_timer;
   hs::tokenizer::Tokenizer tok = hs::tokenizer::Tokenizer::from_file(model_dir);
   // An adapter is merged into a dense base; on an NF4 base (--quant nf4 or a pre-quantized folder) it stays
