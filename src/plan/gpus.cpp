@@ -133,21 +133,38 @@ std::optional<GpuSpec> find_gpu(const std::string& name_or_size) {
     g.source = "given as a memory size";
     return g;
   }
-  if (q.rfind("nvidia", 0) == 0) q = q.substr(6);
-  // An exact word first, then the longest key contained in a device name ("h100pcie" before "h100").
+  // An exact word ("h100", "A100-40GB") first; then a device name as CUDA reports it, read as words
+  // ("NVIDIA A100-SXM4-40GB": nvidia, a100, sxm4, 40gb) whose longest run of consecutive words is a key
+  // (a100sxm440gb), so "h1000" is no "h100".
   for (const auto& g : known_gpus())
     for (const auto& k : g.keys)
-      if (q == k) return g;
+      if (q == k || q == "nvidia" + k) return g;
+  std::vector<std::string> words;
+  std::string w;
+  for (char ch : name_or_size + " ") {
+    if (std::isalnum(static_cast<unsigned char>(ch))) {
+      w += char(std::tolower(static_cast<unsigned char>(ch)));
+    } else if (!w.empty()) {
+      words.push_back(w);
+      w.clear();
+    }
+  }
   const GpuSpec* best = nullptr;
   size_t best_len = 0;
-  for (const auto& g : known_gpus())
-    for (const auto& k : g.keys)
-      if (k.size() >= 3 && q.find(k) != std::string::npos && k.size() > best_len) {
-        best = &g;
-        best_len = k.size();
-      }
+  for (size_t i = 0; i < words.size(); ++i) {
+    std::string run;
+    for (size_t j = i; j < words.size() && j < i + 4; ++j) {
+      run += words[j];
+      for (const auto& g : known_gpus())
+        for (const auto& k : g.keys)
+          if (run == k && k.size() > best_len) {
+            best = &g;
+            best_len = k.size();
+          }
+    }
+  }
   if (best) {
-    // A100s are named by memory ("A100-SXM4-40GB"): the 80 GB entry's bare "a100" must not take a 40 GB card.
+    // A100s are named by memory ("A100-SXM4-40GB", "A100-PCIE-40GB"): a bare "a100" must not take a 40 GB card.
     if (best->name == "A100 80GB" && q.find("40gb") != std::string::npos)
       for (const auto& g : known_gpus())
         if (g.name == "A100 40GB") return g;
