@@ -120,6 +120,7 @@ std::vector<Term> backward_terms(const io::HfConfig& c, const RunSpec& s, double
 struct MicroStats {
   double tokens = 0;  // token slots (padding included)
   double real = 0;    // real tokens
+  double trained = 0; // loss targets: the rows the head and the cross-entropy run on
   double pairs = 0;   // causal attention pairs: sum of n (n + 1) / 2 over the attention segments
 };
 
@@ -127,6 +128,7 @@ MicroStats micro_stats(const data::MicroBatch& mb, const Samples& s, data::Packi
   MicroStats m;
   m.tokens = double(mb.padded_tokens());
   m.real = double(mb.tokens);
+  m.trained = double(mb.trained);
   if (packing == data::Packing::packed) {
     for (int64_t id : mb.samples) {
       const double n = s.lengths[size_t(id)];
@@ -149,10 +151,11 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
   const double layer_mm = double(matmul_params - m.V * m.H);
   std::vector<Term> t;
   // GEMMs: forward 2 P, input gradient 2 P, weight gradient 2 P (full); checkpointing re-runs the layers'
-  // forward (2 x the layers' share).
-  double gemm = (full ? 6.0 : 4.0) * double(matmul_params) + (ckpt ? 2.0 * layer_mm : 0.0);
-  t.push_back({"GEMM (projections, lm_head)", gemm * N / (peak * e.gemm),
-               fmt(gemm / 1e9) + " GFLOP/token at " + fmt(e.gemm * 100) + "% of peak"});
+  // forward (2 x the layers' share). The head runs on the loss targets only (Model::loss_from_hidden).
+  const double k = full ? 6.0 : 4.0, head = double(m.V * m.H);
+  const double gemm = (k * layer_mm + (ckpt ? 2.0 * layer_mm : 0.0)) * N + k * head * mb.trained;
+  t.push_back({"GEMM (projections, lm_head)", gemm / (peak * e.gemm),
+               fmt(gemm / N / 1e9) + " GFLOP/token at " + fmt(e.gemm * 100) + "% of peak"});
   // Attention: per causal pair and layer 4 Q FLOPs forward (QK^T, PV), 10 Q backward (5 GEMMs), 4 Q more to
   // recompute the forward under checkpointing.
   const double attn_flops = (ckpt ? 18.0 : 14.0) * mb.pairs * double(m.Q) * double(m.L);
@@ -181,9 +184,15 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
     t.push_back({"qk-norm (bandwidth)", qk * e.small_norm_factor / bw,
                  fmt(qk / N) + " B/token x " + fmt(e.small_norm_factor)});
   }
-  const double loss = 2.0 * kBf16 * double(m.V) * N;
+  const double loss = 2.0 * kBf16 * double(m.V) * mb.trained;
   t.push_back({"cross-entropy over the logits (bandwidth)", loss * e.loss_factor / bw,
-               fmt(loss / N) + " B/token x " + fmt(e.loss_factor)});
+               fmt(2.0 * kBf16 * double(m.V)) + " B/target x " + fmt(e.loss_factor)});
+  if (full) {
+    // lm_head's fp32 gradient: each logits chunk's fp32 GEMM output added into it (read 2, write 1 x 4 B).
+    const double chunks = std::ceil(mb.trained / double(std::max<int64_t>(1, kLossChunkLogits / m.V)));
+    const double b = chunks * 3.0 * kF32 * head;
+    t.push_back({"lm_head fp32 gradient sums per logits chunk (bandwidth)", b / bw, fmt(chunks) + " chunks x 12 B x V x H"});
+  }
   if (s.finetune == Finetune::qlora) {
     // Each NF4 projection is dequantized to bf16 in the forward and again in the backward (and in the
     // recomputation): read 0.5 B + statistics, write 2 B, per weight.
@@ -350,8 +359,11 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
   // The loss stage (Model::loss_from_hidden + LinearCrossEntropyFunction): the normed hidden states, the
   // selected target rows, their gradient (made in the forward), one chunk of bf16 logits (gradient written
   // over it); full fine-tuning also makes lm_head's fp32 gradient and an fp32 GEMM output per chunk.
-  const double chunk_rows = std::min(N, double(std::max<int64_t>(1, kLossChunkLogits / std::max<int64_t>(1, m.V))));
-  mem.loss.push_back(bytes_term("final-norm output, target rows, their gradient", N, double(3 * m.H), kBf16, "tok"));
+  const double targets = largest ? double(std::max<int64_t>(1, largest->trained)) : 1.0;
+  const double chunk_rows =
+      std::min(targets, double(std::max<int64_t>(1, kLossChunkLogits / std::max<int64_t>(1, m.V))));
+  mem.loss.push_back(bytes_term("final-norm output", N, double(m.H), kBf16, "tok"));
+  mem.loss.push_back(bytes_term("target rows and their gradient", targets, double(2 * m.H), kBf16, "targets"));
   mem.loss.push_back(bytes_term("logits chunk (bf16, <= 2^27)", chunk_rows, double(m.V), kBf16, "rows"));
   mem.loss.push_back(bytes_term("targets, mask, per-row loss", N, 1, 8 + 4 + 1, "tok"));
   std::vector<Term> head_grad;
@@ -362,8 +374,14 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
   }
   // The backward of the last layer: the loss's saved gradient, the layer recomputed (checkpointing, with its
   // input back from the host for offload), the layer's backward transients.
-  mem.backward.push_back(bytes_term("hidden-state gradient saved by the loss", N, double(m.H), kBf16, "tok"));
-  for (const auto& t : head_grad) mem.backward.push_back(t);
+  mem.backward.push_back(bytes_term("hidden-state gradient saved by the loss", targets, double(m.H), kBf16, "targets"));
+  if (full) {
+    // The loss's backward scales lm_head's saved fp32 gradient (an fp32 product) and rounds it to bf16.
+    mem.loss_backward.push_back(bytes_term("hidden-state gradient saved by the loss", targets, double(m.H), kBf16, "targets"));
+    for (const auto& t : head_grad) mem.loss_backward.push_back(t);
+    mem.loss_backward.push_back(bytes_term("lm_head gradient x the loss scale (fp32)", double(m.V * m.H), 1, kF32, "params"));
+    mem.loss_backward.push_back(bytes_term("lm_head gradient rounded to bf16", double(m.V * m.H), 1, kBf16, "params"));
+  }
   if (s.grad_ckpt != Ckpt::off) {
     mem.backward.push_back({"one layer recomputed (its saved activations)", layer, fmt(layer / kGiB * 1024) + " MiB"});
     if (s.grad_ckpt == Ckpt::offload)
@@ -376,9 +394,13 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
   const double states = sum(mem.states), kept = sum(mem.kept);
   const double at_loss = states + kept + sum(mem.loss);
   const double in_backward = states + kept + sum(mem.backward);
+  const double at_loss_backward = states + kept + sum(mem.loss_backward);
   const double at_step = states + sum(mem.optimizer);
-  mem.peak = std::max({at_loss, in_backward, at_step});
-  mem.peak_phase = mem.peak == at_step ? "optimizer step" : mem.peak == at_loss ? "end of forward (loss)" : "backward";
+  mem.peak = std::max({at_loss, in_backward, at_loss_backward, at_step});
+  mem.peak_phase = mem.peak == at_step              ? "optimizer step"
+                   : mem.peak == at_loss            ? "end of forward (loss)"
+                   : mem.peak == at_loss_backward ? "loss backward"
+                                                    : "backward";
   mem.overhead.push_back({"CUDA context, cuBLAS workspaces", kContextBytes, "~0.6 GiB"});
   mem.overhead.push_back({"caching-allocator slack", mem.peak * kSlack, fmt(kSlack * 100) + "% of the peak"});
   if (s.world > 1) mem.overhead.push_back({"NCCL buffers", 0.25 * kGiB, "~0.25 GiB"});
@@ -402,7 +424,7 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
     // fp64 sum's copy; full fine-tuning also gathers bf16 gradients and refreshes the bf16 weights.
     const bool fp64 = s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit);
     const double opt_bytes = T * (7 * kF32 + 2 * kF32 + (fp64 ? 2 * kF64 * double(s.grad_accum) : 0)) +
-                             (full ? P * (kBf16 + kF32 + kF32 + kBf16) : 0);
+                             (full ? P * (3 * kBf16 + 3 * kF32) : 0);  // zero .grad, gather, push
     sp.optimizer_s = opt_bytes / gpu->hbm_bytes_s;
     if (s.world > 1) {
       // One all-reduce of the flat gradient (fp64 when summed in fp64): NCCL ring, 2 (N - 1) / N of the bytes

@@ -77,6 +77,7 @@ struct Memory {
   std::vector<Term> layer;      // what one decoder layer saves for its backward (no checkpointing)
   std::vector<Term> kept;       // activations held at the end of the forward (per the checkpointing mode)
   std::vector<Term> loss;       // the forward's loss stage on top of `kept`
+  std::vector<Term> loss_backward;  // full fine-tuning: the loss's backward on top of `kept` (lm_head gradient)
   std::vector<Term> backward;   // the backward of the last layer on top of `kept` (recomputation included)
   std::vector<Term> optimizer;  // the optimizer step on top of `states`
   std::vector<Term> overhead;   // CUDA context, allocator slack: what the GPU needs beyond the peak

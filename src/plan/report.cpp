@@ -129,6 +129,10 @@ std::string render_text(const Plan& p, const std::vector<Candidate>& advice) {
   for (const auto& x : m.kept) t.row("  " + x.name, gib(x.value), x.formula);
   t.row("loss stage (on top)", gib(sum(m.loss)), "");
   for (const auto& x : m.loss) t.row("  " + x.name, gib(x.value), x.formula);
+  if (!m.loss_backward.empty()) {
+    t.row("loss backward (on top)", gib(sum(m.loss_backward)), "");
+    for (const auto& x : m.loss_backward) t.row("  " + x.name, gib(x.value), x.formula);
+  }
   t.row("backward of the last layer (on top)", gib(sum(m.backward)), "");
   for (const auto& x : m.backward) t.row("  " + x.name, gib(x.value), x.formula);
   t.row("optimizer step (on top of the weights and state)", gib(sum(m.optimizer)), "");
@@ -209,6 +213,7 @@ nlohmann::ordered_json to_json(const Plan& p, const std::vector<Candidate>& advi
                  {"layer_bytes", sum(m.layer)},
                  {"kept", terms_json(m.kept)},
                  {"loss", terms_json(m.loss)},
+                 {"loss_backward", terms_json(m.loss_backward)},
                  {"backward", terms_json(m.backward)},
                  {"optimizer", terms_json(m.optimizer)},
                  {"overhead", terms_json(m.overhead)}};
