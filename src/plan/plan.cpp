@@ -20,6 +20,9 @@ constexpr int64_t kLossChunkLogits = int64_t(1) << 27;
 constexpr int64_t kFp64SumLimit = int64_t(1) << 28;
 // What a CUDA process holds beyond its tensors: the context (~0.5 GiB on H100 with CUDA 13), cuBLAS
 // workspaces; and the caching allocator's reserved-but-unallocated slack, ~5% of the peak.
+// Whether LoRA over an NF4 base runs the fused LoRA fast path (ops_cuda.cpp) -- not yet (README: QLoRA "does
+// not yet use the fast path"); layer_terms() and micro_time() model the PEFT path it runs today.
+constexpr bool kQloraFastPath = false;
 constexpr double kContextBytes = 0.6 * kGiB, kSlack = 0.05;
 
 std::string fmt(double v) {
@@ -62,10 +65,15 @@ struct Shape {
 std::vector<Term> layer_terms(const io::HfConfig& c, const RunSpec& s, double N) {
   const Shape m(c);
   const bool full = s.finetune == Finetune::full;
+  // QLoRA today: LoRA over an NF4 base is lora::LoraLinear's PEFT path (base(x) + lora_delta(x), ops.cpp), not
+  // the fused fast path: the NF4 base keeps no input, each adapted projection keeps its own fp32 copy of its
+  // input and an fp32 x A^T. Flip this when the NF4 projections take the fast path.
+  const bool qlora_peft_path = s.finetune == Finetune::qlora && !kQloraFastPath;
   auto lora = [&](model::Proj p) { return !full && has(s.lora_targets, p); };
-  const bool attn_in = full || lora(model::Proj::q) || lora(model::Proj::k) || lora(model::Proj::v);
-  const bool mlp_fused = lora(model::Proj::gate) && lora(model::Proj::up) && lora(model::Proj::down);
-  const bool mlp_in = full || lora(model::Proj::gate) || lora(model::Proj::up);
+  const bool attn_in = full || (!qlora_peft_path && (lora(model::Proj::q) || lora(model::Proj::k) || lora(model::Proj::v)));
+  const bool mlp_fused =
+      !qlora_peft_path && lora(model::Proj::gate) && lora(model::Proj::up) && lora(model::Proj::down);
+  const bool mlp_in = full || (!qlora_peft_path && (lora(model::Proj::gate) || lora(model::Proj::up)));
   std::vector<Term> t;
   t.push_back(bytes_term("layer input (input RMSNorm keeps it)", N, double(m.H), kBf16, "tok"));
   t.push_back(bytes_term("RMSNorm row statistics (2 norms, fp32)", N, 2, kF32, "tok"));
@@ -80,17 +88,22 @@ std::vector<Term> layer_terms(const io::HfConfig& c, const RunSpec& s, double N)
   t.push_back(bytes_term("residual after attention (post-attention RMSNorm keeps it)", N, double(m.H), kBf16, "tok"));
   if (mlp_in) t.push_back(bytes_term("normed MLP input (gate/up keep it)", N, double(m.H), kBf16, "tok"));
   t.push_back(bytes_term("gate(x), up(x) (SwiGLU keeps them)", N, double(2 * m.I), kBf16, "tok"));
-  if (full || (!mlp_fused && lora(model::Proj::down)))
+  if (full || (!mlp_fused && !qlora_peft_path && lora(model::Proj::down)))
     t.push_back(bytes_term("silu(gate) x up (down_proj input)", N, double(m.I), kBf16, "tok"));
   int n_lora = 0;
-  double ab = 0;
+  double ab = 0, in_sum = 0;
   for (model::Proj p : model::kAllProjs)
     if (lora(p)) {
       ++n_lora;
       auto [out, in] = proj_shape(c, p);
       ab += double(s.lora_r) * double(in + out);
+      in_sum += double(in);
     }
-  if (n_lora > 0) {
+  if (n_lora > 0 && qlora_peft_path) {
+    t.push_back(bytes_term("LoRA inputs cast to fp32 (one per adapted projection)", N, in_sum, kF32, "tok"));
+    t.push_back(bytes_term("LoRA x A^T [N, r] in fp32 (" + std::to_string(n_lora) + " projections)", N,
+                           double(n_lora * s.lora_r), kF32, "tok"));
+  } else if (n_lora > 0) {
     t.push_back(bytes_term("LoRA x A^T [N, r] (" + std::to_string(n_lora) + " adapted projections)", N,
                            double(n_lora * s.lora_r), kBf16, "tok"));
     t.push_back(bytes_term("LoRA A, B rounded to bf16 (the fast path keeps them)", ab, 1, kBf16, "params"));
@@ -109,11 +122,11 @@ std::vector<Term> backward_terms(const io::HfConfig& c, const RunSpec& s, double
   attn.push_back(bytes_term("incoming gradient and dx", N, double(2 * m.H), kBf16, "tok"));
   attn.push_back(bytes_term("attention backward: dq, dk, dv", N, double(m.Q + 2 * m.K), kBf16, "tok"));
   attn.push_back(bytes_term("attention backward: fp32 dq accumulator", N, double(m.Q), kF32, "tok"));
-  if (s.finetune == Finetune::full) {
-    // A weight gradient is made by a GEMM, then added into .grad (after the first micro-batch).
-    const double w = double(std::max({m.I * m.H, m.Q * m.H}));
+  const double w = double(std::max({m.I * m.H, m.Q * m.H}));
+  if (s.finetune == Finetune::full)  // a weight gradient is made by a GEMM, then added into .grad
     mlp.push_back(bytes_term("weight-gradient GEMM output (largest projection)", w, 1, kBf16, "params"));
-  }
+  if (s.finetune == Finetune::qlora)  // Nf4LinearFunction's backward dequantizes its weight again for dX
+    mlp.push_back(bytes_term("NF4 weight dequantized for dX (largest projection)", w, 1, kBf16, "params"));
   return sum(mlp) >= sum(attn) ? mlp : attn;
 }
 
@@ -170,8 +183,12 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
       elems += double(in + out);
     }
     elems *= double(m.L);
-    const double bytes = e.lora_bytes * elems * N * (ckpt ? 4.0 / 3.0 : 1.0);
-    t.push_back({"LoRA branch (bandwidth)", bytes / bw, fmt(e.lora_bytes) + " B x " + fmt(elems) + " (in+out) x tokens"});
+    // The PEFT path QLoRA runs today moves its inputs and products in fp32 through unfused ops: about 3x the
+    // fast path's bytes (an assumption until measured).
+    const double peft = s.finetune == Finetune::qlora && !kQloraFastPath ? 3.0 : 1.0;
+    const double bytes = peft * e.lora_bytes * elems * N * (ckpt ? 4.0 / 3.0 : 1.0);
+    t.push_back({"LoRA branch (bandwidth)", bytes / bw,
+                 fmt(peft * e.lora_bytes) + " B x " + fmt(elems) + " (in+out) x tokens"});
   }
   // RMSNorm (2 x 5 H), residual adds (12 H), RoPE (4 (Q + K)), SwiGLU with the backward's recomputation
   // (11 I) element reads/writes per token and layer, bf16; a third more with checkpointing.
