@@ -40,6 +40,10 @@ Efficiency assumed(const char* from) {
 
 std::vector<GpuSpec> make_table() {
   const Efficiency h100 = assumed("H100 SXM");
+  // GeForce cards run bf16 tensor-core math with fp32 accumulation at half the rate the MFU basis counts.
+  Efficiency geforce = h100;
+  geforce.gemm /= 2, geforce.attn_d64 /= 2, geforce.attn_d128 /= 2;
+  geforce.source += "; GEMM and attention halved (GeForce fp32-accumulate rate)";
   std::vector<GpuSpec> t;
   // name, keys, memory, peak (MFU basis), HBM, all-reduce bus bandwidth, interconnect, source
   t.push_back({"H100 SXM", {"h100sxm", "h100", "h10080gbhbm3", "h100sxm580gb"}, 79.2 * kGiB, 1070.5 * T,
@@ -86,12 +90,12 @@ std::vector<GpuSpec> make_table() {
                "PCIe 4",
                "NVIDIA Ada whitepaper: 24 GB GDDR6X, 1008 GB/s; 330 TFLOP/s bf16 with fp16 accumulate, 165 with "
                "fp32 accumulate (GeForce half rate: MFU against 330 reads low)",
-               h100});
+               geforce});
   t.push_back({"RTX 3090", {"rtx3090", "3090", "geforcertx3090"}, 23.6 * kGiB, 142.3 * T, 0.936 * T, 20 * G,
                "PCIe 4",
                "NVIDIA Ampere GA102 whitepaper: 24 GB GDDR6X, 936 GB/s; 142 TFLOP/s bf16 (71 with fp32 "
                "accumulate)",
-               h100});
+               geforce});
   return t;
 }
 

@@ -164,7 +164,7 @@ std::string render_text(const Plan& p, const std::vector<Candidate>& advice) {
   }
   if (!advice.empty()) {
     Table a;
-    a.row(p.fits ? "faster and fits" : "changes", "peak GiB", "tokens/s");
+    a.row(p.fits ? "faster, and fits" : "changes", "needs GiB", "tokens/s");
     for (const auto& k : advice)
       a.row(k.change, gib(k.plan.memory.needed),
             (k.plan.speed.known ? num(k.plan.speed.tokens_per_s) : "-") + (k.plan.fits ? "  fits" : "  does not fit") +
