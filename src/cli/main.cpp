@@ -42,7 +42,7 @@ const Planned kPlanned[] = {
     {"eval", "loss and perplexity of a model (+adapter) on shards", "issue #4 (model)"},
     {"generate", "KV-cached text generation from a model (+adapter)", "issue #4 (model)"},
     {"merge", "merge a LoRA adapter into its base model, write an HF folder", "issue #4 (model)"},
-    {"plan", "memory and speed estimate for a training config before a run", "a later issue"},
+    {"plan", "peak GPU memory, tokens/s and what fits, for a training config before a run", "issue #14"},
 };
 
 bool implemented(const hs::cli::Command* c) { return c != nullptr && c->run != nullptr; }

@@ -44,6 +44,9 @@ const Schema& train_schema() {
              "dtype in which gradients are summed over micro-batches and ranks: fp64 makes the step's gradient "
              "the same for any split over grad_accum and ranks (auto: fp64 up to 256M trainable parameters)");
     s.choice("train.grad_ckpt", "off", {"off", "on", "offload"}, "gradient checkpointing per decoder layer (offload: activations to host memory)");
+    s.choice("train.plan_check", "on", {"on", "off"},
+             "before loading weights, predict the peak GPU memory as `hsloth plan` does and stop (with the "
+             "changes that fit) when it exceeds the GPU's free memory by more than 5%; off: run anyway");
     s.str("train.resume", "off", "off | auto (newest valid checkpoint in run.dir) | PATH to a checkpoint folder");
     s.integer("eval.every", 0, "evaluate every N steps (0: before training and at the end only)", 0);
     s.boolean("eval.exact_match", false,

@@ -1,0 +1,326 @@
+// `hsloth plan`'s arithmetic against the model's own tensors: parameter counts per term against the numel of
+// a model loaded from a config.json + safetensors folder (Llama untied, Qwen3 with qk-norm and tied
+// embeddings, Qwen2 with q/k/v biases), LoRA parameters against the adapter the trainer builds, NF4 bytes
+// against quantized tensors, optimizer and gradient bytes against AdamW / FlatParams state, the FLOPs basis
+// against the trainer's formula on the loaded model, the batch plan's numbers against data::BatchPlan, and the
+// memory of two measured H100 runs (bench/results/train_vs_peers_h100_rows.md).
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <numeric>
+
+#include "core/error.h"
+#include "io/file.h"
+#include "io/hf_config.h"
+#include "io/safetensors.h"
+#include "lora/lora.h"
+#include "model/model.h"
+#include "model/registry.h"
+#include "model/tensor_io.h"
+#include "plan/plan.h"
+#include "quant/nf4.h"
+#include "quant/nf4_linear.h"
+#include "train/adamw.h"
+#include "train/flat_params.h"
+
+namespace {
+
+using namespace hs;
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+const char* kLlama = R"({"model_type":"llama","hidden_size":32,"intermediate_size":48,"num_hidden_layers":3,
+  "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":70,"rms_norm_eps":1e-5,
+  "max_position_embeddings":128,"tie_word_embeddings":false})";
+const char* kQwen3 = R"({"model_type":"qwen3","hidden_size":32,"intermediate_size":40,"num_hidden_layers":2,
+  "num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"vocab_size":90,"rms_norm_eps":1e-6,
+  "max_position_embeddings":128,"tie_word_embeddings":true})";
+const char* kQwen2 = R"({"model_type":"qwen2","hidden_size":32,"intermediate_size":40,"num_hidden_layers":2,
+  "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":90,"rms_norm_eps":1e-6,
+  "max_position_embeddings":128,"tie_word_embeddings":false})";
+
+// Random weights for every tensor the config implies (names and shapes from the model's registry).
+std::string write_model(const std::string& name, const char* config_json) {
+  const std::string dir = (std::filesystem::temp_directory_path() / ("hs_plan_" + name)).string();
+  std::filesystem::remove_all(dir);
+  io::make_dirs(dir);
+  io::write_file_atomic(dir + "/config.json", config_json);
+  const io::HfConfig c = io::load_hf_config(dir);
+  at::manual_seed(3);
+  std::vector<model::HostTensor> host;
+  auto add = [&](const std::string& n, std::vector<int64_t> shape) {
+    host.push_back(model::to_host(n, at::randn(shape, at::kFloat) * 0.1));
+  };
+  using model::Slot;
+  add(model::names::tensor(Slot::embed), {c.vocab_size, c.hidden_size});
+  add(model::names::tensor(Slot::final_norm), {c.hidden_size});
+  if (!c.tie_word_embeddings) add(model::names::tensor(Slot::lm_head), {c.vocab_size, c.hidden_size});
+  for (int i = 0; i < int(c.num_hidden_layers); ++i) {
+    add(model::names::tensor(Slot::input_norm, i), {c.hidden_size});
+    add(model::names::tensor(Slot::post_attn_norm, i), {c.hidden_size});
+    if (c.qk_norm) {
+      add(model::names::tensor(Slot::q_norm, i), {c.head_dim});
+      add(model::names::tensor(Slot::k_norm, i), {c.head_dim});
+    }
+    for (model::Proj p : model::kAllProjs) {
+      auto [out, in] = model::proj_shape(c, p);
+      add(model::names::weight(i, p), {out, in});
+      if (model::proj_has_bias(c, p)) add(model::names::bias(i, p), {out});
+    }
+  }
+  std::vector<io::TensorRef> refs;
+  for (auto& h : host) refs.push_back(h.ref());
+  io::write_safetensors(dir + "/model.safetensors", refs, {{"format", "pt"}});
+  return dir;
+}
+
+int64_t numel_sum(const std::vector<model::NamedTensor>& ts) {
+  int64_t n = 0;
+  for (const auto& t : ts) n += t.tensor.numel();
+  return n;
+}
+
+const plan::Term* find_term(const std::vector<plan::Term>& ts, const std::string& prefix) {
+  for (const auto& t : ts)
+    if (t.name.rfind(prefix, 0) == 0) return &t;
+  return nullptr;
+}
+
+plan::Samples rows(int n, int32_t len) {
+  plan::Samples s;
+  s.lengths.assign(size_t(n), len);
+  s.trained.assign(size_t(n), len - 1);
+  return s;
+}
+
+class PlanModels : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(PlanModels, ParameterCountsMatchTheLoadedModel) {
+  const std::string dir = write_model("params", GetParam());
+  const io::HfConfig c = io::load_hf_config(dir);
+  model::Model m = model::Model::load(dir, {});
+  const plan::ParamCounts n = plan::count_params(c);
+  EXPECT_EQ(n.total(), numel_sum(m.named_parameters()));
+  // Per term: the projections' weights, their biases, the embeddings and head, the norms.
+  int64_t proj = 0, bias = 0, norms = 0, embed = 0;
+  for (const auto& t : m.named_parameters()) {
+    const std::string& name = t.name;
+    if (model::names::is_embedding(name) || name == model::names::tensor(model::Slot::lm_head))
+      embed += t.tensor.numel();
+    else if (name.find("norm") != std::string::npos)
+      norms += t.tensor.numel();
+    else if (name.size() > 5 && name.substr(name.size() - 5) == ".bias")
+      bias += t.tensor.numel();
+    else
+      proj += t.tensor.numel();
+  }
+  EXPECT_EQ(n.projections, proj);
+  EXPECT_EQ(n.biases, bias);
+  EXPECT_EQ(n.norms, norms);
+  EXPECT_EQ(n.embed + n.lm_head, embed);
+  for (model::Proj p : model::kAllProjs) EXPECT_EQ(plan::proj_shape(c, p), model::proj_shape(c, p));
+  // The trainer's FLOPs basis: (full ? 6 : 4) x (vocab x hidden + the projections' in x out), asked of the
+  // loaded model's projections.
+  int64_t linear = c.vocab_size * c.hidden_size;
+  for (int i = 0; i < m.num_layers(); ++i)
+    for (const auto& p : m.layer(i).proj) linear += p->in_features() * p->out_features();
+  EXPECT_DOUBLE_EQ(plan::trainer_flops_per_token(c, false), 4.0 * double(linear));
+  EXPECT_DOUBLE_EQ(plan::trainer_flops_per_token(c, true), 6.0 * double(linear));
+  // The plan's weights and full fine-tuning state: bf16 weights, bf16 .grad, fp32 master, flat fp32
+  // gradient, two fp32 moments (fp64 sum: auto, few parameters).
+  plan::RunSpec s;
+  s.finetune = plan::Finetune::full;
+  s.tokens_per_batch = 64;
+  const plan::Plan p = plan::estimate(c, s, rows(4, 32), std::nullopt);
+  EXPECT_EQ(p.params, numel_sum(m.named_parameters()));
+  EXPECT_EQ(p.trainable, p.params);
+  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "weights (bf16)")->value, 2.0 * double(p.params));
+  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "AdamW moments")->value, 8.0 * double(p.params));
+  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "fp64 gradient sum")->value, 8.0 * double(p.params));
+}
+
+TEST_P(PlanModels, LoraParametersMatchTheTrainersAdapter) {
+  const std::string dir = write_model("lora", GetParam());
+  const io::HfConfig c = io::load_hf_config(dir);
+  for (const std::vector<model::Proj>& targets :
+       {std::vector<model::Proj>(model::kAllProjs.begin(), model::kAllProjs.end()),
+        std::vector<model::Proj>{model::Proj::q, model::Proj::v}, std::vector<model::Proj>{model::Proj::down}}) {
+    for (int64_t r : {1, 8}) {
+      model::Model m = model::Model::load(dir, {});
+      lora::LoraConfig lc;
+      lc.r = r;
+      lc.targets = targets;
+      lora::Adapter a = lora::Adapter::create(m, lc, 7, at::kFloat);
+      const int64_t trained = numel_sum(a.trainable());
+      EXPECT_EQ(plan::lora_params(c, r, targets), trained);
+      // The state the trainer makes for them: FlatParams' fp32 gradient, AdamW's moments.
+      std::vector<at::Tensor*> slots;
+      std::vector<std::string> names;
+      for (const auto& e : a.entries()) {
+        slots.push_back(&e.module->a);
+        slots.push_back(&e.module->b);
+        names.push_back("a"), names.push_back("b");
+      }
+      train::FlatParams flat(slots, names, at::kCPU);
+      train::AdamW opt(flat.master(), {});
+      plan::RunSpec s;
+      s.lora_r = r;
+      s.lora_targets = targets;
+      s.tokens_per_batch = 64;
+      s.grad_sum = plan::GradSum::fp32;
+      const plan::Plan p = plan::estimate(c, s, rows(4, 32), std::nullopt);
+      EXPECT_EQ(p.trainable, trained);
+      EXPECT_DOUBLE_EQ(find_term(p.memory.states, "LoRA A, B")->value, double(flat.master().nbytes()));
+      EXPECT_DOUBLE_EQ(find_term(p.memory.states, "flat fp32 gradient")->value, double(flat.grad().nbytes()));
+      EXPECT_DOUBLE_EQ(find_term(p.memory.states, "AdamW moments")->value,
+                       double(opt.exp_avg().nbytes() + opt.exp_avg_sq().nbytes()));
+      EXPECT_EQ(find_term(p.memory.states, "fp64 gradient sum"), nullptr);  // grad_sum = fp32
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, PlanModels, ::testing::Values(kLlama, kQwen3, kQwen2),
+                         [](const ::testing::TestParamInfo<const char*>& i) {
+                           return std::string(i.index == 0 ? "llama_untied" : i.index == 1 ? "qwen3_qknorm_tied"
+                                                                                           : "qwen2_qkv_bias");
+                         });
+
+TEST(Plan, Nf4BytesMatchQuantizedTensors) {
+  // Sizes that are and are not multiples of the 64-element block and of 256 blocks.
+  for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {48, 40}, {3, 5}, {256, 80}, {130, 97}}) {
+    at::manual_seed(1);
+    const quant::Nf4Tensor q = quant::quantize_nf4(at::randn({out, in}, at::kFloat));
+    EXPECT_EQ(plan::nf4_weight_bytes(out * in), q.bytes()) << out << " x " << in;
+  }
+  // A whole model quantized at load: the plan's NF4 term equals quant::nf4_bytes of it.
+  const std::string dir = write_model("nf4", kLlama);
+  const io::HfConfig c = io::load_hf_config(dir);
+  model::Model m = model::Model::load(dir, quant::nf4_load_options({at::kFloat, at::kCPU}, c, true));
+  plan::RunSpec s;
+  s.finetune = plan::Finetune::qlora;
+  s.tokens_per_batch = 64;
+  const plan::Plan p = plan::estimate(c, s, rows(4, 32), std::nullopt);
+  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "weights: projections in NF4")->value, double(quant::nf4_bytes(m)));
+}
+
+TEST(Plan, BatchPlanNumbersAreTheTrainers) {
+  const io::HfConfig c = io::parse_hf_config(kLlama, "config.json");
+  plan::Samples s;
+  for (int i = 0; i < 50; ++i) {
+    s.lengths.push_back(10 + (i * 37) % 90);
+    s.trained.push_back(5);
+  }
+  for (data::Packing packing : {data::Packing::packed, data::Packing::padded}) {
+    plan::RunSpec r;
+    r.tokens_per_batch = 256;
+    r.grad_accum = 2;
+    r.world = 3;
+    r.packing = packing;
+    r.epochs = 2.5;
+    const plan::Plan p = plan::estimate(c, r, s, plan::find_gpu("h100"));
+    std::vector<int64_t> ids(50);
+    std::iota(ids.begin(), ids.end(), 0);
+    data::PlanOptions po;
+    po.tokens_per_batch = 256;
+    po.grad_accum = 2;
+    po.world_size = 3;
+    po.packing = packing;
+    po.seed = r.seed;
+    const data::BatchPlan bp = data::BatchPlan::build(s.lengths, s.trained, ids, po);
+    EXPECT_EQ(p.steps_per_epoch, bp.steps_per_epoch());
+    EXPECT_EQ(p.total_steps, int64_t(std::ceil(2.5 * double(bp.steps_per_epoch()))));
+    int64_t largest = 0;
+    for (const auto& mb : bp.micro_batches()) largest = std::max(largest, mb.padded_tokens());
+    EXPECT_EQ(p.largest_micro_tokens, largest);
+    // The speed's token count is the plan's: one epoch's real tokens per step.
+    EXPECT_NEAR(p.tokens_per_step, double(std::accumulate(s.lengths.begin(), s.lengths.end(), int64_t(0))) /
+                                       double(bp.steps_per_epoch()),
+                1e-9);
+    EXPECT_GT(p.speed.allreduce_s, 0);
+  }
+  // A sample longer than tokens_per_batch: BatchPlan's error, naming the fix.
+  plan::RunSpec r;
+  r.tokens_per_batch = 50;
+  EXPECT_THROW(plan::estimate(c, r, s, std::nullopt), Error);
+}
+
+// Published shapes (config.json of meta-llama/Llama-3.2-1B and Qwen/Qwen3-0.6B) on 8 x 2048-token rows, LoRA
+// r=16 on all seven projections, checkpointing off: measured on one H100 by bench/train_vs_peers.py
+// (bench/results/train_vs_peers_h100_rows.md: 17.7 GiB, 71,421 tokens/s; 18.6 GiB, 82,677 tokens/s). The
+// memory is arithmetic only (no calibration): within the issue's 10%. The speed's efficiencies were fitted to
+// these two runs (plan/gpus.cpp): within 20% says the table still reproduces its sources.
+TEST(Plan, MeasuredH100RunsOfThePublishedShapes) {
+  const char* llama = R"({"model_type":"llama","hidden_size":2048,"intermediate_size":8192,"num_hidden_layers":16,
+    "num_attention_heads":32,"num_key_value_heads":8,"head_dim":64,"vocab_size":128256,
+    "max_position_embeddings":131072,"rms_norm_eps":1e-5,"tie_word_embeddings":true,
+    "rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":32.0,"low_freq_factor":1.0,
+    "high_freq_factor":4.0,"original_max_position_embeddings":8192}})";
+  const char* qwen = R"({"model_type":"qwen3","hidden_size":1024,"intermediate_size":3072,"num_hidden_layers":28,
+    "num_attention_heads":16,"num_key_value_heads":8,"head_dim":128,"vocab_size":151936,
+    "max_position_embeddings":40960,"rms_norm_eps":1e-6,"tie_word_embeddings":true,"rope_theta":1000000.0})";
+  struct Case {
+    const char* config;
+    double gib, tokens_s;
+  };
+  for (const Case& k : {Case{llama, 17.7, 71421}, Case{qwen, 18.6, 82677}}) {
+    const io::HfConfig c = io::parse_hf_config(k.config, "config.json");
+    plan::RunSpec s;
+    s.tokens_per_batch = 8 * 2048;
+    s.max_steps = 14;
+    const plan::Plan p = plan::estimate(c, s, rows(8 * 14, 2048), plan::find_gpu("NVIDIA H100 80GB HBM3"));
+    ASSERT_TRUE(p.gpu && p.speed.known);
+    EXPECT_EQ(p.gpu->name, "H100 SXM");
+    EXPECT_NEAR(p.memory.peak / kGiB, k.gib, 0.10 * k.gib) << c.model_type;
+    EXPECT_NEAR(p.speed.tokens_per_s, k.tokens_s, 0.20 * k.tokens_s) << c.model_type;
+    EXPECT_TRUE(p.fits);
+    // Checkpointing keeps one input per layer: less memory, more time; offload less still.
+    s.grad_ckpt = plan::Ckpt::on;
+    const plan::Plan on = plan::estimate(c, s, rows(8 * 14, 2048), p.gpu);
+    s.grad_ckpt = plan::Ckpt::offload;
+    const plan::Plan off = plan::estimate(c, s, rows(8 * 14, 2048), p.gpu);
+    EXPECT_LT(on.memory.peak, 0.5 * p.memory.peak);
+    EXPECT_LT(off.memory.peak, on.memory.peak);
+    EXPECT_LT(on.speed.tokens_per_s, p.speed.tokens_per_s);
+  }
+}
+
+TEST(Plan, AdviceFitsAndComesFastestFirst) {
+  const io::HfConfig c = io::parse_hf_config(
+      R"({"model_type":"llama","hidden_size":2048,"intermediate_size":8192,"num_hidden_layers":16,
+      "num_attention_heads":32,"num_key_value_heads":8,"vocab_size":128256,"max_position_embeddings":8192,
+      "tie_word_embeddings":true})",
+      "config.json");
+  plan::RunSpec s;
+  s.tokens_per_batch = 16 * 2048;
+  const plan::Samples data = rows(64, 2048);
+  auto gpu = plan::find_gpu("rtx4090");
+  ASSERT_TRUE(gpu);
+  const plan::Plan p = plan::estimate(c, s, data, gpu);
+  ASSERT_FALSE(p.fits);  // ~35 GiB on a 24 GB card: no
+  const auto advice = plan::advise(c, p, data);
+  ASSERT_FALSE(advice.empty());
+  ASSERT_TRUE(advice.front().plan.fits);
+  for (size_t i = 1; i < advice.size(); ++i)
+    if (advice[i].plan.fits)
+      EXPECT_GE(advice[i - 1].plan.speed.tokens_per_s / advice[i - 1].plan.spec.world,
+                advice[i].plan.speed.tokens_per_s / advice[i].plan.spec.world);
+  // A memory-only GPU: a memory plan and no speed; an unknown name: nothing.
+  auto mem = plan::find_gpu("24GiB");
+  ASSERT_TRUE(mem && mem->memory_only);
+  EXPECT_DOUBLE_EQ(mem->memory_bytes, 24 * kGiB);
+  const plan::Plan pm = plan::estimate(c, s, data, mem);
+  EXPECT_TRUE(pm.fits_known);
+  EXPECT_FALSE(pm.speed.known);
+  EXPECT_FALSE(plan::find_gpu("h1000").has_value());
+  EXPECT_EQ(plan::find_gpu("NVIDIA A100-SXM4-40GB")->name, "A100 40GB");
+  EXPECT_EQ(plan::find_gpu("NVIDIA H100 PCIe")->name, "H100 PCIe");
+  EXPECT_EQ(plan::find_gpu("NVIDIA H200")->name, "H200");
+  EXPECT_EQ(plan::find_gpu("NVIDIA H100 80GB HBM3")->name, "H100 SXM");
+  EXPECT_EQ(plan::find_gpu("NVIDIA GeForce RTX 4090")->name, "RTX 4090");
+  EXPECT_EQ(plan::find_gpu("NVIDIA A100 80GB PCIe")->name, "A100 80GB");
+  EXPECT_EQ(plan::find_gpu("a100-40gb")->name, "A100 40GB");
+  EXPECT_FALSE(plan::find_gpu("NVIDIA H1000").has_value());
+}
+
+}  // namespace
