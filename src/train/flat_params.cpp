@@ -46,9 +46,12 @@ void FlatParams::zero_grad() {
     if (!s.aliased && s.tensor->grad().defined()) s.tensor->mutable_grad().zero_();
 }
 
-void FlatParams::gather_grads() {
+void FlatParams::gather_grads() { gather_grads(0, slots_.size()); }
+
+void FlatParams::gather_grads(size_t first, size_t last) {
   at::NoGradGuard no_grad;
-  for (auto& s : slots_) {
+  for (size_t i = first; i < last; ++i) {
+    const Slot& s = slots_[i];
     if (s.aliased) {
       // Autograd accumulates in place into the view we installed; if something replaced the gradient
       // tensor (it must not), fall back to copying so that no gradient is lost.

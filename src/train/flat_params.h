@@ -32,6 +32,15 @@ class FlatParams {
   void zero_grad();
   // After backward: gathers gradients of tensors that are not views (non-fp32 ones) into grad().
   void gather_grads();
+  // The same for tensors [first, last) only (a gradient bucket; see grad_buckets.h).
+  void gather_grads(size_t first, size_t last);
+
+  // The managed tensors in flat order: the trainable leaf (the view for aliased ones), where it lives in
+  // the flat buffers.
+  size_t num_tensors() const { return slots_.size(); }
+  const at::Tensor& tensor(size_t i) const { return *slots_[i].tensor; }
+  int64_t offset(size_t i) const { return slots_[i].offset; }
+  int64_t numel(size_t i) const { return slots_[i].numel; }
   // After an optimizer step: refreshes non-fp32 tensors from the master.
   void push_params();
 

@@ -42,6 +42,7 @@
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
+#include "train/grad_buckets.h"
 #include "train/grad_ckpt.h"
 #include "train/lr_schedule.h"
 #include "train/options.h"
@@ -79,6 +80,7 @@ struct Trainer::Impl {
   std::unique_ptr<FlatParams> flat;
   std::unique_ptr<AdamW> opt;
   at::Tensor grad_sum;  // fp64 sum of the step's gradients (train.grad_sum), or undefined
+  std::unique_ptr<GradBuckets> buckets;  // multi-rank runs with dist.bucket_mb > 0
   LrSchedule sched;
   int64_t total_steps = 0, start_step = 0;
   int64_t last_saved = -1;  // the step of the newest checkpoint on disk (written or resumed from)
@@ -206,6 +208,11 @@ void Trainer::Impl::setup() {
   const GradSum gs = opts.optimizer.grad_sum;
   if (gs == GradSum::fp64 || (gs == GradSum::auto_ && flat->numel() <= (int64_t(1) << 28)))
     grad_sum = at::zeros({flat->numel()}, at::TensorOptions().dtype(at::kDouble).device(device));
+  if (world > 1 && opts.dist.bucket_mb > 0) {
+    buckets = std::make_unique<GradBuckets>(*flat, grad_sum, opts.dist.bucket_mb, comm);
+    log::info("gradient all-reduce: ", buckets->size(), " bucket(s) of up to ", opts.dist.bucket_mb, " MB",
+              comm.overlaps() ? ", overlapped with backward" : "");
+  }
 
   setup_data(tokenizer_sha);
 
@@ -633,13 +640,17 @@ int Trainer::Impl::train_loop() {
     // Errors here leave the parameters and optimizer as step `step` left them: they are agreed on by all
     // ranks before the all-reduce, and the last completed step is saved (end_with_error).
     std::string local_error;
+    bool armed = false;  // this rank's buckets gathered the step's gradients
     try {
       if (faults.at(step, "data"))
         throw Error(hs::str("injected data error: a sample cannot be read"))
             .at(opts.data.train)
             .hint("HSLOTH_FAIL_AT is set");
-      for (int64_t m : plan->step_batches(step, rank)) {
-        const auto& mb = plan->micro_batches()[size_t(m)];
+      const auto step_batches = plan->step_batches(step, rank);
+      for (size_t i = 0; i < step_batches.size(); ++i) {
+        const auto& mb = plan->micro_batches()[size_t(step_batches[i])];
+        const bool bucketed = buckets && i + 1 == step_batches.size();  // the step's last micro-batch
+        armed = armed || bucketed;
         Batch b = collate(*train_data, mb, packing);
         b.inputs.input_ids = b.inputs.input_ids.to(device);
         auto ls = model->loss(b.inputs, b.mask);
@@ -648,11 +659,14 @@ int Trainer::Impl::train_loop() {
               hs::str("micro-batch has ", ls.count, " trained targets, the shard index says ", mb.trained))
               .at(opts.data.train)
               .hint("the shards are inconsistent; re-run hsloth prep");
+        if (bucketed) buckets->arm();
         (ls.sum / double(std::max<int64_t>(1, step_trained))).backward();
         clear_checkpoint_calls();
         loss_sum += ls.sum.detach().to(at::kDouble);
         counted += ls.count;
-        if (grad_sum.defined()) {  // each micro-batch's fp32 gradient goes into the fp64 sum
+        if (bucketed) {
+          buckets->flush();  // the buckets gathered (and summed into grad_sum) and, on GPUs, started
+        } else if (grad_sum.defined()) {  // each micro-batch's fp32 gradient goes into the fp64 sum
           flat->gather_grads();
           grad_sum.add_(flat->grad());
           flat->zero_grad();
@@ -668,7 +682,12 @@ int Trainer::Impl::train_loop() {
                                "batch), or set train.grad_ckpt = on"));
     }
     if (world > 1 || !local_error.empty()) end_with_error(step, local_error, /*in_eval=*/false);
-    if (grad_sum.defined()) {
+    if (buckets) {
+      // What is not reduced yet (everything on CPU) is reduced now, bucket by bucket; then all are waited for.
+      if (!armed && !grad_sum.defined()) flat->gather_grads();
+      buckets->finish();
+      if (grad_sum.defined()) flat->grad().copy_(grad_sum);  // rounded to fp32 once
+    } else if (grad_sum.defined()) {
       comm.all_reduce_sum(grad_sum);
       flat->grad().copy_(grad_sum);  // rounded to fp32 once
     } else {
