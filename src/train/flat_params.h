@@ -24,9 +24,9 @@ class FlatParams {
   FlatParams(std::vector<at::Tensor*> slots, std::vector<std::string> names, const at::Device& device,
              bool alias_fp32 = true);
 
-  at::Tensor& master() { return master_; }  // fp32, flat
-  at::Tensor& grad() { return grad_; }      // fp32, flat
-  int64_t numel() const { return master_.numel(); }
+  at::Tensor& master() { return master_; }  // fp32, flat (this rank's shard once shard() ran)
+  at::Tensor& grad() { return grad_; }      // fp32, flat (padded to the shards once shard() ran)
+  int64_t numel() const { return numel_; }  // of all managed tensors, whatever the sharding
   const std::vector<std::string>& names() const { return names_; }
 
   void zero_grad();
@@ -43,6 +43,13 @@ class FlatParams {
   int64_t numel(size_t i) const { return slots_[i].numel; }
   // After an optimizer step: refreshes non-fp32 tensors from the master.
   void push_params();
+  // The same from a flat tensor of all values (any dtype, at least numel() values): ZeRO-1's all-gathered
+  // weights.
+  void push_params_from(const at::Tensor& values);
+  // ZeRO-1 (no aliased tensors): keeps only values [begin, begin + shard) of the master (zeros past numel())
+  // and pads the gradient buffer to `padded` values. push_params() is then push_params_from()'s job.
+  void shard(int64_t begin, int64_t shard, int64_t padded);
+  bool sharded() const { return sharded_; }
 
  private:
   struct Slot {
@@ -53,6 +60,8 @@ class FlatParams {
   std::vector<Slot> slots_;
   std::vector<std::string> names_;
   at::Tensor master_, grad_;
+  int64_t numel_ = 0;
+  bool sharded_ = false;
 };
 
 }  // namespace hs::train
