@@ -143,8 +143,8 @@ class MpiCommunicator final : public Communicator {
       const int64_t len = std::min(kPiece, n - off);
       const at::Tensor send = rows.narrow(1, off, len).contiguous();
       at::Tensor recv = at::empty_like(send);
-      mpi_ok(MPI_Alltoall(send.data_ptr(), int(len), mpi_type(send), recv.data_ptr(), int(len), mpi_type(recv),
-                          MPI_COMM_WORLD),
+      mpi_ok(MPI_Alltoall(send.data_ptr(), int(len), mpi_type(send), recv.data_ptr(), int(len),
+                          mpi_type(recv), MPI_COMM_WORLD),
              "MPI_Alltoall");
       at::Tensor dst = out.narrow(0, off, len);
       add_rows_in_order(recv, dst);
@@ -216,8 +216,8 @@ class MpiCommunicator final : public Communicator {
              "MPI_Alltoallv");
       at::Tensor dst = piece.narrow(0, displs[size_t(me)], mine);
       add_rows_in_order(recv, dst);
-      mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, piece.data_ptr(), counts.data(), displs.data(),
-                            mpi_type(t), MPI_COMM_WORLD),
+      mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, piece.data_ptr(), counts.data(),
+                            displs.data(), mpi_type(t), MPI_COMM_WORLD),
              "MPI_Allgatherv");
     }
   }

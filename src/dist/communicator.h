@@ -4,9 +4,9 @@
 // reduced in place and must be contiguous. Floating-point sums over MPI add the ranks' values in rank order
 // (an all-to-all of chunks, a local sum, an all-gather), so an element's sum does not depend on how the
 // tensor is split into calls or on the message-size thresholds of MPI's own reduction algorithms: a bucketed
-// all-reduce, a reduce-scatter (ZeRO-1) and one all-reduce of everything give the same bits on CPU. Small host payloads (error texts, checksums, agreed facts) go as
-// bytes: all-gather, gather to a root, broadcast, and sums of host vectors added in rank order; they always
-// travel over MPI (world of one: no-ops).
+// all-reduce, a reduce-scatter (ZeRO-1) and one all-reduce of everything give the same bits on CPU. Small
+// host payloads (error texts, checksums, agreed facts) go as bytes: all-gather, gather to a root, broadcast,
+// and sums of host vectors added in rank order; they always travel over MPI (world of one: no-ops).
 #pragma once
 
 #include <cstdint>

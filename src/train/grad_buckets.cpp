@@ -89,7 +89,8 @@ void GradBuckets::arm() {
 void GradBuckets::gather(Bucket& b) {
   at::NoGradGuard no_grad;
   flat_.gather_grads(b.first, b.last);
-  if (grad_sum_.defined()) grad_sum_.narrow(0, b.offset, b.numel).add_(flat_.grad().narrow(0, b.offset, b.numel));
+  if (grad_sum_.defined())
+    grad_sum_.narrow(0, b.offset, b.numel).add_(flat_.grad().narrow(0, b.offset, b.numel));
   b.gathered = true;
 }
 

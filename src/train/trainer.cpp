@@ -254,8 +254,9 @@ void Trainer::Impl::setup() {
   // The world-dependent plan and the starting point must be the same on every rank (a different step count
   // would leave one rank waiting in an all-reduce forever).
   if (world > 1)
-    dist::check_ranks_agree(plan_facts(*plan, total_steps, start_step, zero ? zero->gathered_bits() : flat->master()),
-                            "after planning and resuming");
+    dist::check_ranks_agree(
+        plan_facts(*plan, total_steps, start_step, zero ? zero->gathered_bits() : flat->master()),
+        "after planning and resuming");
   if (rank == 0) {
     trim_metrics();
     metrics.open(join_path(run_dir, "metrics.jsonl"), std::ios::app);
@@ -670,7 +671,8 @@ int Trainer::Impl::train_loop() {
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
     int64_t counted = 0;
     // Errors here leave the parameters and optimizer as step `step` left them: they are agreed on by all
-    // ranks before the all-reduce, and the last completed step is saved (end_with_error).
+    // ranks before the all-reduce is waited for (on GPUs the buckets of the last micro-batch have started;
+    // a failed step never waits for them), and the last completed step is saved (end_with_error).
     std::string local_error;
     bool armed = false;  // this rank's buckets gathered the step's gradients
     try {
@@ -717,7 +719,8 @@ int Trainer::Impl::train_loop() {
     if (zero) {
       zero->reduce_scatter(grad_sum);  // this rank's shard of the reduced gradient
     } else if (buckets) {
-      // What is not reduced yet (everything on CPU) is reduced now, bucket by bucket; then all are waited for.
+      // What is not reduced yet (everything on CPU) is reduced now, bucket by bucket; then all are waited
+      // for.
       if (!armed && !grad_sum.defined()) flat->gather_grads();
       buckets->finish();
       if (grad_sum.defined()) flat->grad().copy_(grad_sum);  // rounded to fp32 once
@@ -733,8 +736,8 @@ int Trainer::Impl::train_loop() {
     const double loss = stats[0].item<double>() / std::max(1.0, stats[1].item<double>());
     // The global norm, in fp64 by fixed chunks: the same bits with and without ZeRO-1's shards.
     at::Tensor& grad = zero ? zero->grad_shard() : flat->grad();
-    const double gnorm =
-        zero ? zero->grad_norm() : chunked_grad_norm(grad, 0, flat->numel(), norm_chunk(flat->numel()), nullptr);
+    const double gnorm = zero ? zero->grad_norm()
+                              : chunked_grad_norm(grad, 0, flat->numel(), norm_chunk(flat->numel()), nullptr);
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
       // Every rank sees the same reduced numbers: all save (collectively) and stop together.
       const std::string saved = save_after_error(step);

@@ -74,7 +74,8 @@ int64_t Zero1::end() const { return std::min(numel_, begin_ + shard_); }
 void Zero1::reduce_scatter(const at::Tensor& grad_sum) {
   at::NoGradGuard no_grad;
   if (grad_sum.defined()) {
-    HS_CHECK(grad_sum.numel() == padded_numel(), "ZeRO-1: the fp64 gradient sum must be padded to the shards");
+    HS_CHECK(grad_sum.numel() == padded_numel(),
+             "ZeRO-1: the fp64 gradient sum must be padded to the shards");
     at::Tensor mine = at::empty({shard_}, grad_sum.options());
     comm_.reduce_scatter_sum(grad_sum, mine);
     grad_shard_.copy_(mine);  // rounded to fp32 once, as the unsharded path does
@@ -110,7 +111,8 @@ at::Tensor Zero1::gather_full(const at::Tensor& shard) {
     const int64_t n = std::clamp<int64_t>(numel_ - int64_t(r) * shard_, 0, shard_);
     HS_CHECK(all[size_t(r)].size() == size_t(shard_) * sizeof(float), "ZeRO-1: rank ", r, " sent ",
              all[size_t(r)].size(), " bytes of state");
-    if (n > 0) std::memcpy(full.data_ptr<float>() + int64_t(r) * shard_, all[size_t(r)].data(), size_t(n) * 4);
+    if (n > 0)
+      std::memcpy(full.data_ptr<float>() + int64_t(r) * shard_, all[size_t(r)].data(), size_t(n) * 4);
     std::string().swap(all[size_t(r)]);
   }
   return full;

@@ -60,10 +60,12 @@ TEST(CommunicatorOrder, ReduceScatterAndAllGather) {
     comm->reduce_scatter_sum(in, out);
     EXPECT_TRUE(same_bits(out, rank_order_sum(world, n * world, at::kFloat).narrow(0, me * n, n)))
         << "reduce-scatter n=" << n;
-    at::Tensor mine = at::full({n}, double(me) + 0.5, at::kBFloat16), all = at::empty({n * world}, at::kBFloat16);
+    at::Tensor mine = at::full({n}, double(me) + 0.5, at::kBFloat16);
+    at::Tensor all = at::empty({n * world}, at::kBFloat16);
     comm->all_gather(mine, all);
     for (int r = 0; r < world; ++r)
-      EXPECT_TRUE(same_bits(all.narrow(0, r * n, n).contiguous(), at::full({n}, double(r) + 0.5, at::kBFloat16)))
+      EXPECT_TRUE(same_bits(all.narrow(0, r * n, n).contiguous(),
+                            at::full({n}, double(r) + 0.5, at::kBFloat16)))
           << "all-gather rank " << r;
   }
 }
