@@ -142,6 +142,14 @@ class GradCkptGpu : public ::testing::Test {
 };
 
 TEST_F(GradCkptGpu, OffloadMatchesOnBitForBitAndOffWithinBf16) {
+  // Flash-attention's backward accumulates dQ with atomics unless asked for determinism.
+  const bool was_deterministic = at::globalContext().deterministicAlgorithms();
+  const bool was_warn_only = at::globalContext().deterministicAlgorithmsWarnOnly();
+  at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/true);
+  struct Restore {
+    bool d, w;
+    ~Restore() { at::globalContext().setDeterministicAlgorithms(d, w); }
+  } restore{was_deterministic, was_warn_only};
   const StepResult off = step(GradCkpt::off);
   const StepResult on = step(GradCkpt::on);
   const StepResult on2 = step(GradCkpt::on);
@@ -153,6 +161,7 @@ TEST_F(GradCkptGpu, OffloadMatchesOnBitForBitAndOffWithinBf16) {
   EXPECT_TRUE(at::equal(on.loss, offload.loss)) << on.loss.item<double>() << " vs " << offload.loss.item<double>();
   EXPECT_TRUE(at::equal(offload.loss, offload2.loss));
   if (identical(on, on2)) {
+    std::printf("`on` is bit-reproducible: offload must match it bit for bit\n");
     EXPECT_TRUE(identical(on, offload)) << "offload differs from on (worst rel " << worst_rel(offload, on) << ")";
     EXPECT_TRUE(identical(on, offload2)) << "second offload step differs from on";
   } else {  // a non-deterministic kernel in the step: offload must stay within on's own run-to-run spread
