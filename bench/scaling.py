@@ -305,6 +305,8 @@ def main():
     p.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU: the logic, not the numbers")
     a = p.parse_args()
     a.hsloth = os.path.abspath(a.hsloth)
+    if not os.path.isdir(os.path.join(a.testdata, "tokenizers")) and os.path.isdir("shared/data/tokenizers"):
+        a.testdata = "shared/data"  # a checkout with shared/ inside
     a.testdata = os.path.abspath(a.testdata)
     if not a.gpus:
         if a.dry_run:

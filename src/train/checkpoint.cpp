@@ -155,7 +155,7 @@ std::string save_checkpoint(const std::string& run_dir, const TrainState& st,
   return final_dir;
 }
 
-TrainState load_checkpoint(const std::string& dir) {
+TrainState load_checkpoint(const std::string& dir, int64_t begin, int64_t count) {
   verify(dir);
   const std::string file = dir + "/train_state.safetensors";
   auto ck = io::Checkpoint::open(file);
@@ -178,9 +178,28 @@ TrainState load_checkpoint(const std::string& dir) {
   for (const auto& [k, v] : meta)
     if (k != "format" && k != "version" && k != "step" && k != "world_size" && k != "seed" && k != "config")
       st.extra[k] = v;
-  st.master = from_info(ck.get("master"), at::kFloat);
-  st.exp_avg = from_info(ck.get("exp_avg"), at::kFloat);
-  st.exp_avg_sq = from_info(ck.get("exp_avg_sq"), at::kFloat);
+  const io::TensorInfo& master = ck.get("master");
+  st.flat_numel = 1;
+  for (int64_t d : master.shape) st.flat_numel *= d;
+  if (count < 0) {
+    st.master = from_info(master, at::kFloat);
+    st.exp_avg = from_info(ck.get("exp_avg"), at::kFloat);
+    st.exp_avg_sq = from_info(ck.get("exp_avg_sq"), at::kFloat);
+  } else {
+    st.flat_begin = std::clamp<int64_t>(begin, 0, st.flat_numel);
+    const int64_t n = std::clamp<int64_t>(count, 0, st.flat_numel - st.flat_begin);
+    auto part = [&](const char* name) {
+      const io::TensorInfo& info = ck.get(name);
+      if (info.shape != master.shape)
+        throw Error(hs::str("train state: ", name, " and master differ in shape")).at(file);
+      return at::from_blob(const_cast<uint8_t*>(info.data) + st.flat_begin * int64_t(sizeof(float)), {n},
+                           at::kFloat)
+          .clone();
+    };
+    st.master = part("master");
+    st.exp_avg = part("exp_avg");
+    st.exp_avg_sq = part("exp_avg_sq");
+  }
   if (ck.contains("rng_cpu")) st.rng_cpu = from_info(ck.get("rng_cpu"), at::kByte);
   return st;
 }

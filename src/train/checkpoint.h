@@ -27,7 +27,8 @@ struct TrainState {
   int world_size = 1;
   uint64_t seed = 0;
   std::string config_ini;                    // the resolved config of the run that wrote it
-  at::Tensor master, exp_avg, exp_avg_sq;    // fp32 flat, on CPU
+  at::Tensor master, exp_avg, exp_avg_sq;    // fp32 flat, on CPU (from flat_begin on when loaded in part)
+  int64_t flat_numel = 0, flat_begin = 0;    // loaded: values in the file, where the loaded part starts
   at::Tensor rng_cpu;                        // uint8 state of the default CPU generator
   std::map<std::string, std::string> extra;  // more metadata (finetune, numel, names hash, ...)
 };
@@ -37,8 +38,10 @@ struct TrainState {
 std::string save_checkpoint(const std::string& run_dir, const TrainState& state,
                             const std::function<void(const std::string&)>& write_adapter, int keep);
 
-// Reads and verifies a checkpoint folder; throws hs::Error naming the file on any problem.
-TrainState load_checkpoint(const std::string& dir);
+// Reads and verifies a checkpoint folder; throws hs::Error naming the file on any problem. With `count` >= 0,
+// master and the moments hold only values [begin, begin + count) (clipped to the file's), read from the
+// mapped file: a ZeRO-1 rank's shard, without the whole state in host memory.
+TrainState load_checkpoint(const std::string& dir, int64_t begin = 0, int64_t count = -1);
 
 // The newest valid checkpoint under run_dir/checkpoints, skipping (with a warning) damaged ones.
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir);

@@ -5,6 +5,7 @@
 // Communicator; stop signals and fault injection are run_control.h's.
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -369,9 +370,11 @@ void Trainer::Impl::resume() {
   } else {
     dir = mode;
   }
-  TrainState st = load_checkpoint(dir);
-  if (st.master.numel() != flat->numel())
-    throw Error(hs::str("checkpoint has ", st.master.numel(), " trainable values, this run ", flat->numel()))
+  // ZeRO-1: this rank's values only (the file is mapped: no rank holds the whole state).
+  const int64_t mine = zero ? std::max<int64_t>(0, zero->end() - zero->begin()) : -1;
+  TrainState st = load_checkpoint(dir, zero ? zero->begin() : 0, mine);
+  if (st.flat_numel != flat->numel())
+    throw Error(hs::str("checkpoint has ", st.flat_numel, " trainable values, this run ", flat->numel()))
         .at(dir)
         .hint(
             "resume with the model and LoRA settings (lora.r, lora.targets, finetune) of the run that wrote "

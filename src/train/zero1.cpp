@@ -102,27 +102,30 @@ at::Tensor Zero1::gathered_bits() const {
 }
 
 at::Tensor Zero1::gather_full(const at::Tensor& shard) {
-  const at::Tensor cpu = shard.to(at::kCPU, at::kFloat).contiguous();
-  std::string mine(reinterpret_cast<const char*>(cpu.data_ptr()), size_t(cpu.nbytes()));
-  std::vector<std::string> all = comm_.gather_bytes(mine, 0);
-  if (rank_ != 0) return {};
-  at::Tensor full = at::empty({numel_}, at::kFloat);
-  for (int r = 0; r < world_; ++r) {
-    const int64_t n = std::clamp<int64_t>(numel_ - int64_t(r) * shard_, 0, shard_);
-    HS_CHECK(all[size_t(r)].size() == size_t(shard_) * sizeof(float), "ZeRO-1: rank ", r, " sent ",
-             all[size_t(r)].size(), " bytes of state");
-    if (n > 0)
-      std::memcpy(full.data_ptr<float>() + int64_t(r) * shard_, all[size_t(r)].data(), size_t(n) * 4);
-    std::string().swap(all[size_t(r)]);
+  // In pieces of 64M values, so that rank 0 holds the whole tensor plus one piece per rank, no more.
+  constexpr int64_t kPiece = int64_t(1) << 26;
+  at::Tensor full = rank_ == 0 ? at::empty({numel_}, at::kFloat) : at::Tensor();
+  for (int64_t off = 0; off < shard_; off += kPiece) {
+    const int64_t len = std::min(kPiece, shard_ - off);
+    const at::Tensor cpu = shard.narrow(0, off, len).to(at::kCPU, at::kFloat).contiguous();
+    std::vector<std::string> all = comm_.gather_bytes(
+        std::string(reinterpret_cast<const char*>(cpu.data_ptr()), size_t(cpu.nbytes())), 0);
+    if (rank_ != 0) continue;
+    for (int r = 0; r < world_; ++r) {
+      HS_CHECK(all[size_t(r)].size() == size_t(len) * sizeof(float), "ZeRO-1: rank ", r, " sent ",
+               all[size_t(r)].size(), " bytes of state");
+      const int64_t at = int64_t(r) * shard_ + off, n = std::clamp<int64_t>(numel_ - at, 0, len);
+      if (n > 0) std::memcpy(full.data_ptr<float>() + at, all[size_t(r)].data(), size_t(n) * sizeof(float));
+    }
   }
   return full;
 }
 
-at::Tensor Zero1::my_part(const at::Tensor& full, const at::Tensor& like) const {
-  HS_CHECK(full.numel() == numel_, "ZeRO-1: ", full.numel(), " values of state for ", numel_, " parameters");
+at::Tensor Zero1::my_part(const at::Tensor& part, const at::Tensor& like) const {
+  const int64_t n = std::max<int64_t>(0, end() - begin_);
+  HS_CHECK(part.numel() == n, "ZeRO-1: ", part.numel(), " values of state for a shard of ", n);
   at::Tensor out = at::zeros({shard_}, like.options());
-  const int64_t n = end() - begin_;
-  if (n > 0) out.narrow(0, 0, n).copy_(full.reshape({numel_}).narrow(0, begin_, n));
+  if (n > 0) out.narrow(0, 0, n).copy_(part.reshape({n}));
   return out;
 }
 

@@ -61,8 +61,9 @@ class Zero1 {
   // The whole of a sharded tensor (master or a moment) on rank 0's host, numel() values (collective; other
   // ranks get an undefined tensor).
   at::Tensor gather_full(const at::Tensor& shard);
-  // This rank's shard of a whole flat tensor (numel() values, any device), on `like`'s device and dtype.
-  at::Tensor my_part(const at::Tensor& full, const at::Tensor& like) const;
+  // This rank's shard (padded) from its values [begin(), end()) of a flat tensor (a checkpoint loaded in
+  // part), on `like`'s device and dtype.
+  at::Tensor my_part(const at::Tensor& part, const at::Tensor& like) const;
 
  private:
   FlatParams& flat_;
