@@ -210,7 +210,8 @@ void Trainer::Impl::setup() {
     if (world > 1) {
       zero = std::make_unique<Zero1>(*flat, comm);
       log::info("ZeRO-1: fp32 master and AdamW moments sharded over ", world, " ranks (",
-                format_count(double(zero->shard_numel())), " values each)");
+                format_count(double(zero->shard_numel())), " values each; gradients reduce-scattered after "
+                "backward, dist.bucket_mb does not apply)");
     } else {
       log::info("dist.shard_optimizer = on with one rank: nothing to shard");
     }

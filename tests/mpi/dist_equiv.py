@@ -6,7 +6,8 @@
    is a bucket of its own (the log says how many) end with byte-identical adapters and the same loss, grad-norm
    and eval loss at every step (==, not a tolerance). The same for full fine-tuning at -np 2 and 4, once with
    the fp64 gradient sum (train.grad_sum = fp64: the fp64 sum is what the buckets reduce) and once in fp32.
-   The runs use grad_accum 2, so the earlier micro-batch of a step accumulates without buckets.
+   The runs use grad_accum 2, so the earlier micro-batch of a step accumulates without buckets. LoRA at -np 2
+   once more with gradient checkpointing (the gradients then arrive inside each layer's recomputing backward).
 2. ZeRO-1 (dist.shard_optimizer = on, full fine-tuning): at -np 1, 2 and 4 the final model is byte-identical
    to the unsharded run of the same world size, with the same per-step numbers; a sharded -np 2 run that
    dies at step 5 after checkpointing at step 3 resumes under -np 4 (sharded) and under -np 1 (unsharded) and
@@ -119,6 +120,7 @@ def main():
 
         # 1. buckets
         cases = [("lora", np, {}) for np in (1, 2, 4)]
+        cases += [("lora", 2, {"train.grad_ckpt": "on"})]  # hooks fire inside the recomputing backward
         cases += [("full", np, {"train.grad_sum": gs}) for np in (2, 4) for gs in ("fp64", "fp32")]
         for ft, np, extra in cases:
             tag = f"{ft}-np{np}-" + "-".join(str(v) for v in extra.values())
