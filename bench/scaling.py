@@ -80,7 +80,7 @@ class Bench:
         # The 8B folder on the CPU in the background (4 threads: the 1B timings keep the rest of the cores).
         self.big_dir = os.path.join(self.work, "model-big")
         self.big_proc = None
-        if self.big != self.small:
+        if self.big != self.small and any(self.wanted(c) for c in ("lora-big", "qlora-big", "full-big-zero1")):
             if os.path.exists(os.path.join(self.big_dir, "config.json")):
                 say(f"reusing {self.big_dir}")
             else:
@@ -198,6 +198,8 @@ class Bench:
 
     def case(self, case, what, runs):
         """runs: [(label, np, model_dir, finetune, extra, stop)]; the -np 1 run is the efficiency basis."""
+        if not self.wanted(case):
+            return
         if time.time() - T0 > self.a.budget_s:
             self.results["skipped"].append(case)
             say(f"skipping {case}: past the {self.a.budget_s}s budget")
@@ -213,6 +215,9 @@ class Bench:
             out["runs"][label] = rec
         self.results["cases"][case] = out
         self.save()
+
+    def wanted(self, case):
+        return not self.a.cases or case in self.a.cases.split(",")
 
     # ------------------------------------------------------------------------------------------- checks
     def check_equivalence(self):
@@ -251,14 +256,17 @@ class Bench:
                 self.results["gpu"] = torch.cuda.get_device_name(0)
         except ImportError:
             pass
-        self.check_equivalence()
-        self.check_failure()
+        if self.wanted("equivalence"):
+            self.check_equivalence()
+        if self.wanted("failure"):
+            self.check_failure()
         full1 = {"train.grad_ckpt": "off"}
         self.case("full-small", f"full fine-tuning, {self.small}, {self.tpb} tokens/GPU/step",
                   [("np1", 1, self.small_dir, "full", full1, True),
                    ("one-allreduce", n, self.small_dir, "full", {**full1, "dist.bucket_mb": 0}, True),
                    ("overlap", n, self.small_dir, "full", {**full1, "dist.bucket_mb": 25}, True)])
-        self.wait_big()
+        if any(self.wanted(c) for c in ("lora-big", "qlora-big", "full-big-zero1")):
+            self.wait_big()
         ck = {"train.grad_ckpt": "on"}
         self.case("lora-big", f"LoRA r=16 all projections, {self.big}, grad_ckpt on, {self.tpb} tokens/GPU/step",
                   [("np1", 1, self.big_dir, "lora", ck, False), (f"np{n}", n, self.big_dir, "lora", ck, False)])
@@ -307,6 +315,8 @@ def main():
     p.add_argument("--work", default="", help="folder for models, shards and runs (reused when it holds them)")
     p.add_argument("--gpus", type=int, default=0, help="world size to compare with 1 (default: visible GPUs)")
     p.add_argument("--budget-s", type=float, default=480)
+    p.add_argument("--cases", default="", help="comma list of equivalence, failure, full-small, lora-big, qlora-big, "
+                                               "full-big-zero1 (default: all)")
     p.add_argument("--dry-run", action="store_true", help="tiny shapes on the CPU: the logic, not the numbers")
     a = p.parse_args()
     a.hsloth = os.path.abspath(a.hsloth)
