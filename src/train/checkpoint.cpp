@@ -155,7 +155,9 @@ std::string save_checkpoint(const std::string& run_dir, const TrainState& st,
   return final_dir;
 }
 
-TrainState load_checkpoint(const std::string& dir) {
+namespace {
+
+TrainState load(const std::string& dir, const std::vector<std::pair<int64_t, int64_t>>* ranges) {
   verify(dir);
   const std::string file = dir + "/train_state.safetensors";
   auto ck = io::Checkpoint::open(file);
@@ -178,11 +180,49 @@ TrainState load_checkpoint(const std::string& dir) {
   for (const auto& [k, v] : meta)
     if (k != "format" && k != "version" && k != "step" && k != "world_size" && k != "seed" && k != "config")
       st.extra[k] = v;
-  st.master = from_info(ck.get("master"), at::kFloat);
-  st.exp_avg = from_info(ck.get("exp_avg"), at::kFloat);
-  st.exp_avg_sq = from_info(ck.get("exp_avg_sq"), at::kFloat);
+  const io::TensorInfo& master = ck.get("master");
+  st.flat_numel = 1;
+  for (int64_t d : master.shape) st.flat_numel *= d;
+  if (ranges == nullptr) {
+    st.master = from_info(master, at::kFloat);
+    st.exp_avg = from_info(ck.get("exp_avg"), at::kFloat);
+    st.exp_avg_sq = from_info(ck.get("exp_avg_sq"), at::kFloat);
+  } else {
+    int64_t total = 0;
+    for (const auto& [b, n] : *ranges) {
+      if (b < 0 || n < 0 || b + n > st.flat_numel)
+        throw Error(hs::str("train state has ", st.flat_numel, " values; values [", b, ", ", b + n,
+                            ") were asked for"))
+            .at(file);
+      total += n;
+    }
+    auto part = [&](const char* name) {
+      const io::TensorInfo& info = ck.get(name);
+      if (info.shape != master.shape)
+        throw Error(hs::str("train state: ", name, " and master differ in shape")).at(file);
+      at::Tensor out = at::empty({total}, at::kFloat);
+      int64_t at = 0;
+      for (const auto& [b, n] : *ranges) {
+        out.narrow(0, at, n).copy_(at::from_blob(const_cast<uint8_t*>(info.data) + b * int64_t(sizeof(float)),
+                                                 {n}, at::kFloat));
+        at += n;
+      }
+      return out;
+    };
+    st.master = part("master");
+    st.exp_avg = part("exp_avg");
+    st.exp_avg_sq = part("exp_avg_sq");
+  }
   if (ck.contains("rng_cpu")) st.rng_cpu = from_info(ck.get("rng_cpu"), at::kByte);
   return st;
+}
+
+}  // namespace
+
+TrainState load_checkpoint(const std::string& dir) { return load(dir, nullptr); }
+
+TrainState load_checkpoint_part(const std::string& dir, const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  return load(dir, &ranges);
 }
 
 CheckpointScan scan_checkpoints(const std::string& run_dir) {

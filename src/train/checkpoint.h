@@ -27,7 +27,8 @@ struct TrainState {
   int world_size = 1;
   uint64_t seed = 0;
   std::string config_ini;                    // the resolved config of the run that wrote it
-  at::Tensor master, exp_avg, exp_avg_sq;    // fp32 flat, on CPU
+  at::Tensor master, exp_avg, exp_avg_sq;    // fp32 flat, on CPU (loaded in part: the parts, concatenated)
+  int64_t flat_numel = 0;                    // loaded: values of each in the file
   at::Tensor rng_cpu;                        // uint8 state of the default CPU generator
   std::map<std::string, std::string> extra;  // more metadata (finetune, numel, names hash, ...)
 };
@@ -39,6 +40,10 @@ std::string save_checkpoint(const std::string& run_dir, const TrainState& state,
 
 // Reads and verifies a checkpoint folder; throws hs::Error naming the file on any problem.
 TrainState load_checkpoint(const std::string& dir);
+// The same with master and the moments holding only the flat ranges (begin, count), concatenated in the given
+// order, read from the mapped file: a ZeRO-1 rank's shard, without the whole state in host memory. A range
+// past the file's values is an error.
+TrainState load_checkpoint_part(const std::string& dir, const std::vector<std::pair<int64_t, int64_t>>& ranges);
 
 // The newest valid checkpoint under run_dir/checkpoints, skipping (with a warning) damaged ones.
 std::optional<std::string> find_latest_checkpoint(const std::string& run_dir);

@@ -11,15 +11,17 @@
 namespace hs::train {
 
 FlatParams::FlatParams(std::vector<at::Tensor*> slots, std::vector<std::string> names,
-                       const at::Device& device, bool alias_fp32)
+                       const at::Device& device, bool alias_fp32, bool flat_buffers)
     : names_(std::move(names)) {
   HS_CHECK(slots.size() == names_.size(), "FlatParams: one name per tensor");
+  HS_CHECK(flat_buffers || !alias_fp32, "FlatParams: aliased tensors need the flat buffers");
   int64_t total = 0;
   for (auto* t : slots) total += t->numel();
   auto opts = at::TensorOptions().dtype(at::kFloat).device(device);
-  master_ = at::empty({total}, opts);
-  grad_ = at::zeros({total}, opts);
+  master_ = at::empty({flat_buffers ? total : 0}, opts);
+  grad_ = at::zeros({flat_buffers ? total : 0}, opts);
   numel_ = total;
+  sharded_ = !flat_buffers;
   at::NoGradGuard no_grad;
   int64_t off = 0;
   for (size_t i = 0; i < slots.size(); ++i) {
@@ -27,7 +29,7 @@ FlatParams::FlatParams(std::vector<at::Tensor*> slots, std::vector<std::string> 
     const int64_t n = t.numel();
     HS_CHECK(t.device() == device, "trainable tensor ", names_[i], " is on ", t.device(), ", expected ",
              device);
-    master_.narrow(0, off, n).copy_(t.detach().reshape({n}));
+    if (flat_buffers) master_.narrow(0, off, n).copy_(t.detach().reshape({n}));
     const bool aliased = alias_fp32 && t.scalar_type() == at::kFloat;
     if (aliased) {
       // A leaf sharing the master's storage; its gradient is a view of the flat gradient.
@@ -74,6 +76,7 @@ void FlatParams::push_params() {
 }
 
 void FlatParams::push_params_from(const at::Tensor& values) {
+  HS_CHECK(!sharded_, "FlatParams: no flat values to push from a shard");
   HS_CHECK(values.dim() == 1 && values.numel() >= numel_, "FlatParams: ", values.numel(), " values for ",
            numel_, " parameters");
   at::NoGradGuard no_grad;
@@ -81,16 +84,11 @@ void FlatParams::push_params_from(const at::Tensor& values) {
     if (!s.aliased) s.tensor->view({s.numel}).copy_(values.narrow(0, s.offset, s.numel));
 }
 
-void FlatParams::shard(int64_t begin, int64_t shard, int64_t padded) {
-  for (const auto& s : slots_) HS_CHECK(!s.aliased, "FlatParams: aliased tensors cannot be sharded");
-  HS_CHECK(begin >= 0 && shard > 0 && begin + shard <= padded && padded >= numel_, "FlatParams: bad shard");
-  at::NoGradGuard no_grad;
-  at::Tensor mine = at::zeros({shard}, master_.options());
-  const int64_t n = std::max<int64_t>(0, std::min(shard, numel_ - begin));
-  if (n > 0) mine.narrow(0, 0, n).copy_(master_.narrow(0, begin, n));
-  master_ = mine;
-  grad_ = at::zeros({padded}, grad_.options());
-  sharded_ = true;
+void FlatParams::adopt_master(at::Tensor shard) {
+  HS_CHECK(sharded_, "FlatParams: a master shard replaces no flat buffers");
+  HS_CHECK(shard.dim() == 1 && shard.is_contiguous() && shard.scalar_type() == at::kFloat,
+           "FlatParams: the master shard is a flat float32 tensor");
+  master_ = std::move(shard);
 }
 
 }  // namespace hs::train

@@ -21,11 +21,13 @@ class FlatParams {
   // `slots`: references to the tensors to manage (fp32 ones are replaced in place by views when
   // alias_fp32; otherwise every tensor keeps its storage and is copied to/from the flat buffers, which
   // full fine-tuning uses since it holds handles of the model's own tensors). Names are for errors.
+  // flat_buffers = false (ZeRO-1; no aliasing): neither buffer is made (master() and grad() are empty
+  // until adopt_master() gives the master this rank's shard); the tensors keep their own values and gradients.
   FlatParams(std::vector<at::Tensor*> slots, std::vector<std::string> names, const at::Device& device,
-             bool alias_fp32 = true);
+             bool alias_fp32 = true, bool flat_buffers = true);
 
-  at::Tensor& master() { return master_; }  // fp32, flat (this rank's shard once shard() ran)
-  at::Tensor& grad() { return grad_; }      // fp32, flat (padded to the shards once shard() ran)
+  at::Tensor& master() { return master_; }  // fp32, flat (ZeRO-1: this rank's shard)
+  at::Tensor& grad() { return grad_; }      // fp32, flat (ZeRO-1: empty)
   int64_t numel() const { return numel_; }  // of all managed tensors, whatever the sharding
   const std::vector<std::string>& names() const { return names_; }
 
@@ -43,12 +45,10 @@ class FlatParams {
   int64_t numel(size_t i) const { return slots_[i].numel; }
   // After an optimizer step: refreshes non-fp32 tensors from the master.
   void push_params();
-  // The same from a flat tensor of all values (any dtype, at least numel() values): ZeRO-1's all-gathered
-  // weights.
+  // The same from a flat tensor of all values (any dtype, at least numel() values).
   void push_params_from(const at::Tensor& values);
-  // ZeRO-1 (no aliased tensors): keeps only values [begin, begin + shard) of the master (zeros past numel())
-  // and pads the gradient buffer to `padded` values. push_params() is then push_params_from()'s job.
-  void shard(int64_t begin, int64_t shard, int64_t padded);
+  // ZeRO-1 (made without flat buffers): the master is this rank's shard, laid out as zero1.h says.
+  void adopt_master(at::Tensor shard);
   bool sharded() const { return sharded_; }
 
  private:

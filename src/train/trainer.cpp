@@ -5,6 +5,7 @@
 // Communicator; stop signals and fault injection are run_control.h's.
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -198,31 +199,35 @@ void Trainer::Impl::setup() {
     }
     for (const auto& nt : adapter->trainable()) names.push_back(nt.name);
   }
-  flat = std::make_unique<FlatParams>(slots, names, device, /*alias_fp32=*/!full);
+  if (opts.dist.shard_optimizer && !full)
+    throw Error("dist.shard_optimizer = on shards the optimizer state of full fine-tuning")
+        .hint("LoRA and QLoRA state is small: set dist.shard_optimizer = off (or finetune = full)");
+  const bool sharded = opts.dist.shard_optimizer && world > 1;
+  if (opts.dist.shard_optimizer && !sharded) log::info("dist.shard_optimizer = on with one rank: nothing to shard");
+  // ZeRO-1 makes no flat fp32 buffers: the master is this rank's shard (zero1.h).
+  flat = std::make_unique<FlatParams>(slots, names, device, /*alias_fp32=*/!full, /*flat_buffers=*/!sharded);
   // Ranks start from identical parameters (rank 0's), whatever their RNG did.
-  comm.broadcast(flat->master(), 0);
-  flat->push_params();
-  if (opts.dist.shard_optimizer) {
-    if (!full)
-      throw Error("dist.shard_optimizer = on shards the optimizer state of full fine-tuning")
-          .hint("LoRA and QLoRA state is small: set dist.shard_optimizer = off (or finetune = full)");
-    if (world > 1) {
-      zero = std::make_unique<Zero1>(*flat, comm);
-      log::info("ZeRO-1: fp32 master and AdamW moments sharded over ", world, " ranks (",
-                format_count(double(zero->shard_numel())), " values each)");
-    } else {
-      log::info("dist.shard_optimizer = on with one rank: nothing to shard");
-    }
+  if (sharded) {
+    for (auto& p : full_params) comm.broadcast(p, 0);
+  } else {
+    comm.broadcast(flat->master(), 0);
+    flat->push_params();
+  }
+  // Gradient sums in fp64: fp32 sums depend on their order, which changes with grad_accum and world size;
+  // in fp64 the order matters ~1e-16, so -np 4 and -np 1 x grad_accum 4 agree to fp32 rounding.
+  const GradSum gs = opts.optimizer.grad_sum;
+  const bool fp64_sum = gs == GradSum::fp64 || (gs == GradSum::auto_ && flat->numel() <= (int64_t(1) << 28));
+  if (sharded) {
+    zero = std::make_unique<Zero1>(*flat, comm, fp64_sum);
+    log::info("ZeRO-1: fp32 master and AdamW moments sharded over ", world, " ranks (",
+              format_count(double(zero->shard_numel())), " values each, ", zero->sections(),
+              " sections; gradients reduce-scattered after backward, dist.bucket_mb does not apply)");
   }
   model->set_training(true);
   if (opts.model.grad_ckpt != GradCkpt::off) model->set_layer_runner(checkpoint_runner(opts.model.grad_ckpt));
   opt = std::make_unique<AdamW>(flat->master(), opts.optimizer.adamw);
-  // Gradient sums in fp64: fp32 sums depend on their order, which changes with grad_accum and world size;
-  // in fp64 the order matters ~1e-16, so -np 4 and -np 1 x grad_accum 4 agree to fp32 rounding.
-  const GradSum gs = opts.optimizer.grad_sum;
-  if (gs == GradSum::fp64 || (gs == GradSum::auto_ && flat->numel() <= (int64_t(1) << 28)))
-    grad_sum = at::zeros({zero ? zero->padded_numel() : flat->numel()},
-                         at::TensorOptions().dtype(at::kDouble).device(device));
+  if (fp64_sum && !zero)  // ZeRO-1 keeps its own, in its section layout
+    grad_sum = at::zeros({flat->numel()}, at::TensorOptions().dtype(at::kDouble).device(device));
   if (world > 1 && opts.dist.bucket_mb > 0 && !zero) {  // ZeRO-1 reduce-scatters after backward
     buckets = std::make_unique<GradBuckets>(*flat, grad_sum, opts.dist.bucket_mb, comm);
     log::info("gradient all-reduce: ", buckets->size(), " bucket(s) of up to ", opts.dist.bucket_mb, " MB",
@@ -255,7 +260,7 @@ void Trainer::Impl::setup() {
   // would leave one rank waiting in an all-reduce forever).
   if (world > 1)
     dist::check_ranks_agree(
-        plan_facts(*plan, total_steps, start_step, zero ? zero->gathered_bits() : flat->master()),
+        plan_facts(*plan, total_steps, start_step, zero ? zero->fingerprint() : flat->master()),
         "after planning and resuming");
   if (rank == 0) {
     trim_metrics();
@@ -369,9 +374,10 @@ void Trainer::Impl::resume() {
   } else {
     dir = mode;
   }
-  TrainState st = load_checkpoint(dir);
-  if (st.master.numel() != flat->numel())
-    throw Error(hs::str("checkpoint has ", st.master.numel(), " trainable values, this run ", flat->numel()))
+  // ZeRO-1: this rank's values only (the file is mapped: no rank holds the whole state).
+  TrainState st = zero ? load_checkpoint_part(dir, zero->my_ranges()) : load_checkpoint(dir);
+  if (st.flat_numel != flat->numel())
+    throw Error(hs::str("checkpoint has ", st.flat_numel, " trainable values, this run ", flat->numel()))
         .at(dir)
         .hint(
             "resume with the model and LoRA settings (lora.r, lora.targets, finetune) of the run that wrote "
@@ -599,7 +605,7 @@ void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchP
 // show too), on the device, then compared across ranks over MPI: two int64 per rank.
 void Trainer::Impl::check_params_equal(int64_t step) {
   // ZeRO-1: the all-gathered weights (each rank's master is its own shard).
-  const at::Tensor m = zero ? zero->gathered_bits() : flat->master();
+  const at::Tensor m = zero ? zero->fingerprint() : flat->master();
   HS_CHECK(m.scalar_type() == at::kFloat, "master parameters are float32");
   at::Tensor bits = m.view(at::kInt);
   at::Tensor sums = at::stack({bits.sum(at::kLong), bits.slice(0, 0, bits.numel(), 2).sum(at::kLong)}).cpu();
@@ -700,6 +706,11 @@ int Trainer::Impl::train_loop() {
         counted += ls.count;
         if (bucketed) {
           buckets->flush();  // the buckets gathered (and summed into grad_sum) and, on GPUs, started
+        } else if (zero) {
+          if (zero->fp64_sum()) {
+            zero->accumulate();
+            flat->zero_grad();
+          }
         } else if (grad_sum.defined()) {  // each micro-batch's fp32 gradient goes into the fp64 sum
           flat->gather_grads();
           grad_sum.add_(flat->grad());
@@ -717,7 +728,7 @@ int Trainer::Impl::train_loop() {
     }
     if (world > 1 || !local_error.empty()) end_with_error(step, local_error, /*in_eval=*/false);
     if (zero) {
-      zero->reduce_scatter(grad_sum);  // this rank's shard of the reduced gradient
+      zero->reduce_scatter();  // this rank's shard of the reduced gradient
     } else if (buckets) {
       // What is not reduced yet (everything on CPU) is reduced now, bucket by bucket; then all are waited
       // for.
@@ -736,8 +747,7 @@ int Trainer::Impl::train_loop() {
     const double loss = stats[0].item<double>() / std::max(1.0, stats[1].item<double>());
     // The global norm, in fp64 by fixed chunks: the same bits with and without ZeRO-1's shards.
     at::Tensor& grad = zero ? zero->grad_shard() : flat->grad();
-    const double gnorm = zero ? zero->grad_norm()
-                              : chunked_grad_norm(grad, 0, flat->numel(), norm_chunk(flat->numel()), nullptr);
+    const double gnorm = zero ? zero->grad_norm() : chunked_grad_norm(grad, norm_chunk(flat->numel()));
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
       // Every rank sees the same reduced numbers: all save (collectively) and stop together.
       const std::string saved = save_after_error(step);

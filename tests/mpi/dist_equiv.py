@@ -6,9 +6,11 @@
    is a bucket of its own (the log says how many) end with byte-identical adapters and the same loss, grad-norm
    and eval loss at every step (==, not a tolerance). The same for full fine-tuning at -np 2 and 4, once with
    the fp64 gradient sum (train.grad_sum = fp64: the fp64 sum is what the buckets reduce) and once in fp32.
-   The runs use grad_accum 2, so the earlier micro-batch of a step accumulates without buckets.
+   The runs use grad_accum 2, so the earlier micro-batch of a step accumulates without buckets. LoRA at -np 2
+   once more with gradient checkpointing (the gradients then arrive inside each layer's recomputing backward).
 2. ZeRO-1 (dist.shard_optimizer = on, full fine-tuning): at -np 1, 2 and 4 the final model is byte-identical
-   to the unsharded run of the same world size, with the same per-step numbers; a sharded -np 2 run that
+   to the unsharded run of the same world size, with the same per-step numbers (several sections, clipping
+   active, fp64 and fp32 gradient sums); a sharded -np 2 run that
    dies at step 5 after checkpointing at step 3 resumes under -np 4 (sharded) and under -np 1 (unsharded) and
    both end with the uninterrupted runs' model (the checkpoint holds the whole state: world size free).
 
@@ -119,6 +121,7 @@ def main():
 
         # 1. buckets
         cases = [("lora", np, {}) for np in (1, 2, 4)]
+        cases += [("lora", 2, {"train.grad_ckpt": "on"})]  # hooks fire inside the recomputing backward
         cases += [("full", np, {"train.grad_sum": gs}) for np in (2, 4) for gs in ("fp64", "fp32")]
         for ft, np, extra in cases:
             tag = f"{ft}-np{np}-" + "-".join(str(v) for v in extra.values())
@@ -155,7 +158,9 @@ def main():
             if not (ok_run(r0, log0, f"{tag} unsharded") and ok_run(r1, log1, f"{tag} sharded")):
                 continue
             if np > 1:
-                check(f"ZeRO-1: fp32 master and AdamW moments sharded over {np} ranks" in log1, f"{tag}: sharded")
+                m = re.search(r"ZeRO-1: fp32 master and AdamW moments sharded over (\d+) ranks .* (\d+) sections", log1)
+                check(m is not None and int(m.group(1)) == np and int(m.group(2)) > 4,
+                      f"{tag}: sharded over {np} ranks in {m.group(2) if m else '?'} sections")
             same(d, f"{tag}-off", f"{tag}-on", f"{tag}: ZeRO-1 vs unsharded")
             clipped = sum(1 for m in numbers(d, f"{tag}-on") if m.get("grad_norm", 0) > 0.5)
             check(clipped > 0, f"{tag}: {clipped} step(s) clipped by the global norm (max_grad_norm 0.5)")
