@@ -17,6 +17,8 @@ A second folder is the same model as transformers + bitsandbytes save it pre-qua
     bit-identical adapter; gradient checkpointing and a failed + resumed run do too.
 (c) quantization_config other than bitsandbytes NF4 with double quantization (fp4, 8-bit, GPTQ, no double
     quant, a decoder module left unquantized) is an error naming the key; finetune = full on a 4-bit base too.
+    PEFT also loads the adapter onto transformers' load_in_4bit model of the pre-quantized folder (bitsandbytes'
+    Linear4bit on the CPU) with hsloth's eval loss within 1e-4 relative.
 (d) merge: the adapter merged into the pre-quantized base (dequantized first, said in the log) is a dense
     folder without quantization_config that transformers loads, with PEFT's logits on the oracle model;
     `merge --quant nf4` from the fp32 folder writes the same tensors.
@@ -303,6 +305,18 @@ def main():
         ev_ref = loss_of(ours_pm, evals)
         check(abs(ev - ev_ref) <= 1e-5 * abs(ev_ref),
               f"eval --quant nf4 --adapter == PEFT on the oracle ({ev:.7f} vs {ev_ref:.7f})")
+        # The adapter on a real 4-bit base: transformers loads the pre-quantized folder (bitsandbytes' Linear4bit
+        # on the CPU, fp32 compute) and PEFT loads our adapter onto it.
+        from transformers import AutoModelForCausalLM
+        q4m = AutoModelForCausalLM.from_pretrained(f"{d}/q4", device_map="cpu", dtype=torch.float32)
+        check(type(q4m.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit",
+              "transformers loads the pre-quantized folder with bitsandbytes' Linear4bit")
+        for m in q4m.modules():  # bitsandbytes 0.50's AVX-512-bf16 inference repacking asserts out % 32 == 0
+            if hasattr(m, "support_avx512bf16_for_cpu"):
+                m.support_avx512bf16_for_cpu = False
+        ev4 = loss_of(PeftModel.from_pretrained(q4m, f"{d}/A/final").eval(), evals)
+        check(abs(ev - ev4) <= 1e-4 * abs(ev4),
+              f"PEFT on the load_in_4bit base with our adapter: eval loss {ev4:.7f} vs hsloth's {ev:.7f}")
 
         # (c) errors
         bad_configs(d)
