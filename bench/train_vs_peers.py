@@ -921,7 +921,7 @@ class Bench:
             notes.append("full fine-tuning: hsloth keeps float32 master weights, bf16 weights in the model; HF "
                          + ("(--hf-full amp, HF Trainer's bf16=True): float32 weights and AdamW states, forward under "
                             "bf16 autocast" if a.hf_full == "amp" else "(--hf-full bf16): bf16 weights and AdamW states")
-                         + "; Unsloth not run (bench_unsloth.py trains LoRA only); hsloth-ref = hsloth with "
+                         + "; Unsloth not run (bench_unsloth.py trains LoRA / QLoRA only); hsloth-ref = hsloth with "
                            "HS_KERNELS=0 (every op its ATen reference).")
         elif a.finetune == "qlora":
             notes.append("QLoRA: hsloth finetune = qlora (its NF4 base); HF / Liger: bitsandbytes 4-bit (nf4, double "
