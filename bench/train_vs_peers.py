@@ -35,7 +35,7 @@ Long context (--seq-sweep 2048,8192,32768, rows mode): for each length, rows of 
 Full fine-tuning (--finetune full): hsloth `finetune = full` (float32 masters, bf16 model weights); HF / Liger
   train every weight with the same AdamW settings, by default as HF Trainer's bf16=True does (--hf-full amp:
   float32 weights and AdamW states, the forward under bf16 autocast; --hf-full bf16: bf16 weights and states);
-  Unsloth is not run (bench_unsloth.py trains LoRA only; recorded as n/a). MFU counts the weight gradients
+  Unsloth is not run (bench_unsloth.py trains LoRA / QLoRA only; n/a). MFU counts the weight gradients
   (6·N_matmul). The table gets an `x hsloth-ref` column.
 
 QLoRA (--finetune qlora): hsloth `finetune = qlora` (its NF4 base, LoRA as above); HF / Liger load the base
@@ -919,8 +919,9 @@ class Bench:
                          "(padding = padded slots that hold no token); Unsloth not run (rows only).")
         if a.finetune == "full":
             notes.append("full fine-tuning: hsloth keeps float32 master weights, bf16 weights in the model; HF "
-                         + ("(--hf-full amp, HF Trainer's bf16=True): float32 weights and AdamW states, forward under "
-                            "bf16 autocast" if a.hf_full == "amp" else "(--hf-full bf16): bf16 weights and AdamW states")
+                         + ("(--hf-full amp, HF Trainer's bf16=True): float32 weights and AdamW states, forward "
+                            "under bf16 autocast" if a.hf_full == "amp" else
+                            "(--hf-full bf16): bf16 weights and AdamW states")
                          + "; Unsloth not run (bench_unsloth.py trains LoRA / QLoRA only); hsloth-ref = hsloth with "
                            "HS_KERNELS=0 (every op its ATen reference).")
         elif a.finetune == "qlora":
