@@ -35,8 +35,13 @@ Long context (--seq-sweep 2048,8192,32768, rows mode): for each length, rows of 
 Full fine-tuning (--finetune full): hsloth `finetune = full` (float32 masters, bf16 model weights); HF / Liger
   train every weight with the same AdamW settings, by default as HF Trainer's bf16=True does (--hf-full amp:
   float32 weights and AdamW states, the forward under bf16 autocast; --hf-full bf16: bf16 weights and states);
-  Unsloth is not run (bench_unsloth.py trains LoRA only; recorded as n/a). MFU counts the weight gradients
+  Unsloth is not run (bench_unsloth.py trains LoRA / QLoRA only; n/a). MFU counts the weight gradients
   (6·N_matmul). The table gets an `x hsloth-ref` column.
+
+QLoRA (--finetune qlora): hsloth `finetune = qlora` (its NF4 base, LoRA as above); HF / Liger load the base
+  through bitsandbytes (4-bit nf4, double quantization, bf16 compute; the wheel from PEERS/wheels) under PEFT's
+  LoRA; Unsloth runs bench_unsloth.py with its QLoRA argument (load_in_4bit). --dry-run runs hsloth only (the
+  HF side needs a GPU for bitsandbytes) and skips the rows check (an NF4 base has its own loss).
 
 Sides (each in its own process: fresh CUDA context, its own peak memory; out of memory is recorded as OOM):
   hsloth   `hsloth train --config RUN.ini` (INI written next to the run); tokens/s from metrics.jsonl:
@@ -281,6 +286,10 @@ def worker(a):
     import torch
 
     rec = dict(side=a.side, shape=a.shape, mode=a.mode, ckpt=bool(a.ckpt), bs=a.bs, seq=a.seq, finetune=a.finetune)
+    if a.finetune == "qlora" and not torch.cuda.is_available():  # bitsandbytes' NF4 layers need the GPU
+        rec["error"] = "n/a: QLoRA (bitsandbytes) needs a CUDA device"
+        print("TVP_RESULT " + json.dumps(rec), flush=True)
+        return 0
     cfg = json.load(open(os.path.join(a.model, "config.json")))
     if a.side == "liger":
         from liger_kernel.transformers import apply_liger_kernel_to_llama, apply_liger_kernel_to_qwen3
@@ -347,6 +356,11 @@ def worker(a):
         amp = a.finetune == "full" and a.hf_full == "amp" and not a.fp32
         load_fp32 = a.fp32 or amp
         kw = dict(dtype=torch.float32 if load_fp32 else torch.bfloat16, attn_implementation="sdpa")
+        if a.finetune == "qlora":  # QLoRA as its paper / Unsloth load it: NF4, double quantization, bf16 compute
+            from transformers import BitsAndBytesConfig
+            kw["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.float32 if a.fp32 else torch.bfloat16)
         try:  # straight onto the GPU (device_map needs accelerate)
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 a.model, **kw, **({"device_map": "cuda"} if dev.type == "cuda" else {}))
@@ -355,9 +369,9 @@ def worker(a):
         model.config.use_cache = False
         if a.ckpt:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            if a.finetune == "lora":
+            if a.finetune != "full":
                 model.enable_input_require_grads()
-        if a.finetune == "lora":
+        if a.finetune != "full":
             model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
                                                      target_modules=TARGETS, bias="none", task_type="CAUSAL_LM"))
         else:
@@ -540,7 +554,7 @@ class Bench:
         ini = os.path.join(self.work, f"{tag}.ini")
         gc = gc or ("on" if ckpt else "off")
         lora = (f"[lora]\nr = {LORA_R}\nalpha = {LORA_ALPHA}\ndropout = 0\n"
-                f"targets = {' '.join(TARGETS)}\n\n") if a.finetune == "lora" else ""
+                f"targets = {' '.join(TARGETS)}\n\n") if a.finetune != "full" else ""
         with open(ini, "w") as f:
             f.write(f"# {a.hsloth} train --config {ini}\n"
                     f"# written by bench/train_vs_peers.py: {shape}, {a.mode}, {bs} x {seq} tokens per step\n"
@@ -590,8 +604,11 @@ class Bench:
         a = self.a
         env = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "PYTHONUNBUFFERED": "1"}
-        if side == "liger":
+        if a.finetune == "qlora" and not a.dry_run:
+            self.install_wheels()  # bitsandbytes (and liger_kernel) from PEERS/wheels
+        elif side == "liger":
             self.install_liger()
+        if side == "liger" or (a.finetune == "qlora" and not a.dry_run):
             env["PYTHONPATH"] = a.site + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
         pad = json.load(open(os.path.join(model_dir, "config.json"))).get("eos_token_id", 0)
         cmd = [sys.executable, __file__, "_worker", "--side", side, "--shape", shape, "--model", model_dir,
@@ -623,10 +640,10 @@ class Bench:
         if a.mode != "rows":
             return dict(side="unsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs, seq=seq,
                         finetune=a.finetune, error="n/a: bench_unsloth.py trains 2048-token rows only")
-        if a.finetune != "lora":
+        if a.finetune == "full":
             return dict(side="unsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs, seq=seq,
-                        finetune=a.finetune, error="n/a: bench_unsloth.py trains LoRA only")
-        args = [model_dir, shards["dir"], shape, bs, int(ckpt)]
+                        finetune=a.finetune, error="n/a: bench_unsloth.py trains LoRA / QLoRA only")
+        args = [model_dir, shards["dir"], shape, bs, int(ckpt)] + ([1] if a.finetune == "qlora" else [])
         env = {"OUT": os.path.join(self.out, "unsloth")}
         if seq != SEQ or a.seq_sweep:
             # bench_unsloth.py reads its row length and step counts from module globals (SEQ, WARMUP, TIMED):
@@ -713,7 +730,8 @@ class Bench:
                 for side, gc in runs:
                     tag = (f"{shape}-{a.mode}" + (f"-{seq}" if seq != SEQ else "") + f"-{a.finetune}-ckpt{int(ckpt)}-"
                            f"{side}" + (f"-{gc}" if gc and gc not in ("on", "off") else ""))
-                    if a.dry_run and side in ("liger", "unsloth"):
+                    # the dry run's CPU has no Liger / Unsloth install, and bitsandbytes' NF4 layers need a GPU
+                    if a.dry_run and (side in ("liger", "unsloth") or (side == "hf" and a.finetune == "qlora")):
                         say(f"  {side:8s} would run: " + self.dry_cmd(side, shape, model_dir, shards, bs, ckpt, seq))
                         continue
                     t = time.time()
@@ -736,7 +754,10 @@ class Bench:
                         if rec.get("error"):
                             self.failed = True  # the dry run proves the sides run: any failure fails it
             if a.dry_run and a.mode == "rows" and any(s.startswith("hsloth") for s in a.sides):
-                self.check_rows(shape, model_dir, shards, bs, seq)
+                if a.finetune == "qlora":  # an NF4 base has its own loss: not transformers' float32 one
+                    say("  rows check: skipped for QLoRA (the NF4 base's loss differs from the float32 model's)")
+                else:
+                    self.check_rows(shape, model_dir, shards, bs, seq)
         if not a.keep:
             shutil.rmtree(model_dir, ignore_errors=True)
 
@@ -776,17 +797,19 @@ class Bench:
         if side == "unsloth":
             if self.a.mode != "rows":
                 return "nothing (bench_unsloth.py trains 2048-token rows only)"
-            if self.a.finetune != "lora":
-                return "nothing (bench_unsloth.py trains LoRA only)"
+            if self.a.finetune == "full":
+                return "nothing (bench_unsloth.py trains LoRA / QLoRA only)"
+            q = " 1" if self.a.finetune == "qlora" else ""
             if seq != SEQ or self.a.seq_sweep:
                 return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _unsloth --peers {p} --seq {seq} "
                         f"--warmup {self.a.steps_warmup} --timed {self.a.steps_timed} -- {model_dir} {shards['dir']} "
-                        f"{shape} {bs} {int(ckpt)} (after pip install --target {self.a.site} {p}/wheels/*.whl)")
-            return f"bash {p}/unsloth.sh {model_dir} {shards['dir']} {shape} {bs} {int(ckpt)}"
-        return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _worker --side liger --shape {shape} "
+                        f"{shape} {bs} {int(ckpt)}{q} (after pip install --target {self.a.site} {p}/wheels/*.whl)")
+            return f"bash {p}/unsloth.sh {model_dir} {shards['dir']} {shape} {bs} {int(ckpt)}{q}"
+        return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _worker --side {side} --shape {shape} "
                 f"--model {model_dir} --shards {shards['dir']} --bs {bs} --ckpt {int(ckpt)} --mode {self.a.mode} "
                 f"--seq {seq} --finetune {self.a.finetune} --hf-full {self.a.hf_full} "
-                f"(after pip install --target {self.a.site} {p}/wheels/liger_kernel-*.whl)")
+                f"(after pip install --target {self.a.site} {p}/wheels/"
+                + ("*.whl)" if self.a.finetune == "qlora" else "liger_kernel-*.whl)"))
 
     def gpu(self):
         code = ("import json, torch\n"
@@ -873,7 +896,8 @@ class Bench:
         fpts = {}
         for r in recs:
             fpts[(r["shape"], r["seq_for_mfu"])] = r["flops_per_token"]
-        what = (f"LoRA r={LORA_R} alpha={LORA_ALPHA} dropout 0 on {', '.join(TARGETS)}" if a.finetune == "lora" else
+        what = ({"lora": "", "qlora": "QLoRA (NF4 base): "}[a.finetune] +
+                f"LoRA r={LORA_R} alpha={LORA_ALPHA} dropout 0 on {', '.join(TARGETS)}" if a.finetune != "full" else
                 "full fine-tuning (every weight trained)")
         notes = [
             f"GPU: {gpu} ({self.gpu_info.get('memory_gib', '?')} GiB); mode {a.mode}"
@@ -895,11 +919,15 @@ class Bench:
                          "(padding = padded slots that hold no token); Unsloth not run (rows only).")
         if a.finetune == "full":
             notes.append("full fine-tuning: hsloth keeps float32 master weights, bf16 weights in the model; HF "
-                         + ("(--hf-full amp, HF Trainer's bf16=True): float32 weights and AdamW states, forward under "
-                            "bf16 autocast" if a.hf_full == "amp" else "(--hf-full bf16): bf16 weights and AdamW states")
-                         + "; Unsloth not run (bench_unsloth.py trains LoRA only); hsloth-ref = hsloth with "
+                         + ("(--hf-full amp, HF Trainer's bf16=True): float32 weights and AdamW states, forward "
+                            "under bf16 autocast" if a.hf_full == "amp" else
+                            "(--hf-full bf16): bf16 weights and AdamW states")
+                         + "; Unsloth not run (bench_unsloth.py trains LoRA / QLoRA only); hsloth-ref = hsloth with "
                            "HS_KERNELS=0 (every op its ATen reference).")
-        elif any(r["side"] == "hsloth-ref" for r in recs):
+        elif a.finetune == "qlora":
+            notes.append("QLoRA: hsloth finetune = qlora (its NF4 base); HF / Liger: bitsandbytes 4-bit (nf4, double "
+                         "quantization, bf16 compute) + PEFT; Unsloth: bench_unsloth.py's QLoRA (load_in_4bit).")
+        if a.finetune != "full" and any(r["side"] == "hsloth-ref" for r in recs):
             notes.append("hsloth-ref = hsloth with HS_KERNELS=0 (every op its ATen reference).")
         if a.seq_sweep:
             notes.append("sequence sweep: each micro-batch (= step) is one sample of `seq` tokens (x --bs); hsloth "
@@ -947,8 +975,9 @@ def parse(argv):
     p.add_argument("--seq-sweep", default="",
                    help="rows mode: comma list of row lengths (e.g. 2048,8192,32768); each side trains one sample of "
                         "each length per step (--bs to change) and the table gets a row per length")
-    p.add_argument("--finetune", default="lora", choices=["lora", "full"],
-                   help="full: hsloth finetune = full, HF / Liger train every weight (see --hf-full); no Unsloth")
+    p.add_argument("--finetune", default="lora", choices=["lora", "qlora", "full"],
+                   help="qlora: hsloth finetune = qlora, HF / Liger bitsandbytes NF4 + PEFT, Unsloth load_in_4bit; "
+                        "full: hsloth finetune = full, HF / Liger train every weight (see --hf-full); no Unsloth")
     p.add_argument("--hf-full", default="amp", choices=["amp", "bf16"],
                    help="HF full fine-tuning: amp = float32 weights + AdamW states, bf16 autocast (HF Trainer's "
                         "bf16=True; hsloth keeps float32 masters too); bf16 = bf16 weights and states")
@@ -1034,7 +1063,7 @@ def main(argv):
         for k, d in [("--bs", 8), ("--ckpt", 0), ("--steps-warmup", 3), ("--steps-timed", 11), ("--pad-id", 0),
                      ("--seed", 0), ("--seq", SEQ)]:
             p.add_argument(k, type=int, default=d)
-        p.add_argument("--finetune", default="lora", choices=["lora", "full"])
+        p.add_argument("--finetune", default="lora", choices=["lora", "qlora", "full"])
         p.add_argument("--hf-full", default="amp", choices=["amp", "bf16"])
         p.add_argument("--allow-cpu", action="store_true")
         p.add_argument("--fp32", action="store_true")

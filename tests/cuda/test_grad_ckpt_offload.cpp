@@ -1,5 +1,6 @@
 // Gradient checkpointing on the GPU (train/grad_ckpt): a small random bf16 llama with LoRA on every
-// projection, one micro-batch forward + backward with train.grad_ckpt off, on and offload. `on` and `offload`
+// projection, one micro-batch forward + backward with train.grad_ckpt off, on and offload. The micro-batch is
+// what the trainer makes: one packed row of two samples (cu_seqlens, varlen flash-attention). `on` and `offload`
 // recompute the same numbers from the same (restored) layer inputs: loss and every LoRA gradient bit-identical
 // (given the step itself is deterministic: `on` run twice); `off` within bf16 rounding of them. Offload keeps
 // the layer inputs in pinned host memory: the peak device memory is below `on`'s by about (layers - 2) layer
@@ -60,7 +61,7 @@ void write_model(const std::string& dir) {
                                     kInter, R"(,"num_hidden_layers":)", kLayers, R"(,"num_attention_heads":)",
                                     kHeads, R"(,"num_key_value_heads":)", kKv, R"(,"head_dim":)", kHeadDim,
                                     R"(,"vocab_size":)", kVocab,
-                                    R"(,"rms_norm_eps":1e-5,"max_position_embeddings":8192,"torch_dtype":"bfloat16"})"));
+                                    R"(,"rms_norm_eps":1e-5,"max_position_embeddings":8192})"));
 }
 
 struct StepResult {
@@ -87,8 +88,9 @@ class GradCkptGpu : public ::testing::Test {
     }
     model_->set_training(true);
     at::manual_seed(11);
-    ids_ = at::randint(kVocab, {kBatch, kSeq}, at::TensorOptions().dtype(at::kLong)).to(lo.device);
-    mask_ = at::ones({kBatch, kSeq}, at::kLong);
+    ids_ = at::randint(kVocab, {1, kTokens}, at::TensorOptions().dtype(at::kLong)).to(lo.device);
+    cu_seqlens_ = at::tensor({int64_t(0), kTokens / 2, kTokens}, at::kLong);
+    mask_ = at::ones({1, kTokens}, at::kLong);
   }
   void TearDown() override {
     if (model_) model_->set_layer_runner(nullptr);
@@ -97,7 +99,14 @@ class GradCkptGpu : public ::testing::Test {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
+  // Where a step is, unbuffered (a crash inside the step then says where).
+  void progress(const char* what) {
+    std::fprintf(stderr, "[grad_ckpt %s] %s\n", mode_name_, what);
+    std::fflush(stderr);
+  }
+
   StepResult step(GradCkpt mode) {
+    mode_name_ = mode == GradCkpt::off ? "off" : mode == GradCkpt::on ? "on" : "offload";
     model_->set_layer_runner(mode == GradCkpt::off ? nullptr : hs::train::checkpoint_runner(mode));
     for (auto& nt : adapter_->trainable()) nt.tensor.mutable_grad() = at::Tensor();
     torch::cuda::synchronize();
@@ -107,10 +116,14 @@ class GradCkptGpu : public ::testing::Test {
     const int64_t before = alloc::getDeviceStats(dev).allocated_bytes[0].current;
     hs::model::Inputs in;
     in.input_ids = ids_;
+    in.cu_seqlens = cu_seqlens_;
+    progress("forward");
     auto ls = model_->loss(in, mask_);
+    progress("backward");
     ls.sum.backward();
     hs::train::clear_checkpoint_calls();
     torch::cuda::synchronize();
+    progress("done");
     StepResult r;
     r.peak_bytes = alloc::getDeviceStats(dev).allocated_bytes[0].peak - before;
     r.loss = ls.sum.detach().cpu();
@@ -133,12 +146,13 @@ class GradCkptGpu : public ::testing::Test {
     return worst;
   }
 
-  static constexpr int64_t kBatch = 2, kSeq = 2048;
-  static constexpr int64_t kInputBytes = kBatch * kSeq * kHidden * 2;  // one layer input, bf16
+  static constexpr int64_t kTokens = 4096;                     // one packed row: two samples of 2048
+  static constexpr int64_t kInputBytes = kTokens * kHidden * 2;  // one layer input, bf16
+  const char* mode_name_ = "";
   std::string dir_;
   std::unique_ptr<hs::model::Model> model_;
   std::optional<hs::lora::Adapter> adapter_;
-  at::Tensor ids_, mask_;
+  at::Tensor ids_, cu_seqlens_, mask_;
 };
 
 TEST_F(GradCkptGpu, OffloadMatchesOnBitForBitAndOffWithinBf16) {
@@ -161,17 +175,17 @@ TEST_F(GradCkptGpu, OffloadMatchesOnBitForBitAndOffWithinBf16) {
   EXPECT_TRUE(at::equal(on.loss, offload.loss)) << on.loss.item<double>() << " vs " << offload.loss.item<double>();
   EXPECT_TRUE(at::equal(offload.loss, offload2.loss));
   if (identical(on, on2)) {
-    std::printf("`on` is bit-reproducible: offload must match it bit for bit\n");
+    std::fprintf(stderr, "`on` is bit-reproducible: offload must match it bit for bit\n");
     EXPECT_TRUE(identical(on, offload)) << "offload differs from on (worst rel " << worst_rel(offload, on) << ")";
     EXPECT_TRUE(identical(on, offload2)) << "second offload step differs from on";
   } else {  // a non-deterministic kernel in the step: offload must stay within on's own run-to-run spread
     const double spread = worst_rel(on2, on);
-    std::printf("note: `on` is not bit-reproducible on this GPU (run-to-run rel %.2e)\n", spread);
+    std::fprintf(stderr, "note: `on` is not bit-reproducible on this GPU (run-to-run rel %.2e)\n", spread);
     EXPECT_LE(worst_rel(offload, on), 4 * spread + 1e-6);
   }
   const double vs_off = worst_rel(offload, off);
-  std::printf("offload vs off: worst rel diff %.2e (loss %.6f vs %.6f)\n", vs_off, offload.loss.item<double>(),
-              off.loss.item<double>());
+  std::fprintf(stderr, "offload vs off: worst rel diff %.2e (loss %.6f vs %.6f)\n", vs_off,
+               offload.loss.item<double>(), off.loss.item<double>());
   EXPECT_LT(vs_off, 2e-2);
   EXPECT_LT(worst_rel(on, off), 2e-2);
 }
@@ -186,8 +200,8 @@ TEST_F(GradCkptGpu, OffloadPeakIsBelowOnByTheLayerInputs) {
   const StepResult on = step(GradCkpt::on);
   const StepResult off = step(GradCkpt::off);
   const double mib = 1024.0 * 1024.0;
-  std::printf("peak above weights: off %.1f MiB, on %.1f MiB, offload %.1f MiB; one layer input %.1f MiB\n",
-              off.peak_bytes / mib, on.peak_bytes / mib, offload.peak_bytes / mib, kInputBytes / mib);
+  std::fprintf(stderr, "peak above weights: off %.1f MiB, on %.1f MiB, offload %.1f MiB; one layer input %.1f MiB\n",
+               off.peak_bytes / mib, on.peak_bytes / mib, offload.peak_bytes / mib, kInputBytes / mib);
   // `on` keeps all layer inputs on the device; offload at most the one in use and the one prefetched.
   EXPECT_GE(on.peak_bytes - offload.peak_bytes, (kLayers - 3) * kInputBytes);
   EXPECT_LT(on.peak_bytes, off.peak_bytes);
