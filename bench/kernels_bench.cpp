@@ -2,7 +2,8 @@
 // it replaces (the same op under autograd), and the floor (bytes moved at the GPU's memory bandwidth; all
 // these ops are memory-bound). Kernels: RMSNorm, SwiGLU and RoPE (forward, backward, and both; the ATen
 // backward time is its forward + backward under autograd minus its forward). Prints a table and one JSON
-// object per line (bench, not a test).
+// object per line (bench, not a test). NF4 dequantization is timed against its ATen reference
+// (quant::dequantize_nf4_reference on the same GPU).
 //   build/kernels_bench [--bandwidth-gbs 3350]      (H100 SXM: 3350 GB/s; H200: 4800 GB/s)
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDAStream.h>
@@ -19,6 +20,7 @@
 #include "kernels/rope.h"
 #include "kernels/swiglu.h"
 #include "model/ops.h"
+#include "quant/nf4.h"
 
 namespace {
 
@@ -166,6 +168,16 @@ int main(int argc, char** argv) {
     row((name + " forward").c_str(), tokens, width, bytes, fwd, fwd_aten, bw);
     row((name + " backward").c_str(), tokens, width, bytes, bwd, both_aten - fwd_aten, bw);
     row((name + " fwd+bwd").c_str(), tokens, width, 2 * bytes, both, both_aten, bw);
+  }
+  // NF4 dequantization (QLoRA's base, made in every fused block's forward and again in its backward) at the
+  // 8B projection shapes: reads n/2 packed + n/64 absmax-code bytes (+ the nested absmax), writes n bf16.
+  for (auto [out, in] : {std::pair<int64_t, int64_t>{4096, 4096}, {14336, 4096}, {4096, 14336}}) {
+    const auto q = hs::quant::quantize_nf4(
+        at::randn({out, in}, at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16)));
+    const double n = double(out) * double(in);
+    const double nf4_ms = time_ms([&] { hs::quant::dequantize_nf4(q); });
+    const double aten_ms = time_ms([&] { hs::quant::dequantize_nf4_reference(q); }, 10);
+    row("nf4 dequantize (bf16)", out, in, n / 2 + n / 64 + n / 64 / 256 * 4 + n * 2, nf4_ms, aten_ms, bw);
   }
   return 0;
 }
