@@ -29,7 +29,7 @@ hs::config::Schema schema() {
       "it fit, fastest first (train.tokens_per_batch, train.grad_ckpt, finetune = qlora, more ranks).\n"
       "`hsloth train` runs the same estimate before loading weights and stops when the predicted peak\n"
       "exceeds the GPU's free memory (--train.plan_check off overrides).\n\n"
-      "  hsloth plan --config configs/lora-llama3.2-1b.ini --gpu h100\n"
+      "  hsloth plan --config configs/lora-qwen3-0.6b.ini --gpu h100\n"
       "  hsloth plan --config run.ini --train.tokens_per_batch 32768 --gpu a100-40gb --world 4 --json");
   for (const auto& k : train.keys()) s.add(k);
   s.str("gpu", "auto",

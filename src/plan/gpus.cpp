@@ -179,7 +179,11 @@ std::optional<GpuSpec> find_gpu(const std::string& name_or_size) {
 
 std::string known_gpu_words() {
   std::string out;
-  for (const auto& g : known_gpus()) out += (out.empty() ? "" : ", ") + g.keys.front();
+  for (const auto& g : known_gpus()) {
+    std::string w;
+    for (char c : g.name) w += c == ' ' ? '-' : char(std::tolower(static_cast<unsigned char>(c)));
+    out += (out.empty() ? "" : ", ") + w;  // "a100-40gb": find_gpu reads it back
+  }
   return out;
 }
 

@@ -321,6 +321,14 @@ TEST(Plan, AdviceFitsAndComesFastestFirst) {
   EXPECT_EQ(plan::find_gpu("NVIDIA A100 80GB PCIe")->name, "A100 80GB");
   EXPECT_EQ(plan::find_gpu("a100-40gb")->name, "A100 40GB");
   EXPECT_FALSE(plan::find_gpu("NVIDIA H1000").has_value());
+  // Every word the messages list is read back as its GPU.
+  for (const auto& g : plan::known_gpus()) {
+    std::string w;
+    for (char ch : g.name) w += ch == ' ' ? '-' : char(std::tolower(static_cast<unsigned char>(ch)));
+    ASSERT_TRUE(plan::find_gpu(w).has_value()) << w;
+    EXPECT_EQ(plan::find_gpu(w)->name, g.name);
+    EXPECT_NE(plan::known_gpu_words().find(w), std::string::npos);
+  }
 }
 
 }  // namespace
