@@ -18,11 +18,11 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr int64_t kLossChunkLogits = int64_t(1) << 27;
 // train.grad_sum = auto keeps an fp64 gradient sum up to 2^28 trainable parameters (trainer.cpp).
 constexpr int64_t kFp64SumLimit = int64_t(1) << 28;
-// What a CUDA process holds beyond its tensors: the context (~0.5 GiB on H100 with CUDA 13), cuBLAS
-// workspaces; and the caching allocator's reserved-but-unallocated slack, ~5% of the peak.
 // Whether LoRA over an NF4 base runs the fused LoRA fast path (ops_cuda.cpp) -- not yet (README: QLoRA "does
 // not yet use the fast path"); layer_terms() and micro_time() model the PEFT path it runs today.
 constexpr bool kQloraFastPath = false;
+// What a CUDA process holds beyond its tensors: the context (~0.5 GiB on H100 with CUDA 13), cuBLAS
+// workspaces; and the caching allocator's reserved-but-unallocated slack, ~5% of the peak.
 constexpr double kContextBytes = 0.6 * kGiB, kSlack = 0.05;
 
 std::string fmt(double v) {
