@@ -44,6 +44,9 @@ hs::config::Schema schema() {
 int run(const hs::config::Config& cfg) {
   const hs::train::TrainOptions options = hs::train::from_config(cfg);
   const int world = int(cfg.get_int("world"));
+  if (options.model.dtype == "fp32" || options.model.dtype == "float32")
+    hs::log::warn("the plan is for bf16 GPU runs (model.dtype = auto or bf16); model.dtype = ", options.model.dtype,
+                  " keeps fp32 activations (about twice these) and runs without the fast path");
   const hs::io::HfConfig model = hs::io::load_hf_config(options.model.path);
   hs::cli::GpuChoice gpu = hs::cli::choose_gpu(cfg.get("gpu"), 0);
   const hs::plan::Samples samples = hs::cli::plan_samples(options);
