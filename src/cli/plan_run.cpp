@@ -88,12 +88,12 @@ GpuChoice choose_gpu(const std::string& word, int device_index) {
         c.gpu->memory_bytes = double(d.total_memory);  // what this card reports
         c.note = "GPU " + std::to_string(d.index) + ": " + d.name;
       } else {
-        plan::GpuSpec g;
-        g.name = d.name;
-        g.memory_bytes = double(d.total_memory);
-        g.memory_only = true;
-        g.source = "this machine's GPU " + std::to_string(d.index);
-        c.gpu = g;
+        plan::GpuSpec spec;
+        spec.name = d.name;
+        spec.memory_bytes = double(d.total_memory);
+        spec.memory_only = true;
+        spec.source = "this machine's GPU " + std::to_string(d.index);
+        c.gpu = spec;
         c.note = "unknown GPU '" + d.name + "': memory plan only; for speed pass --gpu NAME of one like it (" +
                  plan::known_gpu_words() + ")";
       }
