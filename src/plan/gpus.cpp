@@ -26,9 +26,12 @@ constexpr double T = 1e12, G = 1e9;
 //   tokens/s of bench/results/train_vs_peers_h100_rows.md (the profiled step runs 1% / 13% slower than the
 //   timed ones: the profiler inflates Qwen3's many small kernels).
 // - offload_gbs: assumed (pageable host copies on a PCIe 5 host), not measured.
-const Efficiency kH100{0.705, 0.188, 0.231, 12.1, 1.35, 3.9, 1.91, 0.036, 20.0,
-                       "H100 SXM profiles and tokens/s of bench/results (Llama-3.2-1B, Qwen3-0.6B LoRA, "
-                       "8x2048, ckpt off)",
+// - nf4_call_s, full_step_bytes, tensor_s: from bench/results/plan_accuracy_h100.md (bench/plan_accuracy.py, one
+//   H100, 4f8af30): QLoRA steps ran 3-8 ms slower than LoRA's at the same settings (unpacking bytes + ~6 us per
+//   call); full fine-tuning's step time grew by a constant with the batch size halved (the optimizer step: 36 ms
+//   for Llama-3.2-1B, 24 ms for Qwen3-0.6B), fitted as 142 B per parameter + 23.5 us per parameter tensor.
+const Efficiency kH100{0.705, 0.188, 0.231, 12.1, 1.35, 3.9, 1.91, 0.036, 20.0, 6e-6, 142.0, 23.5e-6,
+                       "H100 SXM: profiles and tokens/s of bench/results (LoRA), plan_accuracy_h100 (QLoRA, full)",
                        true};
 
 Efficiency assumed(const char* from) {

@@ -18,9 +18,10 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr int64_t kLossChunkLogits = int64_t(1) << 27;
 // train.grad_sum = auto keeps an fp64 gradient sum up to 2^28 trainable parameters (trainer.cpp).
 constexpr int64_t kFp64SumLimit = int64_t(1) << 28;
-// Whether LoRA over an NF4 base runs the fused LoRA fast path (ops_cuda.cpp) -- not yet (README: QLoRA "does
-// not yet use the fast path"); layer_terms() and micro_time() model the PEFT path it runs today.
-constexpr bool kQloraFastPath = false;
+// Whether LoRA over an NF4 base runs the fused LoRA fast path (ops_cuda.cpp: the packed base unpacked in the
+// forward and the backward, nothing dense saved; since 4f8af30). false: lora::LoraLinear's PEFT path (fp32 input
+// copies per adapted projection), as before.
+constexpr bool kQloraFastPath = true;
 // What a CUDA process holds beyond its tensors: the context (~0.5 GiB on H100 with CUDA 13), cuBLAS
 // workspaces; and the caching allocator's reserved-but-unallocated slack, ~5% of the peak.
 constexpr double kContextBytes = 0.6 * kGiB, kSlack = 0.05;
@@ -65,9 +66,9 @@ struct Shape {
 std::vector<Term> layer_terms(const io::HfConfig& c, const RunSpec& s, double N) {
   const Shape m(c);
   const bool full = s.finetune == Finetune::full;
-  // QLoRA today: LoRA over an NF4 base is lora::LoraLinear's PEFT path (base(x) + lora_delta(x), ops.cpp), not
-  // the fused fast path: the NF4 base keeps no input, each adapted projection keeps its own fp32 copy of its
-  // input and an fp32 x A^T. Flip this when the NF4 projections take the fast path.
+  // QLoRA on the fast path keeps what LoRA keeps. Without it (kQloraFastPath false) LoRA over an NF4 base is
+  // lora::LoraLinear's PEFT path (base(x) + lora_delta(x), ops.cpp): the NF4 base keeps no input, each adapted
+  // projection keeps its own fp32 copy of its input and an fp32 x A^T.
   const bool qlora_peft_path = s.finetune == Finetune::qlora && !kQloraFastPath;
   auto lora = [&](model::Proj p) { return !full && has(s.lora_targets, p); };
   const bool attn_in = full || (!qlora_peft_path && (lora(model::Proj::q) || lora(model::Proj::k) || lora(model::Proj::v)));
@@ -122,12 +123,17 @@ std::vector<Term> backward_terms(const io::HfConfig& c, const RunSpec& s, double
   attn.push_back(bytes_term("incoming gradient and dx", N, double(2 * m.H), kBf16, "tok"));
   attn.push_back(bytes_term("attention backward: dq, dk, dv", N, double(m.Q + 2 * m.K), kBf16, "tok"));
   attn.push_back(bytes_term("attention backward: fp32 dq accumulator", N, double(m.Q), kF32, "tok"));
-  const double w = double(std::max({m.I * m.H, m.Q * m.H}));
+  const double w = double(std::max(m.I * m.H, m.Q * m.H));
   if (s.finetune == Finetune::full)  // a weight gradient is made by a GEMM, then added into .grad
     mlp.push_back(bytes_term("weight-gradient GEMM output (largest projection)", w, 1, kBf16, "params"));
-  if (s.finetune == Finetune::qlora)  // Nf4LinearFunction's backward dequantizes its weight again for dX
-    mlp.push_back(bytes_term("NF4 weight dequantized for dX (largest projection)", w, 1, kBf16, "params"));
-  return sum(mlp) >= sum(attn) ? mlp : attn;
+  std::vector<Term> unpack;
+  if (s.finetune == Finetune::qlora) {
+    // The MLP backward's dX: gate and up unpacked from NF4 and concatenated (after dh is freed).
+    unpack.push_back(bytes_term("incoming gradient and dx", N, double(2 * m.H), kBf16, "tok"));
+    unpack.push_back(bytes_term("gate, up unpacked from NF4 and concatenated", double(m.I * m.H), 4, kBf16, "params"));
+  }
+  const double a = sum(mlp), b = sum(attn), u = sum(unpack);
+  return a >= b && a >= u ? mlp : b >= u ? attn : unpack;
 }
 
 struct MicroStats {
@@ -211,10 +217,19 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
     t.push_back({"lm_head fp32 gradient sums per logits chunk (bandwidth)", b / bw, fmt(chunks) + " chunks x 12 B x V x H"});
   }
   if (s.finetune == Finetune::qlora) {
-    // Each NF4 projection is dequantized to bf16 in the forward and again in the backward (and in the
-    // recomputation): read 0.5 B + statistics, write 2 B, per weight.
-    const double w = layer_mm * (0.5 + 2.0) * (ckpt ? 3.0 : 2.0);
-    t.push_back({"NF4 dequantization (bandwidth)", w / bw, fmt(w / 1e9) + " GB per micro-batch"});
+    // The fast path unpacks each NF4 projection to bf16 in the forward and again in the backward (and in the
+    // recomputation): read ~0.53 B, write 2 B per weight; q|k|v and gate|up are then concatenated (read and
+    // write 2 B each); 7 unpack calls per layer and pass at a fixed cost each.
+    const double passes = ckpt ? 3.0 : 2.0;
+    double cat = 0;
+    for (model::Proj p : {model::Proj::q, model::Proj::k, model::Proj::v, model::Proj::gate, model::Proj::up}) {
+      auto [out, in] = proj_shape(c, p);
+      cat += double(out * in) * double(m.L);
+    }
+    const double bytes = passes * (layer_mm * (0.53 + 2.0) + cat * 4.0);
+    const double calls = passes * 7.0 * double(m.L);
+    t.push_back({"NF4 unpacking (bandwidth + calls)", bytes / bw + calls * e.nf4_call_s,
+                 fmt(bytes / 1e9) + " GB and " + fmt(calls) + " calls per micro-batch"});
   }
   if (s.grad_ckpt == Ckpt::offload) {
     const double b = 2.0 * N * double(m.H) * kBf16 * double(m.L);
@@ -260,6 +275,8 @@ ParamCounts count_params(const io::HfConfig& c) {
   n.norms = m.H + m.L * (2 * m.H + (m.qk_norm ? 2 * m.D : 0));
   int64_t per_layer_bias = (c.qkv_bias ? m.Q + 2 * m.K : 0) + (c.o_bias ? m.H : 0) + (c.mlp_bias ? 2 * m.I + m.H : 0);
   n.biases = m.L * per_layer_bias;
+  const int64_t bias_tensors = (c.qkv_bias ? 3 : 0) + (c.o_bias ? 1 : 0) + (c.mlp_bias ? 3 : 0);
+  n.tensors = 2 + (m.tied ? 0 : 1) + m.L * (7 + 2 + (m.qk_norm ? 2 : 0) + bias_tensors);
   for (model::Proj p : model::kAllProjs) {
     auto [out, in] = proj_shape(c, p);
     n.projections += m.L * out * in;
@@ -440,9 +457,12 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
     // Optimizer: AdamW reads p, g, m, v and writes p, m, v (fp32) plus the gradient norm, clipping and the
     // fp64 sum's copy; full fine-tuning also gathers bf16 gradients and refreshes the bf16 weights.
     const bool fp64 = s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit);
-    const double opt_bytes = T * (7 * kF32 + 2 * kF32 + (fp64 ? 2 * kF64 * double(s.grad_accum) : 0)) +
-                             (full ? P * (3 * kBf16 + 3 * kF32) : 0);  // zero .grad, gather, push
-    sp.optimizer_s = opt_bytes / gpu->hbm_bytes_s;
+    // Full fine-tuning: the measured per-step cost (AdamW's unfused ops, clipping, zeroing, gathering the bf16
+    // gradients, refreshing the bf16 weights) in bytes per parameter, plus a fixed cost per trainable tensor.
+    const double opt_bytes =
+        full ? P * gpu->eff.full_step_bytes
+             : T * (7 * kF32 + 2 * kF32 + (fp64 ? 2 * kF64 * double(s.grad_accum) : 0));
+    sp.optimizer_s = opt_bytes / gpu->hbm_bytes_s + (full ? double(n.tensors) * gpu->eff.tensor_s : 0.0);
     if (s.world > 1) {
       // One all-reduce of the flat gradient (fp64 when summed in fp64): NCCL ring, 2 (N - 1) / N of the bytes
       // over the bus bandwidth.
