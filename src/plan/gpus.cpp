@@ -22,15 +22,17 @@ constexpr double T = 1e12, G = 1e9;
 //   (GEMM 761 / 750 TFLOP/s = 0.711 / 0.701 of 1070.5; attention 201 TFLOP/s at head_dim 64 (Llama), 247 at
 //   128 (Qwen3); LoRA 12.0 / 12.3 bytes per (in+out) element per token; RMSNorm/RoPE/SwiGLU + ATen elementwise
 //   1.35 x minimal bytes (Llama); cross-entropy 1.92 / 1.90 x).
-// - small_norm_factor, misc: fitted so that the totals give the measured 71,421 (Llama) and 82,677 (Qwen3)
-//   tokens/s of bench/results/train_vs_peers_h100_rows.md (the profiled step runs 1% / 13% slower than the
-//   timed ones: the profiler inflates Qwen3's many small kernels).
+// - small_norm_factor: fitted so that the totals give the measured 71,421 (Llama) and 82,677 (Qwen3) tokens/s of
+//   bench/results/train_vs_peers_h100_rows.md (the profiled step runs 1% / 13% slower than the timed ones: the
+//   profiler inflates Qwen3's many small kernels).
+// - misc, layer_s: least squares over the 10 LoRA runs of bench/results/plan_accuracy_h100.json (8k and 16k
+//   tokens, checkpointing off/on, three shapes): step = 1.006 x the kernel classes + 0.39 ms per layer and
+//   micro-batch (x 4/3 with checkpointing), which is what makes small micro-batches slower per token.
 // - offload_gbs: assumed (pageable host copies on a PCIe 5 host), not measured.
-// - nf4_call_s, full_step_bytes, tensor_s: from bench/results/plan_accuracy_h100.md (bench/plan_accuracy.py, one
-//   H100, 4f8af30): QLoRA steps ran 3-8 ms slower than LoRA's at the same settings (unpacking bytes + ~6 us per
-//   call); full fine-tuning's step time grew by a constant with the batch size halved (the optimizer step: 36 ms
-//   for Llama-3.2-1B, 24 ms for Qwen3-0.6B), fitted as 142 B per parameter + 23.5 us per parameter tensor.
-const Efficiency kH100{0.705, 0.188, 0.231, 12.1, 1.35, 3.9, 1.91, 0.036, 20.0, 6e-6, 142.0, 23.5e-6,
+// - nf4_call_s, full_step_bytes: from the same runs: QLoRA steps ran 3-8 ms slower than LoRA's at the same
+//   settings (unpacking bytes + ~6 us per call); full fine-tuning's step time is a per-token part plus a constant
+//   (the optimizer step: ~36 ms for Llama-3.2-1B, ~24 ms for Qwen3-0.6B), 144 B per parameter.
+const Efficiency kH100{0.705, 0.188, 0.231, 12.1, 1.35, 3.9, 1.91, 0.006, 0.39e-3, 20.0, 6e-6, 144.0,
                        "H100 SXM: profiles and tokens/s of bench/results (LoRA), plan_accuracy_h100 (QLoRA, full)",
                        true};
 

@@ -21,11 +21,11 @@ struct Efficiency {
   double fused_factor = 0;    // RMSNorm/RoPE/SwiGLU kernels, residual adds: x their minimal bytes
   double small_norm_factor = 0;  // qk-norm (rows of head_dim elements): x minimal bytes
   double loss_factor = 0;     // cross-entropy kernel over the logits: x minimal bytes
-  double misc = 0;            // copies, small ATen ops and GPU idle gaps, as a fraction of the above
+  double misc = 0;            // copies and small ATen ops, as a fraction of the above
+  double layer_s = 0;         // fixed cost per decoder layer and micro-batch (launches, GPU idle gaps)
   double offload_gbs = 0;     // host <-> device copies of grad_ckpt = offload, GB/s
   double nf4_call_s = 0;      // fixed cost of one NF4 unpack call (QLoRA)
   double full_step_bytes = 0; // full fine-tuning's optimizer step: bytes moved per parameter
-  double tensor_s = 0;        // full fine-tuning's optimizer step: fixed cost per trainable tensor
   std::string source;         // where these numbers came from
   bool calibrated = false;    // measured on this GPU kind (else assumed from another)
 };

@@ -237,7 +237,10 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
                  fmt(b / 1e9) + " GB at " + fmt(e.offload_gbs) + " GB/s"});
   }
   const double subtotal = sum(t);
-  t.push_back({"small ops, copies, GPU idle", subtotal * e.misc, fmt(e.misc * 100) + "% of the above"});
+  t.push_back({"copies, small ops", subtotal * e.misc, fmt(e.misc * 100) + "% of the above"});
+  const double layers = double(m.L) * (ckpt ? 4.0 / 3.0 : 1.0);
+  t.push_back({"kernel launches, GPU idle (per layer)", layers * e.layer_s,
+               fmt(e.layer_s * 1e3) + " ms x " + fmt(layers) + " layer passes"});
   return t;
 }
 
@@ -275,8 +278,6 @@ ParamCounts count_params(const io::HfConfig& c) {
   n.norms = m.H + m.L * (2 * m.H + (m.qk_norm ? 2 * m.D : 0));
   int64_t per_layer_bias = (c.qkv_bias ? m.Q + 2 * m.K : 0) + (c.o_bias ? m.H : 0) + (c.mlp_bias ? 2 * m.I + m.H : 0);
   n.biases = m.L * per_layer_bias;
-  const int64_t bias_tensors = (c.qkv_bias ? 3 : 0) + (c.o_bias ? 1 : 0) + (c.mlp_bias ? 3 : 0);
-  n.tensors = 2 + (m.tied ? 0 : 1) + m.L * (7 + 2 + (m.qk_norm ? 2 : 0) + bias_tensors);
   for (model::Proj p : model::kAllProjs) {
     auto [out, in] = proj_shape(c, p);
     n.projections += m.L * out * in;
@@ -458,11 +459,11 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
     // fp64 sum's copy; full fine-tuning also gathers bf16 gradients and refreshes the bf16 weights.
     const bool fp64 = s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit);
     // Full fine-tuning: the measured per-step cost (AdamW's unfused ops, clipping, zeroing, gathering the bf16
-    // gradients, refreshing the bf16 weights) in bytes per parameter, plus a fixed cost per trainable tensor.
+    // gradients, refreshing the bf16 weights) in bytes per parameter.
     const double opt_bytes =
         full ? P * gpu->eff.full_step_bytes
              : T * (7 * kF32 + 2 * kF32 + (fp64 ? 2 * kF64 * double(s.grad_accum) : 0));
-    sp.optimizer_s = opt_bytes / gpu->hbm_bytes_s + (full ? double(n.tensors) * gpu->eff.tensor_s : 0.0);
+    sp.optimizer_s = opt_bytes / gpu->hbm_bytes_s;
     if (s.world > 1) {
       // One all-reduce of the flat gradient (fp64 when summed in fp64): NCCL ring, 2 (N - 1) / N of the bytes
       // over the bus bandwidth.

@@ -142,7 +142,6 @@ std::string verdict(const Plan& plan);
 // Parameter counts from config.json (what the model's tensors hold), for tests and the report.
 struct ParamCounts {
   int64_t embed = 0, lm_head = 0, norms = 0, biases = 0, projections = 0;
-  int64_t tensors = 0;  // parameter tensors (Model::named_parameters)
   int64_t total() const { return embed + lm_head + norms + biases + projections; }
 };
 ParamCounts count_params(const io::HfConfig& model);
