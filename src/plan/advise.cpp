@@ -55,8 +55,8 @@ std::optional<Candidate> smaller_batch(const io::HfConfig& c, const Plan& base, 
   return std::nullopt;
 }
 
-void add(std::vector<Candidate>& out, const io::HfConfig& c, const Plan& base, const Samples& samples, RunSpec s,
-         std::string change, std::string why) {
+void add(std::vector<Candidate>& out, const io::HfConfig& c, const Plan& base, const Samples& samples,
+         RunSpec s, std::string change, std::string why) {
   auto p = try_plan(c, s, samples, base.gpu);
   if (!p) return;
   out.push_back({std::move(change), std::move(why), std::move(*p)});
@@ -98,7 +98,8 @@ std::vector<Candidate> advise(const io::HfConfig& c, const Plan& base, const Sam
           "both");
     }
   } else if (base.speed.known) {
-    // Fits: a faster setting that also fits (larger micro-batches in place of accumulation, no recomputation).
+    // Fits: a faster setting that also fits (larger micro-batches in place of accumulation, no
+    // recomputation).
     if (s0.grad_accum % 2 == 0) {
       RunSpec s = s0;
       s.tokens_per_batch *= 2;
@@ -115,7 +116,8 @@ std::vector<Candidate> advise(const io::HfConfig& c, const Plan& base, const Sam
     const double keep = 1.10;  // suggest only what is clearly faster
     out.erase(std::remove_if(out.begin(), out.end(),
                              [&](const Candidate& k) {
-                               return !k.plan.fits || k.plan.speed.tokens_per_s < keep * base.speed.tokens_per_s;
+                               return !k.plan.fits ||
+                                      k.plan.speed.tokens_per_s < keep * base.speed.tokens_per_s;
                              }),
               out.end());
   }

@@ -73,11 +73,12 @@ struct Term {
 double sum(const std::vector<Term>& terms);
 
 struct Memory {
-  std::vector<Term> states;     // weights and trainable state: held for the whole run
-  std::vector<Term> layer;      // what one decoder layer saves for its backward (no checkpointing)
-  std::vector<Term> kept;       // activations held at the end of the forward (per the checkpointing mode)
-  std::vector<Term> loss;       // the forward's loss stage on top of `kept`
-  std::vector<Term> loss_backward;  // full fine-tuning: the loss's backward on top of `kept` (lm_head gradient)
+  std::vector<Term> states;  // weights and trainable state: held for the whole run
+  std::vector<Term> layer;   // what one decoder layer saves for its backward (no checkpointing)
+  std::vector<Term> kept;    // activations held at the end of the forward (per the checkpointing mode)
+  std::vector<Term> loss;    // the forward's loss stage on top of `kept`
+  std::vector<Term>
+      loss_backward;            // full fine-tuning: the loss's backward on top of `kept` (lm_head gradient)
   std::vector<Term> backward;   // the backward of the last layer on top of `kept` (recomputation included)
   std::vector<Term> optimizer;  // the optimizer step on top of `states`
   std::vector<Term> overhead;   // CUDA context, allocator slack: what the GPU needs beyond the peak
@@ -110,8 +111,8 @@ struct Plan {
   double padding = 0;
   Memory memory;
   Speed speed;
-  double duration_s = 0;       // total_steps x step_s (0 when the speed is unknown)
-  bool fits_known = false;     // a GPU memory to compare with
+  double duration_s = 0;    // total_steps x step_s (0 when the speed is unknown)
+  bool fits_known = false;  // a GPU memory to compare with
   bool fits = false;
 };
 

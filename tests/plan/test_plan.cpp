@@ -2,8 +2,8 @@
 // a model loaded from a config.json + safetensors folder (Llama untied, Qwen3 with qk-norm and tied
 // embeddings, Qwen2 with q/k/v biases), LoRA parameters against the adapter the trainer builds, NF4 bytes
 // against quantized tensors, optimizer and gradient bytes against AdamW / FlatParams state, the FLOPs basis
-// against the trainer's formula on the loaded model, the batch plan's numbers against data::BatchPlan, and the
-// memory of two measured H100 runs (bench/results/train_vs_peers_h100_rows.md).
+// against the trainer's formula on the loaded model, the batch plan's numbers against data::BatchPlan, and
+// the memory of two measured H100 runs (bench/results/train_vs_peers_h100_rows.md).
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -148,7 +148,8 @@ TEST_P(PlanModels, LoraParametersMatchTheTrainersAdapter) {
   const io::HfConfig c = io::load_hf_config(dir);
   for (const std::vector<model::Proj>& targets :
        {std::vector<model::Proj>(model::kAllProjs.begin(), model::kAllProjs.end()),
-        std::vector<model::Proj>{model::Proj::q, model::Proj::v}, std::vector<model::Proj>{model::Proj::down}}) {
+        std::vector<model::Proj>{model::Proj::q, model::Proj::v},
+        std::vector<model::Proj>{model::Proj::down}}) {
     for (int64_t r : {1, 8}) {
       model::Model m = model::Model::load(dir, {});
       lora::LoraConfig lc;
@@ -185,13 +186,15 @@ TEST_P(PlanModels, LoraParametersMatchTheTrainersAdapter) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, PlanModels, ::testing::Values(kLlama, kQwen3, kQwen2),
                          [](const ::testing::TestParamInfo<const char*>& i) {
-                           return std::string(i.index == 0 ? "llama_untied" : i.index == 1 ? "qwen3_qknorm_tied"
-                                                                                           : "qwen2_qkv_bias");
+                           return std::string(i.index == 0   ? "llama_untied"
+                                              : i.index == 1 ? "qwen3_qknorm_tied"
+                                                             : "qwen2_qkv_bias");
                          });
 
 TEST(Plan, Nf4BytesMatchQuantizedTensors) {
   // Sizes that are and are not multiples of the 64-element block and of 256 blocks.
-  for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {48, 40}, {3, 5}, {256, 80}, {130, 97}}) {
+  for (auto [out, in] :
+       std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {48, 40}, {3, 5}, {256, 80}, {130, 97}}) {
     at::manual_seed(1);
     const quant::Nf4Tensor q = quant::quantize_nf4(at::randn({out, in}, at::kFloat));
     EXPECT_EQ(plan::nf4_weight_bytes(out * in), q.bytes()) << out << " x " << in;
@@ -204,7 +207,8 @@ TEST(Plan, Nf4BytesMatchQuantizedTensors) {
   s.finetune = plan::Finetune::qlora;
   s.tokens_per_batch = 64;
   const plan::Plan p = plan::estimate(c, s, rows(4, 32), std::nullopt);
-  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "weights: projections in NF4")->value, double(quant::nf4_bytes(m)));
+  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "weights: projections in NF4")->value,
+                   double(quant::nf4_bytes(m)));
 }
 
 TEST(Plan, BatchPlanNumbersAreTheTrainers) {
@@ -237,8 +241,9 @@ TEST(Plan, BatchPlanNumbersAreTheTrainers) {
     for (const auto& mb : bp.micro_batches()) largest = std::max(largest, mb.padded_tokens());
     EXPECT_EQ(p.largest_micro_tokens, largest);
     // The speed's token count is the plan's: one epoch's real tokens per step.
-    EXPECT_NEAR(p.tokens_per_step, double(std::accumulate(s.lengths.begin(), s.lengths.end(), int64_t(0))) /
-                                       double(bp.steps_per_epoch()),
+    EXPECT_NEAR(p.tokens_per_step,
+                double(std::accumulate(s.lengths.begin(), s.lengths.end(), int64_t(0))) /
+                    double(bp.steps_per_epoch()),
                 1e-9);
     EXPECT_GT(p.speed.allreduce_s, 0);
   }
@@ -308,9 +313,9 @@ TEST(Plan, MeasuredH100RunsOfThePublishedShapes) {
 }
 
 // Every run of bench/results/plan_accuracy_h100.json (bench/plan_accuracy.py on one H100: Llama-3.2-1B,
-// Qwen3-0.6B, Llama-3.1-8B x lora / qlora / full x grad_ckpt off / on x two batch sizes, 48 rows of 2048 tokens,
-// metrics.jsonl's peak and tokens/s): the plan within the bounds, peak 10% (arithmetic only) and tokens/s
-// 20% (QLoRA's and full fine-tuning's step costs in plan/gpus.cpp were fitted to these runs).
+// Qwen3-0.6B, Llama-3.1-8B x lora / qlora / full x grad_ckpt off / on x two batch sizes, 48 rows of 2048
+// tokens, metrics.jsonl's peak and tokens/s): the plan within the bounds, peak 10% (arithmetic only)
+// and tokens/s 20% (QLoRA's and full fine-tuning's step costs in plan/gpus.cpp were fitted to these runs).
 TEST(Plan, MeasuredAccuracyRunsOnH100) {
   const char* src = std::getenv("HSLOTH_SOURCE");
   const std::string path = std::string(src ? src : ".") + "/bench/results/plan_accuracy_h100.json";
@@ -321,7 +326,9 @@ TEST(Plan, MeasuredAccuracyRunsOnH100) {
     if (!r.contains("meas_peak_gib") || !r.contains("meas_tok_s")) continue;
     const std::string shape = r.at("shape"), ft = r.at("finetune"), ck = r.at("grad_ckpt");
     plan::RunSpec s;
-    s.finetune = ft == "full" ? plan::Finetune::full : ft == "qlora" ? plan::Finetune::qlora : plan::Finetune::lora;
+    s.finetune = ft == "full"    ? plan::Finetune::full
+                 : ft == "qlora" ? plan::Finetune::qlora
+                                 : plan::Finetune::lora;
     s.grad_ckpt = ck == "on" ? plan::Ckpt::on : plan::Ckpt::off;
     s.tokens_per_batch = r.at("tokens_per_batch").get<int64_t>();
     s.seed = 0;
