@@ -26,10 +26,24 @@ Modes:
         real (unpadded) tokens; trained tok/s the tokens with loss. Unsloth is not run in this mode
         (bench_unsloth.py reads only 2048-token rows).
 
+Long context (--seq-sweep 2048,8192,32768, rows mode): for each length, rows of exactly that many tokens (made
+  and prepped as above), one row per step (--bs to change); every side trains them and the table gets one row per
+  length (tokens/s and peak vs sequence length). --hsloth-ckpt on,offload runs hsloth once per mode. The Unsloth
+  side runs PEERS/bench_unsloth.py with its module globals SEQ / WARMUP / TIMED set to the length and the step
+  counts (`_unsloth`). A side that runs out of memory at a length is recorded as OOM.
+
+Full fine-tuning (--finetune full): hsloth `finetune = full` (float32 masters, bf16 model weights); HF / Liger
+  train every weight with the same AdamW settings, by default as HF Trainer's bf16=True does (--hf-full amp:
+  float32 weights and AdamW states, the forward under bf16 autocast; --hf-full bf16: bf16 weights and states);
+  Unsloth is not run (bench_unsloth.py trains LoRA only; recorded as n/a). MFU counts the weight gradients
+  (6·N_matmul). The table gets an `x hsloth-ref` column.
+
 Sides (each in its own process: fresh CUDA context, its own peak memory; out of memory is recorded as OOM):
   hsloth   `hsloth train --config RUN.ini` (INI written next to the run); tokens/s from metrics.jsonl:
            the steps after the warm-up, (elapsed_s[last] - elapsed_s[warm-up]); peak = metrics' peak_mem_bytes
            of the last step (the allocator's peak since the process started: warm-up steps included).
+  hsloth-ref  the same hsloth run with HS_KERNELS=0 in its environment: every op its ATen reference (the path
+           before the fast path), for before/after in one run.
   hf       transformers + PEFT, SDPA attention, torch AdamW(fused), loss = model(input_ids, labels).loss.
   liger    hf + liger_kernel.transformers.apply_liger_kernel_to_llama() / _qwen3() before the model is made
            (installed from PEERS/wheels into /tmp/site).
@@ -105,15 +119,16 @@ CHAT_FILES = ["sharegpt_500.json", "alpaca_tiny.json"]
 H100_PEAK_TFLOPS = 790.0  # the peers' basis (bench_unsloth.py) for H100 / H200 SXM bf16 dense
 
 
-def flops_per_token(c, seq):
+def flops_per_token(c, seq, full=False):
     """MFU basis: 4·N_matmul + 6·L·seq·d_attn per token (forward + input-gradient backward; frozen weights get
-    no weight gradient; recomputation not counted). Same function as ../shared/peers/bench_unsloth.py."""
+    no weight gradient; recomputation not counted). Same function as ../shared/peers/bench_unsloth.py. Full
+    fine-tuning (full=True) adds the weight gradients: 6·N_matmul."""
     d, L, f, h = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"], c["num_attention_heads"]
     hd = c.get("head_dim") or d // h
     kv = c["num_key_value_heads"]
     per_layer = d * h * hd + 2 * d * kv * hd + h * hd * d + 3 * d * f
     n_mm = L * per_layer + c["vocab_size"] * d
-    return 4 * n_mm + 3 * 2 * L * seq * h * hd
+    return (6 if full else 4) * n_mm + 3 * 2 * L * seq * h * hd
 
 
 def say(*a):
@@ -186,9 +201,9 @@ def make_model(shape, out, tokenizer_dir, device, shard_bytes=2 << 30):
 
 # ------------------------------------------------------------------------------------------------------ data
 
-def write_rows_jsonl(tokenizer_json, n_rows, path, seed=0):
+def write_rows_jsonl(tokenizer_json, n_rows, path, seed=0, seq=SEQ):
     """n_rows {"text"} records, each the decoding of seeded random (non-special) token ids, long enough that
-    it re-encodes to more than SEQ tokens (prep truncates to exactly SEQ)."""
+    it re-encodes to more than `seq` tokens (prep truncates to exactly `seq`)."""
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -200,9 +215,9 @@ def write_rows_jsonl(tokenizer_json, n_rows, path, seed=0):
         for _ in range(n_rows):
             ids = []
             while True:
-                ids += [int(i) for i in rng.integers(0, base, SEQ // 4) if int(i) not in special]
+                ids += [int(i) for i in rng.integers(0, base, max(SEQ, seq) // 4) if int(i) not in special]
                 text = tok.decode(ids, skip_special_tokens=True)
-                if len(ids) >= SEQ and len(tok.encode(text, add_special_tokens=False).ids) > SEQ + 16:
+                if len(ids) >= seq and len(tok.encode(text, add_special_tokens=False).ids) > seq + 16:
                     break
             f.write(json.dumps({"text": text}) + "\n")
 
@@ -265,7 +280,7 @@ def worker(a):
     import numpy as np
     import torch
 
-    rec = dict(side=a.side, shape=a.shape, mode=a.mode, ckpt=bool(a.ckpt), bs=a.bs)
+    rec = dict(side=a.side, shape=a.shape, mode=a.mode, ckpt=bool(a.ckpt), bs=a.bs, seq=a.seq, finetune=a.finetune)
     cfg = json.load(open(os.path.join(a.model, "config.json")))
     if a.side == "liger":
         from liger_kernel.transformers import apply_liger_kernel_to_llama, apply_liger_kernel_to_qwen3
@@ -287,18 +302,18 @@ def worker(a):
         samples = read_samples(a.shards)
         need = warm + timed
         if a.mode == "rows":
-            rows = [s[0] for s in samples if len(s[0]) == SEQ]
+            rows = [s[0] for s in samples if len(s[0]) == a.seq]
             if len(rows) < need * a.bs:
                 rec["cycled_rows"] = True
             if not rows:
-                raise SystemExit(f"no samples of exactly {SEQ} tokens in {a.shards}")
+                raise SystemExit(f"no samples of exactly {a.seq} tokens in {a.shards}")
             rows = [rows[i % len(rows)] for i in range(need * a.bs)]
             steps = []
             for k in range(need):
                 x = torch.from_numpy(np.stack(rows[k * a.bs:(k + 1) * a.bs]).astype(np.int64))
                 steps.append([(x, None, x, 1.0)])
-            step_tokens = [a.bs * SEQ] * need
-            step_trained = [a.bs * (SEQ - 1)] * need
+            step_tokens = [a.bs * a.seq] * need
+            step_trained = [a.bs * (a.seq - 1)] * need
         else:
             plan, epochs = chat_steps(samples, a.bs, need, seed=a.seed)
             rec["epochs"] = epochs
@@ -326,8 +341,12 @@ def worker(a):
             rec["micro_batches_per_step"] = round(sum(len(s) for s in steps[warm:]) / timed, 2)
 
         torch.manual_seed(0)
-        # bf16; float32 only for --dry-run's CPU check (its rows check compares losses with a float32 reference)
-        kw = dict(dtype=torch.float32 if a.fp32 else torch.bfloat16, attn_implementation="sdpa")
+        # bf16; float32 only for --dry-run's CPU check (its rows check compares losses with a float32 reference).
+        # Full fine-tuning, --hf-full amp (HF Trainer's bf16=True): float32 weights and AdamW states (as hsloth's
+        # float32 masters), the forward under bf16 autocast; --hf-full bf16: bf16 weights and AdamW states.
+        amp = a.finetune == "full" and a.hf_full == "amp" and not a.fp32
+        load_fp32 = a.fp32 or amp
+        kw = dict(dtype=torch.float32 if load_fp32 else torch.bfloat16, attn_implementation="sdpa")
         try:  # straight onto the GPU (device_map needs accelerate)
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 a.model, **kw, **({"device_map": "cuda"} if dev.type == "cuda" else {}))
@@ -336,10 +355,16 @@ def worker(a):
         model.config.use_cache = False
         if a.ckpt:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            model.enable_input_require_grads()
-        model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
-                                                 target_modules=TARGETS, bias="none", task_type="CAUSAL_LM"))
+            if a.finetune == "lora":
+                model.enable_input_require_grads()
+        if a.finetune == "lora":
+            model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
+                                                     target_modules=TARGETS, bias="none", task_type="CAUSAL_LM"))
+        else:
+            for prm in model.parameters():
+                prm.requires_grad_(True)
         model.train()
+        rec["hf_full"] = a.hf_full if a.finetune == "full" else None
         params = [p for p in model.parameters() if p.requires_grad]
         rec["trainable"] = sum(p.numel() for p in params)
         opt = torch.optim.AdamW(params, lr=LR, fused=True)
@@ -350,7 +375,8 @@ def worker(a):
             for ids, att, lab, w in batch:
                 ids, lab = ids.to(dev, non_blocking=True), lab.to(dev, non_blocking=True)
                 kw = {} if att is None else {"attention_mask": att.to(dev, non_blocking=True)}
-                out = model(input_ids=ids, labels=lab, **kw)
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                    out = model(input_ids=ids, labels=lab, **kw)
                 (out.loss * w if w != 1.0 else out.loss).backward()
                 total = total + out.loss.detach() * w
             opt.step()
@@ -465,20 +491,21 @@ class Bench:
         self.phase(f"write {shape} model", time.time() - t)
         return d
 
-    def shards(self, shape, model_dir, bs):
+    def shards(self, shape, model_dir, bs, seq=SEQ):
         family = TOKENIZER[SHAPES[shape]["model_type"]]
         n_rows = (self.a.steps_warmup + self.a.steps_timed) * bs
-        key = (family, self.a.mode, n_rows if self.a.mode == "rows" else 0)
+        key = (family, self.a.mode, n_rows if self.a.mode == "rows" else 0, seq)
         if key in self.shard_cache:
             return self.shard_cache[key]
-        d = os.path.join(self.work, f"shards-{self.a.mode}-{family}" + (f"-{n_rows}" if self.a.mode == "rows" else ""))
+        rows_tag = f"-{n_rows}" + (f"x{seq}" if seq != SEQ else "")
+        d = os.path.join(self.work, f"shards-{self.a.mode}-{family}" + (rows_tag if self.a.mode == "rows" else ""))
         t = time.time()
         shutil.rmtree(d, ignore_errors=True)
         if self.a.mode == "rows":
-            src = os.path.join(self.work, f"rows-{family}-{n_rows}.jsonl")
-            write_rows_jsonl(os.path.join(model_dir, "tokenizer.json"), n_rows, src)
+            src = os.path.join(self.work, f"rows-{family}{rows_tag}.jsonl")
+            write_rows_jsonl(os.path.join(model_dir, "tokenizer.json"), n_rows, src, seq=seq)
             cmd = [self.a.hsloth, "prep", "--input", src, "--tokenizer", model_dir, "--out", d, "--format", "text",
-                   "--max-len", SEQ, "--too-long", "truncate"]
+                   "--max-len", seq, "--too-long", "truncate"]
         else:
             files = [os.path.join(self.a.testdata, "datasets", f) for f in CHAT_FILES]
             for f in files:
@@ -491,8 +518,8 @@ class Bench:
             raise SystemExit(f"hsloth prep failed (rc {rc}):\n{text[-3000:]}")
         samples = read_samples(d)
         lens = [len(s[0]) for s in samples]
-        if self.a.mode == "rows" and (len(samples) != n_rows or any(n != SEQ for n in lens)):
-            raise SystemExit(f"{d}: expected {n_rows} rows of {SEQ} tokens, got {len(samples)} samples of "
+        if self.a.mode == "rows" and (len(samples) != n_rows or any(n != seq for n in lens)):
+            raise SystemExit(f"{d}: expected {n_rows} rows of {seq} tokens, got {len(samples)} samples of "
                              f"lengths {sorted(set(lens))}")
         info = {"dir": d, "samples": len(samples), "tokens": sum(lens),
                 "trained": int(sum(int(s[1].sum()) for s in samples)),
@@ -503,32 +530,35 @@ class Bench:
         return info
 
     # -- sides
-    def side_hsloth(self, shape, model_dir, shards, bs, ckpt, tag):
+    def side_hsloth(self, shape, model_dir, shards, bs, ckpt, tag, seq=SEQ, gc=None, side="hsloth"):
+        """hsloth train; side "hsloth-ref" is the same run with HS_KERNELS=0 (every op its ATen reference: the
+        path before the fast path), for before/after in one run."""
         a = self.a
         run_dir = os.path.join(self.work, f"run-{tag}")
         shutil.rmtree(run_dir, ignore_errors=True)
         os.makedirs(run_dir)
         ini = os.path.join(self.work, f"{tag}.ini")
-        gc = a.hsloth_ckpt if ckpt else "off"
+        gc = gc or ("on" if ckpt else "off")
+        lora = (f"[lora]\nr = {LORA_R}\nalpha = {LORA_ALPHA}\ndropout = 0\n"
+                f"targets = {' '.join(TARGETS)}\n\n") if a.finetune == "lora" else ""
         with open(ini, "w") as f:
             f.write(f"# {a.hsloth} train --config {ini}\n"
-                    f"# written by bench/train_vs_peers.py: {shape}, {a.mode}, {bs} x {SEQ} tokens per step\n"
-                    "finetune = lora\n\n"
+                    f"# written by bench/train_vs_peers.py: {shape}, {a.mode}, {bs} x {seq} tokens per step\n"
+                    f"finetune = {a.finetune}\n\n"
                     f"[model]\npath = {model_dir}\ndtype = {'auto' if a.dry_run else 'bf16'}\n\n"
                     f"[data]\ntrain = {shards['dir']}\n\n"
-                    f"[run]\ndir = {run_dir}\n\n"
-                    f"[lora]\nr = {LORA_R}\nalpha = {LORA_ALPHA}\ndropout = 0\n"
-                    f"targets = {' '.join(TARGETS)}\n\n"
+                    f"[run]\ndir = {run_dir}\n\n" + lora +
                     # torch.optim.AdamW's defaults (weight decay 0.01), no clipping, constant lr: bench_unsloth.py's
                     f"[train]\nlr = {LR}\nschedule = constant\nwarmup_steps = 0\n"
-                    f"max_steps = {a.steps_warmup + a.steps_timed}\ntokens_per_batch = {bs * SEQ}\ngrad_accum = 1\n"
+                    f"max_steps = {a.steps_warmup + a.steps_timed}\ntokens_per_batch = {bs * seq}\ngrad_accum = 1\n"
                     f"weight_decay = 0.01\nmax_grad_norm = 0\nseed = 0\npacking = packed\ngrad_ckpt = {gc}\n\n"
                     "[log]\nevery = 1\n")
         cmd = [a.hsloth, "train", "--config", ini]
-        rec = dict(side="hsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs, cmd=" ".join(cmd),
-                   hsloth_grad_ckpt=gc)
+        env = {"HS_KERNELS": "0"} if side == "hsloth-ref" else None
+        rec = dict(side=side, shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs, seq=seq, finetune=a.finetune,
+                   cmd=("HS_KERNELS=0 " if env else "") + " ".join(cmd), hsloth_grad_ckpt=gc)
         t = time.time()
-        rc, text = self.run(cmd, os.path.join(self.logs, f"{tag}.log"))
+        rc, text = self.run(cmd, os.path.join(self.logs, f"{tag}.log"), env)
         rec["secs"] = round(time.time() - t, 1)
         if rc != 0:
             oom = "out of GPU memory" in text or "out of memory" in text.lower()
@@ -556,7 +586,7 @@ class Bench:
         shutil.rmtree(os.path.join(run_dir, "checkpoints"), ignore_errors=True)
         return rec
 
-    def side_python(self, side, shape, model_dir, shards, bs, ckpt, tag):
+    def side_python(self, side, shape, model_dir, shards, bs, ckpt, tag, seq=SEQ):
         a = self.a
         env = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "PYTHONUNBUFFERED": "1"}
@@ -567,10 +597,11 @@ class Bench:
         cmd = [sys.executable, __file__, "_worker", "--side", side, "--shape", shape, "--model", model_dir,
                "--shards", shards["dir"], "--bs", bs, "--ckpt", int(ckpt), "--mode", a.mode,
                "--steps-warmup", a.steps_warmup, "--steps-timed", a.steps_timed, "--pad-id",
-               pad if isinstance(pad, int) else pad[0]]
+               pad if isinstance(pad, int) else pad[0], "--seq", seq, "--finetune", a.finetune,
+               "--hf-full", a.hf_full]
         if a.dry_run:
             cmd += ["--allow-cpu", "--fp32"]
-        return self.parse_json_side(side, shape, bs, ckpt, cmd, env, tag, "TVP_RESULT ")
+        return self.parse_json_side(side, shape, bs, ckpt, cmd, env, tag, "TVP_RESULT ", seq)
 
     def install_liger(self):
         if self.liger_ready:
@@ -587,13 +618,25 @@ class Bench:
         self.liger_ready = True
         self.phase("install liger_kernel", time.time() - t)
 
-    def side_unsloth(self, shape, model_dir, shards, bs, ckpt, tag):
+    def side_unsloth(self, shape, model_dir, shards, bs, ckpt, tag, seq=SEQ):
         a = self.a
         if a.mode != "rows":
-            return dict(side="unsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs,
-                        error="n/a: bench_unsloth.py trains 2048-token rows only")
+            return dict(side="unsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs, seq=seq,
+                        finetune=a.finetune, error="n/a: bench_unsloth.py trains 2048-token rows only")
+        if a.finetune != "lora":
+            return dict(side="unsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs, seq=seq,
+                        finetune=a.finetune, error="n/a: bench_unsloth.py trains LoRA only")
         args = [model_dir, shards["dir"], shape, bs, int(ckpt)]
         env = {"OUT": os.path.join(self.out, "unsloth")}
+        if seq != SEQ or a.seq_sweep:
+            # bench_unsloth.py reads its row length and step counts from module globals (SEQ, WARMUP, TIMED):
+            # the same script, imported with those set (`_unsloth` below), on the wheels' install.
+            self.install_wheels()
+            cmd = [sys.executable, __file__, "_unsloth", "--peers", a.peers, "--seq", seq, "--warmup",
+                   a.steps_warmup, "--timed", a.steps_timed, "--", *args]
+            env["PYTHONPATH"] = a.site + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+            env["PYTHONUNBUFFERED"] = "1"
+            return self.parse_json_side("unsloth", shape, bs, ckpt, cmd, env, tag, "{", seq)
         if a.unsloth_install == "every" or not self.unsloth_installed:
             cmd = ["bash", os.path.join(a.peers, "unsloth.sh"), *args]
         else:  # the same script on the install unsloth.sh made, without re-installing and re-checking the import
@@ -606,7 +649,24 @@ class Bench:
             self.liger_ready = True  # unsloth.sh installs every wheel, Liger's included
         return rec
 
-    def parse_json_side(self, side, shape, bs, ckpt, cmd, env, tag, prefix):
+    def install_wheels(self):
+        """Every wheel of PEERS/wheels into --site, as unsloth.sh installs them (once per run)."""
+        if self.unsloth_installed:
+            return
+        whl = glob.glob(os.path.join(self.a.peers, "wheels", "*.whl"))
+        if not whl:
+            raise SystemExit(f"no wheels in {self.a.peers}/wheels\n  HINT: carry the peers folder "
+                             "(cp -r ../shared/peers .peers) and pass --peers .peers")
+        t = time.time()
+        rc, text = self.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                             "--no-cache-dir", "--upgrade", "--target", self.a.site, *whl],
+                            os.path.join(self.logs, "install-wheels.log"))
+        if rc != 0:
+            raise SystemExit(f"installing {self.a.peers}/wheels into {self.a.site} failed:\n{text[-2000:]}")
+        self.unsloth_installed = self.liger_ready = True
+        self.phase("install peer wheels", time.time() - t)
+
+    def parse_json_side(self, side, shape, bs, ckpt, cmd, env, tag, prefix, seq=SEQ):
         t = time.time()
         rc, text = self.run(cmd, os.path.join(self.logs, f"{tag}.log"), env)
         rec = None
@@ -625,51 +685,62 @@ class Bench:
             rec = dict(side=side, shape=shape, bs=bs, ckpt=bool(ckpt),
                        error="OOM" if oom else f"timeout ({self.a.timeout}s)" if rc == 124 else
                        f"rc {rc}, no result line: " + " | ".join(tail)[-400:])
-        rec.update(side=side, shape=shape, mode=self.a.mode, cmd=" ".join(map(str, cmd)),
-                   wall_s=round(time.time() - t, 1))
+        rec.update(side=side, shape=shape, mode=self.a.mode, cmd=" ".join(map(str, cmd)), seq=seq,
+                   finetune=self.a.finetune, wall_s=round(time.time() - t, 1))
         return rec
 
     # -- one shape
     def shape(self, shape):
         a = self.a
         say(f"== {shape}")
-        bs = a.bs or DEFAULT_BS[shape]
         model_dir = self.make(shape)
-        shards = self.shards(shape, model_dir, bs)
         cfg = json.load(open(os.path.join(model_dir, "config.json")))
-        seq = SEQ if a.mode == "rows" else shards["seq_eff"]
-        fpt = flops_per_token(cfg, seq)
-        for ckpt in a.ckpt:
-            for side in a.sides:
-                tag = f"{shape}-{a.mode}-ckpt{int(ckpt)}-{side}"
-                if a.dry_run and side in ("liger", "unsloth"):
-                    say(f"  {side:8s} would run: " + self.dry_cmd(side, shape, model_dir, shards, bs, ckpt))
-                    continue
-                t = time.time()
-                if side == "hsloth":
-                    rec = self.side_hsloth(shape, model_dir, shards, bs, ckpt, tag)
-                elif side in ("hf", "liger"):
-                    rec = self.side_python(side, shape, model_dir, shards, bs, ckpt, tag)
-                else:
-                    rec = self.side_unsloth(shape, model_dir, shards, bs, ckpt, tag)
-                rec["flops_per_token"] = fpt
-                rec["seq_for_mfu"] = round(seq, 1)
-                if rec.get("tok_s") and self.peak:
-                    rec["mfu_basis"] = round(rec["tok_s"] * fpt / (self.peak * 1e12), 4)
-                self.records.append(rec)
-                self.report(show=False)
-                self.phase(f"{tag}: " + (rec.get("error") or f"{rec['tok_s']:,} tok/s, peak "
-                                         f"{rec.get('peak_gib')} GiB"), time.time() - t)
-                if a.dry_run:
-                    say(f"  {side:8s} ran: {rec.get('cmd')}")
-                    if rec.get("error"):
-                        self.failed = True  # the dry run proves the sides run: any failure fails it
-        if a.dry_run and a.mode == "rows" and "hsloth" in a.sides:
-            self.check_rows(shape, model_dir, shards, bs)
+        # --seq-sweep: one sample of each length per micro-batch (--bs to change); else rows of SEQ
+        for seq in a.seq_sweep or [SEQ]:
+            bs = a.bs or (1 if a.seq_sweep else DEFAULT_BS[shape])
+            if a.seq_sweep:
+                say(f"  -- {bs} x {seq} tokens")
+            shards = self.shards(shape, model_dir, bs, seq)
+            seq_mfu = seq if a.mode == "rows" else shards["seq_eff"]
+            fpt = flops_per_token(cfg, seq_mfu, full=a.finetune == "full")
+            for ckpt in a.ckpt:
+                runs = []  # (side, hsloth grad_ckpt)
+                for side in a.sides:
+                    if side.startswith("hsloth"):
+                        runs += [(side, gc) for gc in (a.hsloth_ckpt if ckpt else ["off"])]
+                    else:
+                        runs.append((side, None))
+                for side, gc in runs:
+                    tag = (f"{shape}-{a.mode}" + (f"-{seq}" if seq != SEQ else "") + f"-{a.finetune}-ckpt{int(ckpt)}-"
+                           f"{side}" + (f"-{gc}" if gc and gc not in ("on", "off") else ""))
+                    if a.dry_run and side in ("liger", "unsloth"):
+                        say(f"  {side:8s} would run: " + self.dry_cmd(side, shape, model_dir, shards, bs, ckpt, seq))
+                        continue
+                    t = time.time()
+                    if side.startswith("hsloth"):
+                        rec = self.side_hsloth(shape, model_dir, shards, bs, ckpt, tag, seq, gc, side)
+                    elif side in ("hf", "liger"):
+                        rec = self.side_python(side, shape, model_dir, shards, bs, ckpt, tag, seq)
+                    else:
+                        rec = self.side_unsloth(shape, model_dir, shards, bs, ckpt, tag, seq)
+                    rec["flops_per_token"] = fpt
+                    rec["seq_for_mfu"] = round(seq_mfu, 1)
+                    if rec.get("tok_s") and self.peak:
+                        rec["mfu_basis"] = round(rec["tok_s"] * fpt / (self.peak * 1e12), 4)
+                    self.records.append(rec)
+                    self.report(show=False)
+                    self.phase(f"{tag}: " + (rec.get("error") or f"{rec['tok_s']:,} tok/s, peak "
+                                             f"{rec.get('peak_gib')} GiB"), time.time() - t)
+                    if a.dry_run:
+                        say(f"  {side:8s} ran: {rec.get('cmd')}")
+                        if rec.get("error"):
+                            self.failed = True  # the dry run proves the sides run: any failure fails it
+            if a.dry_run and a.mode == "rows" and any(s.startswith("hsloth") for s in a.sides):
+                self.check_rows(shape, model_dir, shards, bs, seq)
         if not a.keep:
             shutil.rmtree(model_dir, ignore_errors=True)
 
-    def check_rows(self, shape, model_dir, shards, bs):
+    def check_rows(self, shape, model_dir, shards, bs, seq=SEQ):
         """--dry-run: hsloth's step-1 loss (LoRA B = 0: the base model's) equals transformers' float32 loss of one
         group of BS consecutive rows of the shards (the groups the Python sides train as batches): the same
         tokens, the same targets. Fails the dry run otherwise."""
@@ -686,27 +757,35 @@ class Bench:
                 x = torch.stack(rows[k:k + bs])
                 ref.append(m(input_ids=x, labels=x).loss.item())
         for r in self.records:
-            if r["shape"] != shape or "loss_step1" not in r:
+            if r["shape"] != shape or "loss_step1" not in r or r.get("seq", SEQ) != seq:
                 continue
             k = min(range(len(ref)), key=lambda i: abs(ref[i] - r["loss_step1"]))
             diff = abs(ref[k] - r["loss_step1"])
             # it must match its group far better than the groups differ from each other
             gap = min([abs(x - y) for i, x in enumerate(ref) for y in ref[i + 1:]] or [1.0])
-            ok = diff < 0.1 * gap and (r["side"] == "hsloth" or k == 0)  # the Python sides start at rows 0..BS-1
+            # the Python sides start at rows 0..BS-1; hsloth takes its groups in its shuffled order
+            ok = diff < 0.1 * gap and (r["side"].startswith("hsloth") or k == 0)
             say(f"  rows check: {r['side']} step-1 loss {r['loss_step1']:.6f} = transformers float32 loss of rows "
                 f"{k * bs}..{k * bs + bs - 1}: {ref[k]:.6f} (diff {diff:.1e}; groups of rows differ by >= {gap:.1e}): "
                 f"{'ok' if ok else 'FAIL'}")
             if not ok:
                 self.failed = True
 
-    def dry_cmd(self, side, shape, model_dir, shards, bs, ckpt):
+    def dry_cmd(self, side, shape, model_dir, shards, bs, ckpt, seq=SEQ):
         p = self.a.peers
         if side == "unsloth":
             if self.a.mode != "rows":
                 return "nothing (bench_unsloth.py trains 2048-token rows only)"
+            if self.a.finetune != "lora":
+                return "nothing (bench_unsloth.py trains LoRA only)"
+            if seq != SEQ or self.a.seq_sweep:
+                return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _unsloth --peers {p} --seq {seq} "
+                        f"--warmup {self.a.steps_warmup} --timed {self.a.steps_timed} -- {model_dir} {shards['dir']} "
+                        f"{shape} {bs} {int(ckpt)} (after pip install --target {self.a.site} {p}/wheels/*.whl)")
             return f"bash {p}/unsloth.sh {model_dir} {shards['dir']} {shape} {bs} {int(ckpt)}"
         return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _worker --side liger --shape {shape} "
                 f"--model {model_dir} --shards {shards['dir']} --bs {bs} --ckpt {int(ckpt)} --mode {self.a.mode} "
+                f"--seq {seq} --finetune {self.a.finetune} --hf-full {self.a.hf_full} "
                 f"(after pip install --target {self.a.site} {p}/wheels/liger_kernel-*.whl)")
 
     def gpu(self):
@@ -751,21 +830,24 @@ class Bench:
         recs = self.records
         by = {}
         for r in recs:
-            by[(r["shape"], r["ckpt"], r["side"])] = r
+            by[(r["shape"], r.get("seq", SEQ), r["ckpt"], r["side"])] = r
         head = ["shape", "batch", "ckpt", "side", "tokens/s"]
         if a.mode == "chat":
             head += ["trained tok/s", "tokens/step", "padding"]
         head += ["MFU", "peak GiB", "x HF", "x Unsloth", "mem / Unsloth"]
+        if a.finetune == "full":
+            head += ["x hsloth-ref"]
         rows = []
         for r in recs:
-            hf = by.get((r["shape"], r["ckpt"], "hf"), {})
-            us = by.get((r["shape"], r["ckpt"], "unsloth"), {})
+            key = (r["shape"], r.get("seq", SEQ), r["ckpt"])
+            hf, us, ref = by.get(key + ("hf",), {}), by.get(key + ("unsloth",), {}), by.get(key + ("hsloth-ref",), {})
 
             def ratio(x, y, digits=2):
                 return f"{x / y:.{digits}f}" if x and y else "-"
             ck = ("on" if r["side"] in ("hf", "liger") else
                   "unsloth" if r["side"] == "unsloth" else r.get("hsloth_grad_ckpt", "on")) if r["ckpt"] else "off"
-            row = [r["shape"], f"{r['bs']} x {SEQ}" if a.mode == "rows" else f"{r['bs'] * SEQ} tok", ck, r["side"]]
+            seq = r.get("seq", SEQ)
+            row = [r["shape"], f"{r['bs']} x {seq}" if a.mode == "rows" else f"{r['bs'] * seq} tok", ck, r["side"]]
             if r.get("error"):
                 row += [r["error"] if len(r["error"]) < 60 else r["error"][:57] + "..."]
                 row += [""] * (len(head) - len(row))
@@ -778,6 +860,8 @@ class Bench:
                         f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "-",
                         ratio(r.get("tok_s"), hf.get("tok_s")), ratio(r.get("tok_s"), us.get("tok_s")),
                         ratio(r.get("peak_gib"), us.get("peak_gib"))]
+                if a.finetune == "full":
+                    row += [ratio(r.get("tok_s"), ref.get("tok_s"))]
             rows.append(row)
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
         if show:
@@ -788,25 +872,43 @@ class Bench:
         gpu = self.gpu_info.get("name", "?")
         fpts = {}
         for r in recs:
-            fpts[r["shape"]] = (r["flops_per_token"], r["seq_for_mfu"])
+            fpts[(r["shape"], r["seq_for_mfu"])] = r["flops_per_token"]
+        what = (f"LoRA r={LORA_R} alpha={LORA_ALPHA} dropout 0 on {', '.join(TARGETS)}" if a.finetune == "lora" else
+                "full fine-tuning (every weight trained)")
         notes = [
-            f"GPU: {gpu} ({self.gpu_info.get('memory_gib', '?')} GiB); mode {a.mode}; "
-            f"{a.steps_warmup} warm-up + {a.steps_timed} timed steps; LoRA r={LORA_R} alpha={LORA_ALPHA} dropout 0 on "
-            f"{', '.join(TARGETS)}; AdamW lr {LR}; bf16.",
+            f"GPU: {gpu} ({self.gpu_info.get('memory_gib', '?')} GiB); mode {a.mode}"
+            + (f", sequence sweep {', '.join(map(str, a.seq_sweep))} tokens" if a.seq_sweep else "") + "; "
+            f"{a.steps_warmup} warm-up + {a.steps_timed} timed steps; {what}; AdamW lr {LR}; bf16.",
             "tokens/s = real (unpadded) tokens of the timed steps / their wall time. peak = CUDA caching allocator's "
             "peak allocated (hsloth: since its start, warm-up included; the others: reset after the warm-up).",
-            "MFU = tokens/s x (4*N_matmul + 6*L*seq*d_attn) / " + (f"{self.peak:g} TFLOP/s" if self.peak else "(no peak: pass --peak-tflops)")
+            f"MFU = tokens/s x ({6 if a.finetune == 'full' else 4}*N_matmul + 6*L*seq*d_attn) / "
+            + (f"{self.peak:g} TFLOP/s" if self.peak else "(no peak: pass --peak-tflops)")
             + " (forward + input-gradient backward; frozen weights get no weight gradient; recomputation not counted; "
             "the basis of bench_unsloth.py" + (", seq = the data's token-weighted mean sample length" if a.mode == "chat" else "") + "):",
         ]
-        notes += [f"  {s}: {f / 1e9:.3f} GFLOP/token (seq {q:g})" for s, (f, q) in fpts.items()]
+        if a.finetune == "full":
+            notes[-1] = notes[-1].replace("frozen weights get no weight gradient", "full fine-tuning: weight "
+                                          "gradients counted (6*N_matmul)")
+        notes += [f"  {s}: {f / 1e9:.3f} GFLOP/token (seq {q:g})" for (s, q), f in fpts.items()]
         if a.mode == "chat":
             notes.append("chat: hsloth packs (train.tokens_per_batch = batch); HF and Liger pad per micro-batch "
                          "(padding = padded slots that hold no token); Unsloth not run (rows only).")
+        if a.finetune == "full":
+            notes.append("full fine-tuning: hsloth keeps float32 master weights, bf16 weights in the model; HF "
+                         + ("(--hf-full amp, HF Trainer's bf16=True): float32 weights and AdamW states, forward under "
+                            "bf16 autocast" if a.hf_full == "amp" else "(--hf-full bf16): bf16 weights and AdamW states")
+                         + "; Unsloth not run (bench_unsloth.py trains LoRA only); hsloth-ref = hsloth with "
+                           "HS_KERNELS=0 (every op its ATen reference).")
+        elif any(r["side"] == "hsloth-ref" for r in recs):
+            notes.append("hsloth-ref = hsloth with HS_KERNELS=0 (every op its ATen reference).")
+        if a.seq_sweep:
+            notes.append("sequence sweep: each micro-batch (= step) is one sample of `seq` tokens (x --bs); hsloth "
+                         "with train.grad_ckpt as the ckpt column says (offload: layer inputs in pinned host memory); "
+                         "OOM = that side ran out of GPU memory at that length.")
         notes.append("x HF, x Unsloth: tokens/s ratios to that side's in this run; mem / Unsloth: peak ratio.")
         vers = {"hsloth": self.hsloth_version}
         for r in recs:
-            if r.get("versions") and r["side"] != "hsloth":
+            if r.get("versions") and not r["side"].startswith("hsloth"):
                 vers.setdefault(r["side"], r["versions"])
         notes.append("versions: " + "; ".join(f"{k}: {v}" for k, v in vers.items()))
         if show:
@@ -824,7 +926,8 @@ class Bench:
             say("phases: " + ", ".join(f"{p['phase'].split(':')[0]} {p['secs']}s" for p in phases))
             say(f"total {time.time() - self.t0:.0f}s; wrote {self.out}/train_vs_peers.json and train_vs_peers.md")
         with open(os.path.join(self.out, "train_vs_peers.json"), "w") as f:
-            json.dump({"gpu": self.gpu_info, "hsloth": self.hsloth_version, "peak_tflops": self.peak, "mode": a.mode, "command": cmdline,
+            json.dump({"gpu": self.gpu_info, "hsloth": self.hsloth_version, "peak_tflops": self.peak, "mode": a.mode,
+                       "finetune": a.finetune, "seq_sweep": a.seq_sweep, "command": cmdline,
                        "steps_warmup": a.steps_warmup, "steps_timed": a.steps_timed, "records": recs,
                        "shards": list(self.shard_cache.values()), "phases": phases,
                        "total_s": round(time.time() - self.t0, 1)}, f, indent=1)
@@ -835,10 +938,20 @@ def parse(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--hsloth", default="build/hsloth", help="the hsloth binary (a CUDA build on the GPU)")
     p.add_argument("--shapes", default="llama3.2-1b,qwen3-0.6b", help=f"comma list of {', '.join(SHAPES)}")
-    p.add_argument("--sides", default="hsloth,hf,liger,unsloth", help="comma list of hsloth, hf, liger, unsloth")
+    p.add_argument("--sides", default="hsloth,hf,liger,unsloth",
+                   help="comma list of hsloth, hsloth-ref (hsloth with HS_KERNELS=0), hf, liger, unsloth")
     p.add_argument("--ckpt", action="append", help="0 | 1 | 0,1 (repeatable): gradient checkpointing off / on")
-    p.add_argument("--hsloth-ckpt", default="on", choices=["on", "offload"], help="hsloth's train.grad_ckpt when --ckpt 1")
+    p.add_argument("--hsloth-ckpt", default="on",
+                   help="hsloth's train.grad_ckpt when --ckpt 1: on, offload or on,offload (one hsloth run each)")
     p.add_argument("--mode", default="rows", choices=["rows", "chat"])
+    p.add_argument("--seq-sweep", default="",
+                   help="rows mode: comma list of row lengths (e.g. 2048,8192,32768); each side trains one sample of "
+                        "each length per step (--bs to change) and the table gets a row per length")
+    p.add_argument("--finetune", default="lora", choices=["lora", "full"],
+                   help="full: hsloth finetune = full, HF / Liger train every weight (see --hf-full); no Unsloth")
+    p.add_argument("--hf-full", default="amp", choices=["amp", "bf16"],
+                   help="HF full fine-tuning: amp = float32 weights + AdamW states, bf16 autocast (HF Trainer's "
+                        "bf16=True; hsloth keeps float32 masters too); bf16 = bf16 weights and states")
     p.add_argument("--bs", type=int, default=0, help="rows of 2048 per step (0: 8 for the 1B shapes, 4 for 8B)")
     p.add_argument("--steps-warmup", type=int, default=3)
     p.add_argument("--steps-timed", type=int, default=11)
@@ -860,6 +973,18 @@ def parse(argv):
     a.shapes = [s for s in a.shapes.split(",") if s]
     a.sides = [s for s in a.sides.split(",") if s]
     a.ckpt = [c in ("1", "on", "true") for c in ",".join(a.ckpt or ["0"]).split(",") if c]
+    a.hsloth_ckpt = [c for c in a.hsloth_ckpt.split(",") if c]
+    for c in a.hsloth_ckpt:
+        if c not in ("on", "offload"):
+            p.error(f"--hsloth-ckpt: {c} is not on or offload")
+    try:
+        a.seq_sweep = [int(x) for x in a.seq_sweep.split(",") if x.strip()]
+    except ValueError:
+        p.error(f"--seq-sweep {a.seq_sweep}: expected a comma list of token counts, e.g. 2048,8192,32768")
+    if a.seq_sweep and a.mode != "rows":
+        p.error("--seq-sweep needs --mode rows (chat samples have their own lengths)")
+    if any(n < 16 for n in a.seq_sweep):
+        p.error("--seq-sweep: row lengths must be >= 16 tokens")
     if a.dry_run:
         if "--shapes" not in " ".join(argv):
             a.shapes = ["tiny-llama"]
@@ -873,8 +998,13 @@ def parse(argv):
         if s not in SHAPES:
             p.error(f"unknown shape {s}; choose from {', '.join(SHAPES)}")
     for s in a.sides:
-        if s not in ("hsloth", "hf", "liger", "unsloth"):
+        if s not in ("hsloth", "hsloth-ref", "hf", "liger", "unsloth"):
             p.error(f"unknown side {s}")
+    for s in a.shapes:
+        too_long = [n for n in a.seq_sweep if n > SHAPES[s]["max_position_embeddings"]]
+        if too_long:
+            p.error(f"--seq-sweep {too_long} exceeds {s}'s max_position_embeddings "
+                    f"({SHAPES[s]['max_position_embeddings']})")
     if not (os.path.isfile(a.hsloth) and os.access(a.hsloth, os.X_OK)):  # prep needs it whatever the sides
         p.error(f"--hsloth {a.hsloth} is not an executable (build it: cmake --build build-gpu --target hsloth)")
     a.hsloth = os.path.abspath(a.hsloth)
@@ -902,11 +1032,27 @@ def main(argv):
         for k in ["--side", "--shape", "--model", "--shards", "--mode"]:
             p.add_argument(k, required=True)
         for k, d in [("--bs", 8), ("--ckpt", 0), ("--steps-warmup", 3), ("--steps-timed", 11), ("--pad-id", 0),
-                     ("--seed", 0)]:
+                     ("--seed", 0), ("--seq", SEQ)]:
             p.add_argument(k, type=int, default=d)
+        p.add_argument("--finetune", default="lora", choices=["lora", "full"])
+        p.add_argument("--hf-full", default="amp", choices=["amp", "bf16"])
         p.add_argument("--allow-cpu", action="store_true")
         p.add_argument("--fp32", action="store_true")
         return worker(p.parse_args(argv[1:]))
+    if argv and argv[0] == "_unsloth":
+        # PEERS/bench_unsloth.py with its module globals SEQ / WARMUP / TIMED set (it reads rows of SEQ tokens,
+        # loads the model with max_seq_length = SEQ and counts SEQ tokens per row); nothing else changes.
+        p = argparse.ArgumentParser()
+        p.add_argument("--peers", required=True)
+        for k in ["--seq", "--warmup", "--timed"]:
+            p.add_argument(k, type=int, required=True)
+        p.add_argument("args", nargs="+")
+        a = p.parse_args(argv[1:])
+        sys.path.insert(0, a.peers)
+        import bench_unsloth
+        bench_unsloth.SEQ, bench_unsloth.WARMUP, bench_unsloth.TIMED = a.seq, a.warmup, a.timed
+        sys.argv = [os.path.join(a.peers, "bench_unsloth.py")] + a.args
+        return bench_unsloth.main()
     b = Bench(parse(argv))
     b.main()
     return 1 if b.failed else 0

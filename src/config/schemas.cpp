@@ -58,6 +58,13 @@ const Schema& train_schema() {
     s.integer("dist.check_every", 100,
               "multi-rank runs: every N steps (and at the end) check that all ranks hold identical parameters "
               "(0: never)", 0);
+    s.real("dist.bucket_mb", 25,
+           "multi-rank runs: gradients are all-reduced in buckets of this many MB, each started as soon as "
+           "backward has produced it (on GPUs overlapped with the rest of backward); 0: one all-reduce after "
+           "backward", 0, 1e6);
+    s.boolean("dist.shard_optimizer", false,
+              "full fine-tuning on several ranks: split the fp32 master weights and AdamW moments across ranks "
+              "(ZeRO-1: reduce-scatter of gradients, each rank updates its shard, all-gather of the weights)");
     return s;
   }();
   return schema;

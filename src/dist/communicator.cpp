@@ -76,11 +76,19 @@ class LocalCommunicator final : public Communicator {
   int world() const override { return 1; }
   std::string name() const override { return "local (world size 1)"; }
   void all_reduce_sum(at::Tensor&) override {}
+  void reduce_scatter_sum(const at::Tensor& in, at::Tensor& out) override { copy_same(in, out); }
+  void all_gather(const at::Tensor& in, at::Tensor& out) override { copy_same(in, out); }
   void broadcast(at::Tensor&, int) override {}
   void barrier() override {}
   std::vector<std::string> all_gather_bytes(const std::string& bytes) override { return {bytes}; }
   std::vector<std::string> gather_bytes(const std::string& bytes, int) override { return {bytes}; }
   std::string broadcast_bytes(const std::string& bytes, int) override { return bytes; }
+
+ private:
+  static void copy_same(const at::Tensor& in, at::Tensor& out) {
+    HS_CHECK(in.numel() == out.numel(), "collective: ", in.numel(), " values in, room for ", out.numel());
+    if (in.data_ptr() != out.data_ptr()) out.copy_(in);
+  }
 };
 
 MPI_Datatype mpi_type(const at::Tensor& t) {
@@ -101,7 +109,10 @@ MPI_Datatype mpi_type(const at::Tensor& t) {
   }
 }
 
-// CPU tensors over MPI_COMM_WORLD. Large tensors go in pieces (MPI counts are int).
+// CPU tensors over MPI_COMM_WORLD. Large tensors go in pieces (MPI counts are int). Floating-point sums
+// add the ranks' values in rank order whatever the size (see communicator.h): MPI_Allreduce picks its
+// algorithm, and with it the order of the additions, by message size, so a bucket and the whole tensor could
+// differ in the last bit from 3 ranks on. Integer sums (exact in any order) use MPI_Allreduce.
 class MpiCommunicator final : public Communicator {
  public:
   int rank() const override { return Mpi::rank(); }
@@ -111,12 +122,50 @@ class MpiCommunicator final : public Communicator {
   }
   void all_reduce_sum(at::Tensor& t) override {
     check(t);
+    if (at::isFloatingType(t.scalar_type())) return rank_order_all_reduce(t);
     const int64_t esize = int64_t(t.element_size()), n = t.numel(), chunk = (int64_t(1) << 30) / esize;
     char* p = static_cast<char*>(t.data_ptr());
     for (int64_t off = 0; off < n; off += chunk) {
       int count = int(std::min(chunk, n - off));
       int rc = MPI_Allreduce(MPI_IN_PLACE, p + off * esize, count, mpi_type(t), MPI_SUM, MPI_COMM_WORLD);
       if (rc != MPI_SUCCESS) throw Error("MPI_Allreduce failed").at(hs::str("rank ", rank()));
+    }
+  }
+  void reduce_scatter_sum(const at::Tensor& in, at::Tensor& out) override {
+    check(in);
+    check(out);
+    const int w = world();
+    const int64_t n = out.numel();
+    HS_CHECK(in.numel() == n * w && in.scalar_type() == out.scalar_type(),
+             "reduce-scatter: ", in.numel(), " values in, ", n, " out, ", w, " ranks");
+    const at::Tensor rows = in.view({w, n});
+    for (int64_t off = 0; off < n; off += kPiece) {
+      const int64_t len = std::min(kPiece, n - off);
+      const at::Tensor send = rows.narrow(1, off, len).contiguous();
+      at::Tensor recv = at::empty_like(send);
+      mpi_ok(MPI_Alltoall(send.data_ptr(), int(len), mpi_type(send), recv.data_ptr(), int(len),
+                          mpi_type(recv), MPI_COMM_WORLD),
+             "MPI_Alltoall");
+      at::Tensor dst = out.narrow(0, off, len);
+      add_rows_in_order(recv, dst);
+    }
+  }
+  void all_gather(const at::Tensor& in, at::Tensor& out) override {
+    check(in);
+    check(out);
+    const int w = world();
+    const int64_t n = in.numel(), esize = int64_t(in.element_size());
+    HS_CHECK(out.numel() == n * w && in.scalar_type() == out.scalar_type(),
+             "all-gather: ", n, " values in, ", out.numel(), " out, ", w, " ranks");
+    at::Tensor rows = out.view({w, n});
+    const int64_t piece = (int64_t(1) << 30) / esize;
+    for (int64_t off = 0; off < n; off += piece) {
+      const int64_t len = std::min(piece, n - off);
+      at::Tensor recv = at::empty({w, len}, in.options());
+      mpi_ok(MPI_Allgather(static_cast<const char*>(in.data_ptr()) + off * esize, int(len * esize), MPI_BYTE,
+                           recv.data_ptr(), int(len * esize), MPI_BYTE, MPI_COMM_WORLD),
+             "MPI_Allgather");
+      rows.narrow(1, off, len).copy_(recv);
     }
   }
   void broadcast(at::Tensor& t, int root) override {
@@ -131,6 +180,47 @@ class MpiCommunicator final : public Communicator {
   void barrier() override { Mpi::barrier(); }
 
  private:
+  static constexpr int64_t kPiece = int64_t(1) << 26;  // values per exchange: int counts, bounded buffers
+
+  void mpi_ok(int rc, const char* what) const {
+    if (rc != MPI_SUCCESS) throw Error(hs::str(what, " failed")).at(hs::str("rank ", rank()));
+  }
+  // dst = rows[0] + rows[1] + ... in that order, one element-wise add at a time (exact IEEE adds).
+  static void add_rows_in_order(const at::Tensor& rows, at::Tensor& dst) {
+    dst.copy_(rows[0]);
+    for (int64_t r = 1; r < rows.size(0); ++r) dst.add_(rows[r]);
+  }
+  // Piece by piece: rank r gathers chunk r of the piece from every rank (all-to-all), adds them in rank
+  // order, and all ranks all-gather the sums. Traffic is that of a ring all-reduce, 2(N-1)/N of the data.
+  void rank_order_all_reduce(at::Tensor& t) {
+    const int w = world(), me = rank();
+    const int64_t n = t.numel();
+    at::Tensor flat = t.view({n});
+    std::vector<int> counts(static_cast<size_t>(w)), displs(counts), rcounts(counts), rdispls(counts);
+    for (int64_t off = 0; off < n; off += kPiece) {
+      const int64_t len = std::min(kPiece, n - off);
+      at::Tensor piece = flat.narrow(0, off, len);
+      for (int r = 0, d = 0; r < w; ++r) {
+        counts[size_t(r)] = int(len / w + (r < len % w ? 1 : 0));
+        displs[size_t(r)] = d;
+        d += counts[size_t(r)];
+      }
+      const int mine = counts[size_t(me)];
+      for (int r = 0; r < w; ++r) {
+        rcounts[size_t(r)] = mine;
+        rdispls[size_t(r)] = r * mine;
+      }
+      at::Tensor recv = at::empty({w, int64_t(mine)}, t.options());
+      mpi_ok(MPI_Alltoallv(piece.data_ptr(), counts.data(), displs.data(), mpi_type(t), recv.data_ptr(),
+                           rcounts.data(), rdispls.data(), mpi_type(t), MPI_COMM_WORLD),
+             "MPI_Alltoallv");
+      at::Tensor dst = piece.narrow(0, displs[size_t(me)], mine);
+      add_rows_in_order(recv, dst);
+      mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, piece.data_ptr(), counts.data(),
+                            displs.data(), mpi_type(t), MPI_COMM_WORLD),
+             "MPI_Allgatherv");
+    }
+  }
   static void check(const at::Tensor& t) {
     HS_CHECK(t.is_contiguous(), "collective on a non-contiguous tensor");
     if (!t.device().is_cpu())
@@ -230,6 +320,62 @@ class NcclCommunicator final : public Communicator {
     wait_comm_ready("ncclAllReduce");
     wait_stream(s, "all-reduce");
   }
+  void all_reduce_sum_async(at::Tensor& t) override {
+    if (t.device().is_cpu()) return mpi_.all_reduce_sum(t);
+    prepare(t);
+    c10::cuda::CUDAGuard guard(t.device());
+    cudaStream_t cur = c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
+    if (!comm_stream_) {
+      comm_stream_ = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index()).stream();
+      cuda_check(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
+      cuda_check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
+    }
+    // The gradient was produced on `cur`: the communicator's stream starts once it is there.
+    cuda_check(cudaEventRecord(ready_, cur), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(comm_stream_, ready_, 0), "cudaStreamWaitEvent");
+    nccl_check(ncclAllReduce(t.data_ptr(), t.data_ptr(), size_t(t.numel()), nccl_type(t), ncclSum, comm_,
+                             comm_stream_),
+               "ncclAllReduce");
+    wait_comm_ready("ncclAllReduce");
+    pending_ = true;
+  }
+  void wait_pending() override {
+    if (!pending_) return;
+    c10::cuda::CUDAGuard guard(device_);
+    wait_stream(comm_stream_, "bucketed all-reduce");
+    cuda_check(cudaEventRecord(done_, comm_stream_), "cudaEventRecord");
+    cuda_check(cudaStreamWaitEvent(c10::cuda::getCurrentCUDAStream(device_.index()).stream(), done_, 0),
+               "cudaStreamWaitEvent");
+    pending_ = false;
+  }
+  bool overlaps() const override { return true; }
+  void reduce_scatter_sum(const at::Tensor& in, at::Tensor& out) override {
+    if (in.device().is_cpu()) return mpi_.reduce_scatter_sum(in, out);
+    prepare(in);
+    prepare(out);
+    HS_CHECK(in.numel() == out.numel() * world() && in.scalar_type() == out.scalar_type(),
+             "reduce-scatter: ", in.numel(), " values in, ", out.numel(), " out");
+    c10::cuda::CUDAGuard guard(in.device());
+    cudaStream_t s = c10::cuda::getCurrentCUDAStream(in.device().index()).stream();
+    nccl_check(ncclReduceScatter(in.data_ptr(), out.data_ptr(), size_t(out.numel()), nccl_type(in), ncclSum,
+                                 comm_, s),
+               "ncclReduceScatter");
+    wait_comm_ready("ncclReduceScatter");
+    wait_stream(s, "reduce-scatter");
+  }
+  void all_gather(const at::Tensor& in, at::Tensor& out) override {
+    if (in.device().is_cpu()) return mpi_.all_gather(in, out);
+    prepare(in);
+    prepare(out);
+    HS_CHECK(out.numel() == in.numel() * world() && in.scalar_type() == out.scalar_type(),
+             "all-gather: ", in.numel(), " values in, ", out.numel(), " out");
+    c10::cuda::CUDAGuard guard(in.device());
+    cudaStream_t s = c10::cuda::getCurrentCUDAStream(in.device().index()).stream();
+    nccl_check(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(in.nbytes()), ncclUint8, comm_, s),
+               "ncclAllGather");
+    wait_comm_ready("ncclAllGather");
+    wait_stream(s, "all-gather");
+  }
   void broadcast(at::Tensor& t, int root) override {
     if (t.device().is_cpu()) return mpi_.broadcast(t, root);
     prepare(t);
@@ -309,6 +455,9 @@ class NcclCommunicator final : public Communicator {
   at::Device device_;
   ncclComm_t comm_ = nullptr;
   bool aborted_ = false;
+  cudaStream_t comm_stream_ = nullptr;  // async all-reduces (from the pool: lives as long as the process)
+  cudaEvent_t ready_ = nullptr, done_ = nullptr;
+  bool pending_ = false;
   double timeout_s_ = 600;
   std::string version_;
   MpiCommunicator mpi_;

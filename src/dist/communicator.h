@@ -1,9 +1,12 @@
 // Communicator: every cross-rank operation of the trainer and the subcommands goes through it, behind one
 // interface so there is a single path for every world size: a local one for a single process,
-// MPI_Allreduce for CPU tensors across ranks, and NCCL for GPU tensors (the multi-GPU issue). Tensors are
-// reduced in place and must be contiguous. Small host payloads (error texts, checksums, agreed facts) go as
-// bytes: all-gather, gather to a root, broadcast, and sums of host vectors added in rank order; they always
-// travel over MPI (world of one: no-ops).
+// MPI for CPU tensors across ranks, and NCCL for GPU tensors (the multi-GPU issue). Tensors are
+// reduced in place and must be contiguous. Floating-point sums over MPI add the ranks' values in rank order
+// (an all-to-all of chunks, a local sum, an all-gather), so an element's sum does not depend on how the
+// tensor is split into calls or on the message-size thresholds of MPI's own reduction algorithms: a bucketed
+// all-reduce, a reduce-scatter (ZeRO-1) and one all-reduce of everything give the same bits on CPU. Small
+// host payloads (error texts, checksums, agreed facts) go as bytes: all-gather, gather to a root, broadcast,
+// and sums of host vectors added in rank order; they always travel over MPI (world of one: no-ops).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +25,20 @@ class Communicator {
   virtual int world() const = 0;
   virtual std::string name() const = 0;
   virtual void all_reduce_sum(at::Tensor& tensor) = 0;
+  // An in-place sum that is complete after wait_pending(). NCCL: enqueued on the communicator's own stream
+  // behind the work already queued on the caller's current stream, so it runs while that stream goes on
+  // (overlaps() is true); the other communicators finish it before returning. The tensor must stay alive
+  // and untouched until wait_pending().
+  virtual void all_reduce_sum_async(at::Tensor& tensor) { all_reduce_sum(tensor); }
+  // Waits (with the communicator's deadline) for every async operation started so far; work queued on the
+  // caller's current stream afterwards sees their results.
+  virtual void wait_pending() {}
+  virtual bool overlaps() const { return false; }
+  // `out` (n values) = the sum over ranks of this rank's chunk of `in` (world x n values; rank r's chunk is
+  // values [r*n, (r+1)*n)). Same dtype and device.
+  virtual void reduce_scatter_sum(const at::Tensor& in, at::Tensor& out) = 0;
+  // `out` (world x n values) = every rank's `in` (n values) in rank order. Same dtype and device.
+  virtual void all_gather(const at::Tensor& in, at::Tensor& out) = 0;
   virtual void broadcast(at::Tensor& tensor, int root) = 0;
   virtual void barrier() = 0;
   // Every rank's bytes, in rank order, on every rank.

@@ -69,7 +69,15 @@ LoraLinear::LoraLinear(std::shared_ptr<model::Projection> base, at::Tensor a_, a
 at::Tensor LoraLinear::forward(const at::Tensor& x, bool training) const {
   if (dense_)
     return model::ops::lora_linear(x, dense_->weight, dense_->bias, a, b, scaling, dropout, training);
-  return base_->forward(x, training) + model::ops::lora_delta(x, a, b, scaling, dropout, training);
+  if (const model::Projection* packed = base_->packed_base()) {  // QLoRA: the fast path unpacks the base
+    const model::ops::LoraProj p{at::Tensor(), packed->packed_bias(), a, b, scaling, dropout, packed};
+    if (model::ops::lora_proj_has_fast_path(x, p, training)) return model::ops::lora_proj_fast(x, p);
+  }
+  // PEFT's order: the base result plus the delta in the promoted dtype, cast back to the base result's dtype
+  // (a bf16 base under a float32 adapter stays bf16).
+  const at::Tensor base = base_->forward(x, training);
+  at::Tensor sum = base + model::ops::lora_delta(x, a, b, scaling, dropout, training);
+  return sum.scalar_type() == base.scalar_type() ? sum : sum.to(base.scalar_type());
 }
 
 at::Tensor merge_weight(const at::Tensor& w, const at::Tensor& a, const at::Tensor& b, double scaling) {

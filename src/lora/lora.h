@@ -50,6 +50,7 @@ class LoraLinear final : public model::Projection {
   int64_t in_features() const override { return base_->in_features(); }
   int64_t out_features() const override { return base_->out_features(); }
   const model::DenseLinear* dense() const override { return base_->dense(); }
+  const model::Projection* packed_base() const override { return base_->packed_base(); }
   std::optional<model::LowRank> low_rank() const override { return model::LowRank{a, b, scaling, dropout}; }
   const std::shared_ptr<model::Projection>& base() const { return base_; }
 

@@ -27,6 +27,14 @@ class Projection {
   virtual const class DenseLinear* dense() const { return nullptr; }
   // The low-rank branch this projection adds, if any (fused blocks read it to run base + branch together).
   virtual std::optional<LowRank> low_rank() const { return std::nullopt; }
+  // Bases stored packed (NF4: quant::Nf4Linear) make their frozen weight dense on demand. packed_base() is
+  // that projection (this, or the base a wrapper holds; nullptr for every other base); on it,
+  // unpack_weight() makes its [out, in] weight as a new tensor (a temporary: the fast path calls it in the
+  // forward pass and again in the backward instead of saving it) and packed_bias() gives its bias or an
+  // undefined tensor.
+  virtual const Projection* packed_base() const { return nullptr; }
+  virtual at::Tensor unpack_weight() const { return at::Tensor(); }
+  virtual at::Tensor packed_bias() const { return at::Tensor(); }
 };
 
 class DenseLinear final : public Projection {

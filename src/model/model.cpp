@@ -23,10 +23,30 @@ std::string shape_str(at::IntArrayRef s) {
 
 // A projection's dense base and LoRA branch, when it has both (for the fused blocks of ops).
 std::optional<ops::LoraProj> lora_parts(const Projection& p) {
-  const DenseLinear* d = p.dense();
   auto lr = p.low_rank();
-  if (!d || !lr) return std::nullopt;
-  return ops::LoraProj{d->weight, d->bias, lr->a, lr->b, lr->scaling, lr->dropout};
+  if (!lr) return std::nullopt;
+  if (const DenseLinear* d = p.dense())
+    return ops::LoraProj{d->weight, d->bias, lr->a, lr->b, lr->scaling, lr->dropout};
+  if (const Projection* packed = p.packed_base())
+    return ops::LoraProj{at::Tensor(), packed->packed_bias(), lr->a, lr->b, lr->scaling, lr->dropout, packed};
+  return std::nullopt;
+}
+
+// Lays the weights of dense projections back to back in one buffer (each weight becomes a row slice of
+// it), so the fused q/k/v and gate/up paths run one GEMM over them without copying; the values and every
+// other use of the weights are unchanged.
+void lay_out_adjacent(const std::vector<DenseLinear*>& ps) {
+  for (const DenseLinear* p : ps)
+    if (!p || p->weight.dim() != 2 || p->weight.size(1) != ps[0]->weight.size(1)) return;
+  std::vector<at::Tensor> ws;
+  for (const DenseLinear* p : ps) ws.push_back(p->weight);
+  const at::Tensor all = at::cat(ws, 0);
+  int64_t row = 0;
+  for (DenseLinear* p : ps) {
+    const int64_t rows = p->weight.size(0);
+    p->weight = all.narrow(0, row, rows);
+    row += rows;
+  }
 }
 
 }  // namespace
@@ -129,6 +149,11 @@ Model Model::load(const std::string& path, const LoadOptions& options) {
       at::Tensor b = has_bias ? get(names::bias(i, p), {out}) : at::Tensor();
       L.proj[size_t(p)] = std::make_shared<DenseLinear>(std::move(w), std::move(b));
     }
+    if (options.device.is_cuda()) {
+      auto dense = [&](Proj p) { return std::dynamic_pointer_cast<DenseLinear>(L.proj[size_t(p)]).get(); };
+      lay_out_adjacent({dense(Proj::q), dense(Proj::k), dense(Proj::v)});
+      lay_out_adjacent({dense(Proj::gate), dense(Proj::up)});
+    }
   }
   std::vector<std::string> extra;
   for (const std::string& n : ck.names())
@@ -156,9 +181,20 @@ at::Tensor Model::layer_forward(int i, const at::Tensor& hidden, const at::Tenso
   const double eps = config_.rms_norm_eps;
   const int64_t B = hidden.size(0), T = hidden.size(1), D = config_.head_dim;
   at::Tensor x = ops::rms_norm(hidden, L.input_norm, eps);
-  at::Tensor q = L[Proj::q].forward(x, training_).view({B, T, -1, D});
-  at::Tensor k = L[Proj::k].forward(x, training_).view({B, T, -1, D});
-  at::Tensor v = L[Proj::v].forward(x, training_).view({B, T, -1, D});
+  at::Tensor q, k, v;
+  auto pq = lora_parts(L[Proj::q]), pk = lora_parts(L[Proj::k]), pv = lora_parts(L[Proj::v]);
+  if (pq && pk && pv && ops::lora_qkv_has_fast_path(x, *pq, *pk, *pv, training_)) {
+    auto parts = at::split_with_sizes(ops::lora_qkv_fast(x, *pq, *pk, *pv),
+                                      {pq->b.size(0), pk->b.size(0), pv->b.size(0)}, -1);
+    // v is copied out: attention saves it, and a view would keep the whole [N, q + k + v] output alive
+    // until the backward (q and k are consumed by RoPE / the q/k norms, which make their own copies).
+    q = parts[0].view({B, T, -1, D}), k = parts[1].view({B, T, -1, D});
+    v = parts[2].contiguous().view({B, T, -1, D});
+  } else {
+    q = L[Proj::q].forward(x, training_).view({B, T, -1, D});
+    k = L[Proj::k].forward(x, training_).view({B, T, -1, D});
+    v = L[Proj::v].forward(x, training_).view({B, T, -1, D});
+  }
   if (config_.qk_norm) {
     q = ops::rms_norm(q, L.q_norm, eps);
     k = ops::rms_norm(k, L.k_norm, eps);

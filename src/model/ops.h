@@ -15,6 +15,10 @@
 
 #include "io/hf_config.h"
 
+namespace hs::model {
+class Projection;  // model/linear.h
+}
+
 namespace hs::model::ops {
 
 // Whether ops with a project CUDA kernel use it: true in CUDA builds unless HS_KERNELS=0 is set (then every
@@ -84,16 +88,32 @@ bool lora_linear_has_fast_path(const at::Tensor& x, const at::Tensor& weight, co
 at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                             const at::Tensor& a, const at::Tensor& b, double scaling);  // CUDA builds only
 
-// A frozen dense projection with its LoRA branch, for the fused blocks below.
+// A frozen projection with its LoRA branch, for the fast path and the fused blocks below. The base is
+// dense (`weight`) or packed (`packed`, e.g. NF4: weight undefined, packed->unpack_weight() makes it on
+// demand in the forward and again in the backward, so no dense copy is held between them).
 struct LoraProj {
   at::Tensor weight, bias;  // [out, in], [out] or undefined
   at::Tensor a, b;          // [r, in], [out, r]
   double scaling = 1, dropout = 0;
+  const Projection* packed = nullptr;  // outlives the autograd graph (the model owns it)
 };
+// The single-projection fast path (lora_linear_fast's conditions; a packed base instead of a bf16 weight).
+bool lora_proj_has_fast_path(const at::Tensor& x, const LoraProj& p, bool training);
+at::Tensor lora_proj_fast(const at::Tensor& x, const LoraProj& p);  // CUDA builds only
+// q, k and v with LoRA from one input as one autograd function: one GEMM over the three bases' rows (a
+// view when they lie back to back, as Model::load lays them out on CUDA, else a copy made per call), one
+// x [A_q; A_k; A_v]^T, and in the backward one dX GEMM over the concatenated output gradient. Same
+// conditions as lora_proj_has_fast_path for all three, biases on all or none, equal scalings. Returns
+// [N, out_q + out_k + out_v] (callers split it; split's backward concatenates the gradients once).
+bool lora_qkv_has_fast_path(const at::Tensor& x, const LoraProj& q, const LoraProj& k, const LoraProj& v,
+                            bool training);
+at::Tensor lora_qkv_fast(const at::Tensor& x, const LoraProj& q, const LoraProj& k,
+                         const LoraProj& v);  // CUDA builds only
 // The SwiGLU MLP with LoRA on gate, up and down as one autograd function (the fast path's conditions as in
-// lora_linear_has_fast_path, for all three): down(silu(gate(x)) * up(x)). It saves x, gate(x) and up(x)
-// (and the [N, r] products) but not silu(gate) * up, which the backward recomputes (Unsloth's LoRA_MLP);
-// the elementwise roundings are transformers' (silu rounded, product rounded; silu_backward).
+// lora_proj_has_fast_path, for all three): down(silu(gate(x)) * up(x)). gate and up run as one GEMM over
+// their concatenated rows (as q/k/v above) with one concatenated A. It saves x, gate(x) and up(x) (and the
+// [N, r] products) but not silu(gate) * up, which the backward recomputes (Unsloth's LoRA_MLP); the
+// elementwise roundings are transformers' (silu rounded, product rounded; silu_backward).
 bool lora_mlp_has_fast_path(const at::Tensor& x, const LoraProj& gate, const LoraProj& up,
                             const LoraProj& down, bool training);
 at::Tensor lora_mlp_fast(const at::Tensor& x, const LoraProj& gate, const LoraProj& up,

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "model/linear.h"
 #include "model/ops.h"
 
 #if HS_HAVE_KERNELS
@@ -110,23 +111,68 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// LoRA projection with a hand-written backward; see ops.h (lora_linear_fast).
+// The frozen base weight of a fast-path projection in the activations' dtype `dt`: the dense weight itself,
+// or the packed base (its address kept as an int64 in the autograd context; see LoraProj::packed) unpacked
+// anew.
+at::Tensor base_weight(const at::Tensor& w, int64_t packed, at::ScalarType dt) {
+  if (packed == 0) return w;
+  at::Tensor u = reinterpret_cast<const Projection*>(packed)->unpack_weight();
+  return u.scalar_type() == dt ? u : u.to(dt);
+}
+
+int64_t address(const Projection* p) { return reinterpret_cast<int64_t>(p); }
+
+// The rows of [out_i, in] weights as one [sum out_i, in] tensor: a view when they lie back to back in one
+// buffer (Model::load lays q/k/v and gate/up out so on CUDA), else a concatenated copy.
+at::Tensor rows_of(const std::vector<at::Tensor>& ws) {
+  bool adjacent = true;
+  int64_t rows = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const at::Tensor& w = ws[i];
+    adjacent = adjacent && w.is_contiguous() && w.scalar_type() == ws[0].scalar_type() &&
+               w.size(1) == ws[0].size(1) && w.storage().is_alias_of(ws[0].storage()) &&
+               (i == 0 || w.storage_offset() == ws[i - 1].storage_offset() + ws[i - 1].numel());
+    rows += w.size(0);
+  }
+  if (adjacent) return ws[0].as_strided({rows, ws[0].size(1)}, {ws[0].size(1), 1});
+  return at::cat(ws, 0);
+}
+
+// The bases of `ps` (dense weights, or packed ones unpacked now) as one [sum out, in] tensor in dtype dt.
+at::Tensor base_rows(const std::vector<at::Tensor>& ws, const std::vector<int64_t>& packed, at::ScalarType dt) {
+  std::vector<at::Tensor> parts;
+  bool any_packed = false;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    parts.push_back(base_weight(ws[i], packed[i], dt));
+    any_packed = any_packed || packed[i] != 0;
+  }
+  return any_packed ? at::cat(parts, 0) : rows_of(parts);
+}
+
+// LoRA projection with a hand-written backward; see ops.h (lora_linear_fast). `w` is the dense base or an
+// empty tensor when `packed` names a packed one.
 struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w,
-                            const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b,
-                            double scaling) {
-    const int64_t in = x.size(-1), out = w.size(0);
+                            const at::Tensor& bias, const at::Tensor& a, const at::Tensor& b, double scaling,
+                            int64_t packed) {
+    const auto dt = x.scalar_type();
+    const int64_t in = x.size(-1);
     const at::Tensor x2 = x.reshape({-1, in});
-    const at::Tensor a16 = a.to(x.scalar_type()), b16 = b.to(x.scalar_type());
-    at::Tensor y = bias.numel() > 0 ? at::addmm(bias, x2, w.t()) : at::mm(x2, w.t());
+    const at::Tensor a16 = a.to(dt), b16 = b.to(dt);
+    at::Tensor y;
+    {
+      const at::Tensor W = base_weight(w, packed, dt);
+      y = bias.numel() > 0 ? at::addmm(bias, x2, W.t()) : at::mm(x2, W.t());
+    }
     const at::Tensor xa = at::mm(x2, a16.t());  // [N, r]
     y.addmm_(xa, b16.t(), /*beta=*/1.0, /*alpha=*/scaling);
     ctx->save_for_backward({x2, w, a16, b16, xa});
     ctx->saved_data["scaling"] = scaling;
+    ctx->saved_data["packed"] = packed;
     ctx->saved_data["a_dtype"] = a.scalar_type();
     ctx->saved_data["b_dtype"] = b.scalar_type();
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-    shape.back() = out;
+    shape.back() = y.size(1);
     return y.view(shape);
   }
 
@@ -134,21 +180,102 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
     auto saved = ctx->get_saved_variables();
     const at::Tensor &x2 = saved[0], &w = saved[1], &a16 = saved[2], &b16 = saved[3], &xa = saved[4];
     const double s = ctx->saved_data["scaling"].toDouble();
-    const at::Tensor g = grads[0].reshape({-1, w.size(0)});
+    const at::Tensor g = grads[0].reshape({-1, b16.size(0)});
     const at::Tensor gb = at::mm(g, b16);  // [N, r]
     at::Tensor dx, da, db;
     if (ctx->needs_input_grad(0)) {
-      dx = at::mm(g, w);
+      dx = at::mm(g, base_weight(w, ctx->saved_data["packed"].toInt(), g.scalar_type()));
       dx.addmm_(gb, a16, /*beta=*/1.0, /*alpha=*/s);
       std::vector<int64_t> shape(grads[0].sizes().begin(), grads[0].sizes().end());
-      shape.back() = w.size(1);
+      shape.back() = x2.size(1);
       dx = dx.view(shape);
     }
     if (ctx->needs_input_grad(3))
       da = at::mm(gb.t(), x2, at::kFloat).mul_(s).to(ctx->saved_data["a_dtype"].toScalarType());
     if (ctx->needs_input_grad(4))
       db = at::mm(g.t(), xa, at::kFloat).mul_(s).to(ctx->saved_data["b_dtype"].toScalarType());
-    return {dx, at::Tensor(), at::Tensor(), da, db, at::Tensor()};
+    return {dx, at::Tensor(), at::Tensor(), da, db, at::Tensor(), at::Tensor()};
+  }
+};
+
+// q, k, v with LoRA as one function; see ops.h (lora_qkv_fast). ts: per projection (q, k, v) its dense
+// weight (or an empty tensor when packed), bias (or empty), A, B.
+struct LoraQkvFunction : public torch::autograd::Function<LoraQkvFunction> {
+  // (Autograd counts a TensorList argument as one input: the tensors are separate arguments.)
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& wq,
+                            const at::Tensor& biq, const at::Tensor& aq, const at::Tensor& bq, const at::Tensor& wk,
+                            const at::Tensor& bik, const at::Tensor& ak, const at::Tensor& bk, const at::Tensor& wv,
+                            const at::Tensor& biv, const at::Tensor& av, const at::Tensor& bv, double s, int64_t pq,
+                            int64_t pk, int64_t pv) {
+    const std::vector<at::Tensor> ts{wq, biq, aq, bq, wk, bik, ak, bk, wv, biv, av, bv};
+    const auto dt = x.scalar_type();
+    const std::vector<int64_t> packed{pq, pk, pv};
+    const at::Tensor x2 = x.reshape({-1, x.size(-1)});
+    std::vector<at::Tensor> ws, biases, as, bs16;
+    std::vector<int64_t> outs, ranks;
+    for (int i = 0; i < 3; ++i) {
+      ws.push_back(ts[size_t(4 * i)]);
+      if (ts[size_t(4 * i + 1)].numel() > 0) biases.push_back(ts[size_t(4 * i + 1)]);
+      as.push_back(ts[size_t(4 * i + 2)].to(dt));
+      bs16.push_back(ts[size_t(4 * i + 3)].to(dt));
+      outs.push_back(bs16.back().size(0));
+      ranks.push_back(as.back().size(0));
+    }
+    at::Tensor y;
+    {
+      const at::Tensor W = base_rows(ws, packed, dt);
+      y = biases.empty() ? at::mm(x2, W.t()) : at::addmm(at::cat(biases, 0), x2, W.t());
+    }
+    const at::Tensor a16 = at::cat(as, 0);     // [r_q + r_k + r_v, in]
+    const at::Tensor xa = at::mm(x2, a16.t());  // [N, r_q + r_k + r_v]
+    for (int64_t i = 0, o = 0, r = 0; i < 3; o += outs[size_t(i)], r += ranks[size_t(i)], ++i)
+      y.narrow(1, o, outs[size_t(i)]).addmm_(xa.narrow(1, r, ranks[size_t(i)]), bs16[size_t(i)].t(), 1.0, s);
+    ctx->save_for_backward({x2, ws[0], ws[1], ws[2], a16, bs16[0], bs16[1], bs16[2], xa});
+    ctx->saved_data["s"] = s;
+    ctx->saved_data["packed"] = packed;
+    ctx->saved_data["ranks"] = ranks;
+    std::vector<int64_t> dts;
+    for (int i = 0; i < 3; ++i)
+      for (int j = 2; j < 4; ++j) dts.push_back(int64_t(ts[size_t(4 * i + j)].scalar_type()));
+    ctx->saved_data["dtypes"] = dts;
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = y.size(1);
+    return y.view(shape);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto v = ctx->get_saved_variables();
+    const at::Tensor& x2 = v[0];
+    const std::vector<at::Tensor> ws{v[1], v[2], v[3]}, bs16{v[5], v[6], v[7]};
+    const at::Tensor &a16 = v[4], &xa = v[8];
+    const double s = ctx->saved_data["s"].toDouble();
+    const auto packed = ctx->saved_data["packed"].toIntVector();
+    const auto ranks = ctx->saved_data["ranks"].toIntVector();
+    const auto dts = ctx->saved_data["dtypes"].toIntVector();
+    const int64_t total = bs16[0].size(0) + bs16[1].size(0) + bs16[2].size(0);
+    const at::Tensor dy = grads[0].reshape({-1, total});
+    std::vector<at::Tensor> dys, gbs;
+    for (int64_t i = 0, o = 0; i < 3; o += bs16[size_t(i)].size(0), ++i) {
+      dys.push_back(dy.narrow(1, o, bs16[size_t(i)].size(0)));
+      gbs.push_back(at::mm(dys.back(), bs16[size_t(i)]));  // [N, r_i]
+    }
+    const at::Tensor gb = at::cat(gbs, 1);
+    variable_list out(17);
+    if (ctx->needs_input_grad(0)) {
+      at::Tensor dx = at::mm(dy, base_rows(ws, packed, dy.scalar_type()));
+      dx.addmm_(gb, a16, 1.0, s);
+      std::vector<int64_t> shape(grads[0].sizes().begin(), grads[0].sizes().end());
+      shape.back() = x2.size(1);
+      out[0] = dx.view(shape);
+    }
+    const at::Tensor da = at::mm(gb.t(), x2, at::kFloat).mul_(s);  // [r_q + r_k + r_v, in]
+    for (int64_t i = 0, r = 0; i < 3; r += ranks[size_t(i)], ++i) {
+      out[size_t(1 + 4 * i + 2)] = da.narrow(0, r, ranks[size_t(i)]).to(at::ScalarType(dts[size_t(2 * i)]));
+      out[size_t(1 + 4 * i + 3)] = at::mm(dys[size_t(i)].t(), xa.narrow(1, r, ranks[size_t(i)]), at::kFloat)
+                                       .mul_(s)
+                                       .to(at::ScalarType(dts[size_t(2 * i + 1)]));
+    }
+    return out;
   }
 };
 
@@ -213,74 +340,97 @@ struct RopeFunction : public torch::autograd::Function<RopeFunction> {
   }
 };
 
-// The LoRA SwiGLU MLP as one function; see ops.h (lora_mlp_fast). Inputs: x, then per projection (gate, up,
-// down) its frozen weight and LoRA A, B; scalings as doubles.
+// The LoRA SwiGLU MLP as one function; see ops.h (lora_mlp_fast). ts: per projection (gate, up, down) its
+// dense weight (or an empty tensor when packed), A, B. gate and up run as one GEMM into gu = [g | u]
+// ([N, 2I]); the backward writes dg, du over it. The scalings of gate and up are equal (checked by the
+// caller).
 struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& wg,
-                            const at::Tensor& ag, const at::Tensor& bg, const at::Tensor& wu,
-                            const at::Tensor& au, const at::Tensor& bu, const at::Tensor& wd,
-                            const at::Tensor& ad, const at::Tensor& bd, double sg, double su, double sd) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& wg_,
+                            const at::Tensor& ag, const at::Tensor& bg, const at::Tensor& wu_, const at::Tensor& au,
+                            const at::Tensor& bu, const at::Tensor& wd_, const at::Tensor& ad, const at::Tensor& bd,
+                            double sgu, double sd, int64_t pg, int64_t pu, int64_t pd) {
+    const std::vector<at::Tensor> ts{wg_, ag, bg, wu_, au, bu, wd_, ad, bd};
     const auto dt = x.scalar_type();
     const at::Tensor x2 = x.reshape({-1, x.size(-1)});
-    const at::Tensor ag16 = ag.to(dt), bg16 = bg.to(dt), au16 = au.to(dt), bu16 = bu.to(dt), ad16 = ad.to(dt),
-                     bd16 = bd.to(dt);
-    at::Tensor g = at::mm(x2, wg.t()), u = at::mm(x2, wu.t());
-    const at::Tensor xag = at::mm(x2, ag16.t()), xau = at::mm(x2, au16.t());
-    g.addmm_(xag, bg16.t(), 1.0, sg);
-    u.addmm_(xau, bu16.t(), 1.0, su);
-    at::Tensor h = swiglu_into(g, u);
-    at::Tensor y = at::mm(h, wd.t());
+    const at::Tensor &wg = ts[0], &wu = ts[3], &wd = ts[6];
+    const at::Tensor agu16 = at::cat({ts[1].to(dt), ts[4].to(dt)}, 0);  // [r_g + r_u, in]
+    const at::Tensor bg16 = ts[2].to(dt), bu16 = ts[5].to(dt), ad16 = ts[7].to(dt), bd16 = ts[8].to(dt);
+    const int64_t I = bg16.size(0), rg = ts[1].size(0), ru = ts[4].size(0);
+    at::Tensor gu = at::mm(x2, base_rows({wg, wu}, {pg, pu}, dt).t());  // [N, 2I]
+    const at::Tensor xagu = at::mm(x2, agu16.t());                     // [N, r_g + r_u]
+    at::Tensor g = gu.narrow(1, 0, I), u = gu.narrow(1, I, I);
+    g.addmm_(xagu.narrow(1, 0, rg), bg16.t(), 1.0, sgu);
+    u.addmm_(xagu.narrow(1, rg, ru), bu16.t(), 1.0, sgu);
+    const int64_t rows = gu.size(0);
+    at::Tensor h = at::empty({rows, I}, gu.options());
+    check_launch(kernels::swiglu_forward(g.data_ptr(), u.data_ptr(), h.data_ptr(), rows, I, 2 * I, I,
+                                         kernel_dtype(dt), c10::cuda::getCurrentCUDAStream().stream()),
+                 "swiglu_forward");
+    at::Tensor y = at::mm(h, base_weight(wd, pd, dt).t());
     const at::Tensor ha = at::mm(h, ad16.t());
     y.addmm_(ha, bd16.t(), 1.0, sd);
-    ctx->save_for_backward({x2, wg, wu, wd, ag16, bg16, au16, bu16, ad16, bd16, g, u, xag, xau, ha});
-    ctx->saved_data["s"] = std::vector<double>{sg, su, sd};
-    ctx->saved_data["dtypes"] =
-        std::vector<int64_t>{int64_t(ag.scalar_type()), int64_t(bg.scalar_type()), int64_t(au.scalar_type()),
-                             int64_t(bu.scalar_type()), int64_t(ad.scalar_type()), int64_t(bd.scalar_type())};
+    ctx->save_for_backward({x2, wg, wu, wd, agu16, bg16, bu16, ad16, bd16, gu, xagu, ha});
+    ctx->saved_data["s"] = std::vector<double>{sgu, sd};
+    ctx->saved_data["packed"] = std::vector<int64_t>{pg, pu, pd};
+    std::vector<int64_t> dts;
+    for (int i = 0; i < 3; ++i)
+      for (int j = 1; j < 3; ++j) dts.push_back(int64_t(ts[size_t(3 * i + j)].scalar_type()));
+    ctx->saved_data["dtypes"] = dts;
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-    shape.back() = wd.size(0);
+    shape.back() = y.size(1);
     return y.view(shape);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto v = ctx->get_saved_variables();
-    const at::Tensor &x2 = v[0], &wg = v[1], &wu = v[2], &wd = v[3], &ag16 = v[4], &bg16 = v[5], &au16 = v[6],
-                     &bu16 = v[7], &ad16 = v[8], &bd16 = v[9], &g = v[10], &u = v[11], &xag = v[12],
-                     &xau = v[13], &ha = v[14];
+    const at::Tensor &x2 = v[0], &wg = v[1], &wu = v[2], &wd = v[3], &agu16 = v[4], &bg16 = v[5],
+                     &bu16 = v[6], &ad16 = v[7], &bd16 = v[8], &gu = v[9], &xagu = v[10], &ha = v[11];
     const auto s = ctx->saved_data["s"].toDoubleVector();
-    const double sg = s[0], su = s[1], sd = s[2];
-    const at::Tensor dy = grads[0].reshape({-1, wd.size(0)});
+    const auto packed = ctx->saved_data["packed"].toIntVector();
+    const double sgu = s[0], sd = s[1];
+    const auto dt = gu.scalar_type();
+    const auto stream = c10::cuda::getCurrentCUDAStream().stream();
+    const int64_t I = bg16.size(0), rg = bg16.size(1), ru = bu16.size(1), rows = gu.size(0);
+    const at::Tensor dy = grads[0].reshape({-1, bd16.size(0)});
+    at::Tensor g = gu.narrow(1, 0, I), u = gu.narrow(1, I, I);
     at::Tensor dad, dbd, dh;
     {
-      const at::Tensor h = swiglu_into(g, u);  // recomputed, same roundings as the forward
+      at::Tensor h = at::empty({rows, I}, gu.options());  // recomputed, same roundings as the forward
+      check_launch(kernels::swiglu_forward(g.data_ptr(), u.data_ptr(), h.data_ptr(), rows, I, 2 * I, I,
+                                           kernel_dtype(dt), stream),
+                   "swiglu_forward");
       const at::Tensor gbd = at::mm(dy, bd16);
-      dh = at::mm(dy, wd);
+      dh = at::mm(dy, base_weight(wd, packed[2], dt));
       dh.addmm_(gbd, ad16, 1.0, sd);
       dad = at::mm(gbd.t(), h, at::kFloat).mul_(sd);
       dbd = at::mm(dy.t(), ha, at::kFloat).mul_(sd);
     }
     // transformers' SwiGLU under autograd (kernels/swiglu.h), written over g and u: nothing else holds them.
-    const at::Tensor dg = g, du = u;
-    swiglu_backward_into(dh, g, u, dg, du);
+    check_launch(kernels::swiglu_backward(dh.data_ptr(), g.data_ptr(), u.data_ptr(), g.data_ptr(), u.data_ptr(),
+                                          rows, I, 2 * I, I, 2 * I, kernel_dtype(dt), stream),
+                 "swiglu_backward");
     dh = at::Tensor();
-    const at::Tensor gbg = at::mm(dg, bg16), gbu = at::mm(du, bu16);
-    at::Tensor dx;
+    const at::Tensor& dgu = gu;  // [dg | du]
+    const at::Tensor dg = g, du = u;
+    const at::Tensor gb = at::cat({at::mm(dg, bg16), at::mm(du, bu16)}, 1);  // [N, r_g + r_u]
+    variable_list out(15);
     if (ctx->needs_input_grad(0)) {
-      dx = at::mm(dg, wg);
-      dx.addmm_(du, wu);
-      dx.addmm_(gbg, ag16, 1.0, sg);
-      dx.addmm_(gbu, au16, 1.0, su);
+      at::Tensor dx = at::mm(dgu, base_rows({wg, wu}, {packed[0], packed[1]}, dt));
+      dx.addmm_(gb, agu16, 1.0, sgu);
       std::vector<int64_t> shape(grads[0].sizes().begin(), grads[0].sizes().end());
-      shape.back() = wg.size(1);
-      dx = dx.view(shape);
+      shape.back() = x2.size(1);
+      out[0] = dx.view(shape);
     }
-    at::Tensor dag = at::mm(gbg.t(), x2, at::kFloat).mul_(sg), dbg = at::mm(dg.t(), xag, at::kFloat).mul_(sg);
-    at::Tensor dau = at::mm(gbu.t(), x2, at::kFloat).mul_(su), dbu = at::mm(du.t(), xau, at::kFloat).mul_(su);
+    const at::Tensor dagu = at::mm(gb.t(), x2, at::kFloat).mul_(sgu);
     const auto dts = ctx->saved_data["dtypes"].toIntVector();
-    auto as = [&](at::Tensor& t, int i) { t = t.to(at::ScalarType(dts[size_t(i)])); };
-    as(dag, 0), as(dbg, 1), as(dau, 2), as(dbu, 3), as(dad, 4), as(dbd, 5);
-    return {dx,           at::Tensor(), dag, dbg,          at::Tensor(), dau,         dbu,
-            at::Tensor(), dad,          dbd, at::Tensor(), at::Tensor(), at::Tensor()};
+    auto as = [&](const at::Tensor& t, int i) { return t.to(at::ScalarType(dts[size_t(i)])); };
+    out[2] = as(dagu.narrow(0, 0, rg), 0);
+    out[3] = as(at::mm(dg.t(), xagu.narrow(1, 0, rg), at::kFloat).mul_(sgu), 1);
+    out[5] = as(dagu.narrow(0, rg, ru), 2);
+    out[6] = as(at::mm(du.t(), xagu.narrow(1, rg, ru), at::kFloat).mul_(sgu), 3);
+    out[8] = as(dad, 4);
+    out[9] = as(dbd, 5);
+    return out;
   }
 };
 
@@ -353,7 +503,46 @@ at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const
                             const at::Tensor& a, const at::Tensor& b, double scaling) {
   // Autograd functions take defined tensors only: no bias is an empty one.
   return LoraLinearFunction::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), a, b,
-                                   scaling);
+                                   scaling, int64_t(0));
+}
+
+bool lora_proj_has_fast_path(const at::Tensor& x, const LoraProj& p, bool training) {
+  if (p.weight.defined()) return lora_linear_has_fast_path(x, p.weight, p.a, p.b, p.dropout, training);
+  return p.packed != nullptr && kernels_enabled() && (p.a.requires_grad() || p.b.requires_grad()) &&
+         x.is_cuda() && x.scalar_type() == at::kBFloat16 && (p.dropout == 0 || !training) && x.numel() > 0 &&
+         (!p.bias.defined() || p.bias.scalar_type() == at::kBFloat16);
+}
+
+namespace {
+// A projection's tensors for the functions above: weight (empty when packed), bias (empty when none), A, B.
+void push_parts(std::vector<at::Tensor>& ts, const LoraProj& p, const at::TensorOptions& empty, bool bias) {
+  ts.push_back(p.weight.defined() ? p.weight : at::empty({0}, empty));
+  if (bias) ts.push_back(p.bias.defined() ? p.bias : at::empty({0}, empty));
+  ts.push_back(p.a);
+  ts.push_back(p.b);
+}
+}  // namespace
+
+at::Tensor lora_proj_fast(const at::Tensor& x, const LoraProj& p) {
+  const at::Tensor empty = at::empty({0}, x.options());
+  return LoraLinearFunction::apply(x, p.weight.defined() ? p.weight : empty, p.bias.defined() ? p.bias : empty,
+                                   p.a, p.b, p.scaling, address(p.packed));
+}
+
+bool lora_qkv_has_fast_path(const at::Tensor& x, const LoraProj& q, const LoraProj& k, const LoraProj& v,
+                            bool training) {
+  for (const LoraProj* p : {&q, &k, &v})
+    if (!lora_proj_has_fast_path(x, *p, training) || p->scaling != q.scaling ||
+        p->bias.defined() != q.bias.defined())
+      return false;
+  return true;
+}
+
+at::Tensor lora_qkv_fast(const at::Tensor& x, const LoraProj& q, const LoraProj& k, const LoraProj& v) {
+  std::vector<at::Tensor> ts;
+  for (const LoraProj* p : {&q, &k, &v}) push_parts(ts, *p, x.options(), /*bias=*/true);
+  return LoraQkvFunction::apply(x, ts[0], ts[1], ts[2], ts[3], ts[4], ts[5], ts[6], ts[7], ts[8], ts[9], ts[10],
+                                ts[11], q.scaling, address(q.packed), address(k.packed), address(v.packed));
 }
 
 bool swiglu_has_kernel(const at::Tensor& gate, const at::Tensor& up) {
@@ -370,7 +559,7 @@ at::Tensor swiglu_kernel(const at::Tensor& gate, const at::Tensor& up) {
 bool rope_has_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids) {
   const auto t = x.scalar_type();
   return kernels_enabled() && x.is_cuda() && (t == at::kFloat || t == at::kBFloat16) && x.dim() == 4 &&
-         x.size(3) % 2 == 0 && x.transpose(1, 2).is_contiguous() && x.numel() > 0 && table.cos.is_cuda() &&
+         x.size(3) % 2 == 0 && x.stride(3) == 1 && x.numel() > 0 && table.cos.is_cuda() &&
          table.cos.scalar_type() == at::kFloat && table.cos.is_contiguous() && table.sin.is_contiguous() &&
          table.cos.size(1) == x.size(3) && position_ids.is_cuda() &&
          position_ids.scalar_type() == at::kLong && position_ids.size(0) == x.size(0) &&
@@ -378,25 +567,28 @@ bool rope_has_kernel(const at::Tensor& x, const RopeTable& table, const at::Tens
 }
 
 at::Tensor rope_kernel(const at::Tensor& x, const RopeTable& table, const at::Tensor& position_ids) {
-  // x [B, H, T, D] is a transposed view of a [B, T, H, D] buffer; the kernel runs on that buffer.
-  at::Tensor out =
-      RopeFunction::apply(x.transpose(1, 2), table.cos, table.sin, position_ids.reshape({-1}).contiguous());
+  // x [B, H, T, D] is a transposed view of a [B, T, H, D] buffer; the kernel runs on that buffer (made
+  // dense first when it is a slice of a wider one, as q and k of the fused q/k/v projection are).
+  at::Tensor xt = x.transpose(1, 2);
+  if (!xt.is_contiguous()) xt = xt.contiguous();
+  at::Tensor out = RopeFunction::apply(xt, table.cos, table.sin, position_ids.reshape({-1}).contiguous());
   return out.transpose(1, 2);
 }
 
 bool lora_mlp_has_fast_path(const at::Tensor& x, const LoraProj& gate, const LoraProj& up,
                             const LoraProj& down, bool training) {
   for (const LoraProj* p : {&gate, &up, &down})
-    if (p->bias.defined() || !lora_linear_has_fast_path(x, p->weight, p->a, p->b, p->dropout, training))
-      return false;
-  return true;
+    if (p->bias.defined() || !lora_proj_has_fast_path(x, *p, training)) return false;
+  return gate.scaling == up.scaling && gate.b.size(0) == up.b.size(0);
 }
 
 at::Tensor lora_mlp_fast(const at::Tensor& x, const LoraProj& gate, const LoraProj& up,
                          const LoraProj& down) {
   // The master A/B may be float32: the function returns their gradients in their own dtypes.
-  return LoraMlpFunction::apply(x, gate.weight, gate.a, gate.b, up.weight, up.a, up.b, down.weight, down.a,
-                                down.b, gate.scaling, up.scaling, down.scaling);
+  std::vector<at::Tensor> ts;
+  for (const LoraProj* p : {&gate, &up, &down}) push_parts(ts, *p, x.options(), /*bias=*/false);
+  return LoraMlpFunction::apply(x, ts[0], ts[1], ts[2], ts[3], ts[4], ts[5], ts[6], ts[7], ts[8], gate.scaling,
+                                down.scaling, address(gate.packed), address(up.packed), address(down.packed));
 }
 
 bool linear_cross_entropy_has_fast_path(const at::Tensor& hidden, const at::Tensor& weight) {
@@ -422,6 +614,16 @@ at::Tensor lora_linear_fast(const at::Tensor&, const at::Tensor&, const at::Tens
 }
 bool lora_mlp_has_fast_path(const at::Tensor&, const LoraProj&, const LoraProj&, const LoraProj&, bool) {
   return false;
+}
+bool lora_proj_has_fast_path(const at::Tensor&, const LoraProj&, bool) { return false; }
+at::Tensor lora_proj_fast(const at::Tensor&, const LoraProj&) {
+  throw Error("this build has no CUDA kernels").hint("configure with -DHS_CUDA=ON");
+}
+bool lora_qkv_has_fast_path(const at::Tensor&, const LoraProj&, const LoraProj&, const LoraProj&, bool) {
+  return false;
+}
+at::Tensor lora_qkv_fast(const at::Tensor&, const LoraProj&, const LoraProj&, const LoraProj&) {
+  throw Error("this build has no CUDA kernels").hint("configure with -DHS_CUDA=ON");
 }
 bool swiglu_has_kernel(const at::Tensor&, const at::Tensor&) { return false; }
 at::Tensor swiglu_kernel(const at::Tensor&, const at::Tensor&) {

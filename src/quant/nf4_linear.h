@@ -29,6 +29,9 @@ class Nf4Linear final : public model::Projection {
   int64_t out_features() const override { return weight_.shape.at(0); }
   // The dequantized weight [out, in] in the NF4 tensor's dtype (bitsandbytes' dequantize_4bit exactly).
   at::Tensor dequantized() const;
+  const model::Projection* packed_base() const override { return this; }
+  at::Tensor unpack_weight() const override { return dequantized(); }
+  at::Tensor packed_bias() const override { return bias_; }
   const Nf4Tensor& weight() const { return weight_; }
   const at::Tensor& bias() const { return bias_; }
 

@@ -24,16 +24,32 @@ class FlatParams {
   FlatParams(std::vector<at::Tensor*> slots, std::vector<std::string> names, const at::Device& device,
              bool alias_fp32 = true);
 
-  at::Tensor& master() { return master_; }  // fp32, flat
-  at::Tensor& grad() { return grad_; }      // fp32, flat
-  int64_t numel() const { return master_.numel(); }
+  at::Tensor& master() { return master_; }  // fp32, flat (this rank's shard once shard() ran)
+  at::Tensor& grad() { return grad_; }      // fp32, flat (padded to the shards once shard() ran)
+  int64_t numel() const { return numel_; }  // of all managed tensors, whatever the sharding
   const std::vector<std::string>& names() const { return names_; }
 
   void zero_grad();
   // After backward: gathers gradients of tensors that are not views (non-fp32 ones) into grad().
   void gather_grads();
+  // The same for tensors [first, last) only (a gradient bucket; see grad_buckets.h).
+  void gather_grads(size_t first, size_t last);
+
+  // The managed tensors in flat order: the trainable leaf (the view for aliased ones), where it lives in
+  // the flat buffers.
+  size_t num_tensors() const { return slots_.size(); }
+  const at::Tensor& tensor(size_t i) const { return *slots_[i].tensor; }
+  int64_t offset(size_t i) const { return slots_[i].offset; }
+  int64_t numel(size_t i) const { return slots_[i].numel; }
   // After an optimizer step: refreshes non-fp32 tensors from the master.
   void push_params();
+  // The same from a flat tensor of all values (any dtype, at least numel() values): ZeRO-1's all-gathered
+  // weights.
+  void push_params_from(const at::Tensor& values);
+  // ZeRO-1 (no aliased tensors): keeps only values [begin, begin + shard) of the master (zeros past numel())
+  // and pads the gradient buffer to `padded` values. push_params() is then push_params_from()'s job.
+  void shard(int64_t begin, int64_t shard, int64_t padded);
+  bool sharded() const { return sharded_; }
 
  private:
   struct Slot {
@@ -44,6 +60,8 @@ class FlatParams {
   std::vector<Slot> slots_;
   std::vector<std::string> names_;
   at::Tensor master_, grad_;
+  int64_t numel_ = 0;
+  bool sharded_ = false;
 };
 
 }  // namespace hs::train

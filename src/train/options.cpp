@@ -80,6 +80,8 @@ TrainOptions from_config(const config::Config& cfg) {
   o.eval.max_samples = cfg.get_int("eval.max_samples");
   o.log.every = cfg.get_int("log.every");
   o.dist.check_every = cfg.get_int("dist.check_every");
+  o.dist.bucket_mb = cfg.get_real("dist.bucket_mb");
+  o.dist.shard_optimizer = cfg.get_bool("dist.shard_optimizer");
 
   // A given warmup longer than max_steps is an error before anything loads; the default's warning (and the
   // check against the steps of train.epochs epochs) comes from the trainer once it knows the run's steps.

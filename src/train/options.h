@@ -77,6 +77,8 @@ struct LogOptions {
 
 struct DistOptions {
   int64_t check_every = 100;  // parameter-equality check cadence of multi-rank runs (0: never)
+  double bucket_mb = 25;       // gradient all-reduce bucket size in MB (0: one all-reduce after backward)
+  bool shard_optimizer = false;  // ZeRO-1 for full fine-tuning
 };
 
 struct TrainOptions {

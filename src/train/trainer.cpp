@@ -42,12 +42,14 @@
 #include "train/batches.h"
 #include "train/checkpoint.h"
 #include "train/flat_params.h"
+#include "train/grad_buckets.h"
 #include "train/grad_ckpt.h"
 #include "train/lr_schedule.h"
 #include "train/options.h"
 #include "train/profile.h"
 #include "train/run_control.h"
 #include "train/tensorboard.h"
+#include "train/zero1.h"
 
 namespace hs::train {
 namespace {
@@ -79,6 +81,8 @@ struct Trainer::Impl {
   std::unique_ptr<FlatParams> flat;
   std::unique_ptr<AdamW> opt;
   at::Tensor grad_sum;  // fp64 sum of the step's gradients (train.grad_sum), or undefined
+  std::unique_ptr<GradBuckets> buckets;  // multi-rank runs with dist.bucket_mb > 0
+  std::unique_ptr<Zero1> zero;           // dist.shard_optimizer on several ranks
   LrSchedule sched;
   int64_t total_steps = 0, start_step = 0;
   int64_t last_saved = -1;  // the step of the newest checkpoint on disk (written or resumed from)
@@ -198,6 +202,18 @@ void Trainer::Impl::setup() {
   // Ranks start from identical parameters (rank 0's), whatever their RNG did.
   comm.broadcast(flat->master(), 0);
   flat->push_params();
+  if (opts.dist.shard_optimizer) {
+    if (!full)
+      throw Error("dist.shard_optimizer = on shards the optimizer state of full fine-tuning")
+          .hint("LoRA and QLoRA state is small: set dist.shard_optimizer = off (or finetune = full)");
+    if (world > 1) {
+      zero = std::make_unique<Zero1>(*flat, comm);
+      log::info("ZeRO-1: fp32 master and AdamW moments sharded over ", world, " ranks (",
+                format_count(double(zero->shard_numel())), " values each)");
+    } else {
+      log::info("dist.shard_optimizer = on with one rank: nothing to shard");
+    }
+  }
   model->set_training(true);
   if (opts.model.grad_ckpt != GradCkpt::off) model->set_layer_runner(checkpoint_runner(opts.model.grad_ckpt));
   opt = std::make_unique<AdamW>(flat->master(), opts.optimizer.adamw);
@@ -205,7 +221,13 @@ void Trainer::Impl::setup() {
   // in fp64 the order matters ~1e-16, so -np 4 and -np 1 x grad_accum 4 agree to fp32 rounding.
   const GradSum gs = opts.optimizer.grad_sum;
   if (gs == GradSum::fp64 || (gs == GradSum::auto_ && flat->numel() <= (int64_t(1) << 28)))
-    grad_sum = at::zeros({flat->numel()}, at::TensorOptions().dtype(at::kDouble).device(device));
+    grad_sum = at::zeros({zero ? zero->padded_numel() : flat->numel()},
+                         at::TensorOptions().dtype(at::kDouble).device(device));
+  if (world > 1 && opts.dist.bucket_mb > 0 && !zero) {  // ZeRO-1 reduce-scatters after backward
+    buckets = std::make_unique<GradBuckets>(*flat, grad_sum, opts.dist.bucket_mb, comm);
+    log::info("gradient all-reduce: ", buckets->size(), " bucket(s) of up to ", opts.dist.bucket_mb, " MB",
+              comm.overlaps() ? ", overlapped with backward" : "");
+  }
 
   setup_data(tokenizer_sha);
 
@@ -232,8 +254,9 @@ void Trainer::Impl::setup() {
   // The world-dependent plan and the starting point must be the same on every rank (a different step count
   // would leave one rank waiting in an all-reduce forever).
   if (world > 1)
-    dist::check_ranks_agree(plan_facts(*plan, total_steps, start_step, flat->master()),
-                            "after planning and resuming");
+    dist::check_ranks_agree(
+        plan_facts(*plan, total_steps, start_step, zero ? zero->gathered_bits() : flat->master()),
+        "after planning and resuming");
   if (rank == 0) {
     trim_metrics();
     metrics.open(join_path(run_dir, "metrics.jsonl"), std::ios::app);
@@ -359,12 +382,22 @@ void Trainer::Impl::resume() {
   if (st.world_size != world)
     log::info("resuming a ", st.world_size, "-rank checkpoint on ", world,
               " ranks (the data cursor is global)");
-  {
-    at::NoGradGuard g;
-    flat->master().copy_(st.master);
+  if (zero) {  // this rank's shard of the whole state (written by any world size, sharded or not)
+    {
+      at::NoGradGuard g;
+      flat->master().copy_(zero->my_part(st.master, flat->master()));
+    }
+    opt->load_state(st.step, zero->my_part(st.exp_avg, flat->master()),
+                    zero->my_part(st.exp_avg_sq, flat->master()));
+    zero->all_gather_params();
+  } else {
+    {
+      at::NoGradGuard g;
+      flat->master().copy_(st.master);
+    }
+    flat->push_params();
+    opt->load_state(st.step, st.exp_avg.to(device), st.exp_avg_sq.to(device));
   }
-  flat->push_params();
-  opt->load_state(st.step, st.exp_avg.to(device), st.exp_avg_sq.to(device));
   if (st.rng_cpu.defined() && st.world_size == world) {
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     gen.set_state(st.rng_cpu);
@@ -457,6 +490,12 @@ void Trainer::Impl::log_metrics(const nlohmann::ordered_json& j) {
 }
 
 void Trainer::Impl::save_checkpoint_now(int64_t step) {
+  at::Tensor master, exp_avg, exp_avg_sq;  // ZeRO-1: the whole state, gathered to rank 0 (collective)
+  if (zero) {
+    master = zero->gather_full(flat->master());
+    exp_avg = zero->gather_full(opt->exp_avg());
+    exp_avg_sq = zero->gather_full(opt->exp_avg_sq());
+  }
   if (rank != 0) {
     comm.barrier();
     last_saved = step;
@@ -468,9 +507,9 @@ void Trainer::Impl::save_checkpoint_now(int64_t step) {
   st.world_size = world;
   st.seed = opts.seed;
   st.config_ini = opts.resolved_ini;
-  st.master = flat->master().to(at::kCPU).contiguous();
-  st.exp_avg = opt->exp_avg().to(at::kCPU).contiguous();
-  st.exp_avg_sq = opt->exp_avg_sq().to(at::kCPU).contiguous();
+  st.master = zero ? master : flat->master().to(at::kCPU).contiguous();
+  st.exp_avg = zero ? exp_avg : opt->exp_avg().to(at::kCPU).contiguous();
+  st.exp_avg_sq = zero ? exp_avg_sq : opt->exp_avg_sq().to(at::kCPU).contiguous();
   st.rng_cpu = at::detail::getDefaultCPUGenerator().get_state();
   st.extra["finetune"] = full ? "full" : opts.finetune == Finetune::qlora ? "qlora" : "lora";
   std::string dir = save_checkpoint(
@@ -559,7 +598,8 @@ void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchP
 // master copy summed as integers (once over all, once over every other element, so that swapped values
 // show too), on the device, then compared across ranks over MPI: two int64 per rank.
 void Trainer::Impl::check_params_equal(int64_t step) {
-  const at::Tensor& m = flat->master();
+  // ZeRO-1: the all-gathered weights (each rank's master is its own shard).
+  const at::Tensor m = zero ? zero->gathered_bits() : flat->master();
   HS_CHECK(m.scalar_type() == at::kFloat, "master parameters are float32");
   at::Tensor bits = m.view(at::kInt);
   at::Tensor sums = at::stack({bits.sum(at::kLong), bits.slice(0, 0, bits.numel(), 2).sum(at::kLong)}).cpu();
@@ -631,15 +671,20 @@ int Trainer::Impl::train_loop() {
     at::Tensor loss_sum = at::zeros({}, at::TensorOptions().dtype(at::kDouble).device(device));
     int64_t counted = 0;
     // Errors here leave the parameters and optimizer as step `step` left them: they are agreed on by all
-    // ranks before the all-reduce, and the last completed step is saved (end_with_error).
+    // ranks before the all-reduce is waited for (on GPUs the buckets of the last micro-batch have started;
+    // a failed step never waits for them), and the last completed step is saved (end_with_error).
     std::string local_error;
+    bool armed = false;  // this rank's buckets gathered the step's gradients
     try {
       if (faults.at(step, "data"))
         throw Error(hs::str("injected data error: a sample cannot be read"))
             .at(opts.data.train)
             .hint("HSLOTH_FAIL_AT is set");
-      for (int64_t m : plan->step_batches(step, rank)) {
-        const auto& mb = plan->micro_batches()[size_t(m)];
+      const auto step_batches = plan->step_batches(step, rank);
+      for (size_t i = 0; i < step_batches.size(); ++i) {
+        const auto& mb = plan->micro_batches()[size_t(step_batches[i])];
+        const bool bucketed = buckets && i + 1 == step_batches.size();  // the step's last micro-batch
+        armed = armed || bucketed;
         Batch b = collate(*train_data, mb, packing);
         b.inputs.input_ids = b.inputs.input_ids.to(device);
         auto ls = model->loss(b.inputs, b.mask);
@@ -648,11 +693,14 @@ int Trainer::Impl::train_loop() {
               hs::str("micro-batch has ", ls.count, " trained targets, the shard index says ", mb.trained))
               .at(opts.data.train)
               .hint("the shards are inconsistent; re-run hsloth prep");
+        if (bucketed) buckets->arm();
         (ls.sum / double(std::max<int64_t>(1, step_trained))).backward();
         clear_checkpoint_calls();
         loss_sum += ls.sum.detach().to(at::kDouble);
         counted += ls.count;
-        if (grad_sum.defined()) {  // each micro-batch's fp32 gradient goes into the fp64 sum
+        if (bucketed) {
+          buckets->flush();  // the buckets gathered (and summed into grad_sum) and, on GPUs, started
+        } else if (grad_sum.defined()) {  // each micro-batch's fp32 gradient goes into the fp64 sum
           flat->gather_grads();
           grad_sum.add_(flat->grad());
           flat->zero_grad();
@@ -668,7 +716,15 @@ int Trainer::Impl::train_loop() {
                                "batch), or set train.grad_ckpt = on"));
     }
     if (world > 1 || !local_error.empty()) end_with_error(step, local_error, /*in_eval=*/false);
-    if (grad_sum.defined()) {
+    if (zero) {
+      zero->reduce_scatter(grad_sum);  // this rank's shard of the reduced gradient
+    } else if (buckets) {
+      // What is not reduced yet (everything on CPU) is reduced now, bucket by bucket; then all are waited
+      // for.
+      if (!armed && !grad_sum.defined()) flat->gather_grads();
+      buckets->finish();
+      if (grad_sum.defined()) flat->grad().copy_(grad_sum);  // rounded to fp32 once
+    } else if (grad_sum.defined()) {
       comm.all_reduce_sum(grad_sum);
       flat->grad().copy_(grad_sum);  // rounded to fp32 once
     } else {
@@ -678,7 +734,10 @@ int Trainer::Impl::train_loop() {
     at::Tensor stats = at::stack({loss_sum.to(at::kCPU), at::scalar_tensor(double(counted), at::kDouble)});
     comm.all_reduce_sum(stats);
     const double loss = stats[0].item<double>() / std::max(1.0, stats[1].item<double>());
-    const double gnorm = flat->grad().norm().item<double>();
+    // The global norm, in fp64 by fixed chunks: the same bits with and without ZeRO-1's shards.
+    at::Tensor& grad = zero ? zero->grad_shard() : flat->grad();
+    const double gnorm = zero ? zero->grad_norm()
+                              : chunked_grad_norm(grad, 0, flat->numel(), norm_chunk(flat->numel()), nullptr);
     if (!std::isfinite(loss) || !std::isfinite(gnorm)) {
       // Every rank sees the same reduced numbers: all save (collectively) and stop together.
       const std::string saved = save_after_error(step);
@@ -690,12 +749,15 @@ int Trainer::Impl::train_loop() {
     }
     if (max_norm > 0) {
       const double coef = std::min(1.0, max_norm / (gnorm + 1e-6));  // torch.nn.utils.clip_grad_norm_
-      if (coef < 1.0) flat->grad().mul_(coef);
+      if (coef < 1.0) grad.mul_(coef);
     }
     const double lr = sched.lr(step);
     profiler.phase("optimizer");
-    opt->step(flat->grad(), lr);
-    flat->push_params();
+    opt->step(grad, lr);
+    if (zero)
+      zero->all_gather_params();
+    else
+      flat->push_params();
     profiler.end(step);
 
     const data::StepStats st = plan->step_stats(step);  // the numbers `hsloth inspect --steps` prints

@@ -151,6 +151,120 @@ TEST(FastPath, LoraMlpMatchesFloat64AndPeft) {
   }
 }
 
+// q, k and v as one function (one GEMM over the three bases' rows, one x [A_q; A_k; A_v]^T, one dX GEMM)
+// against float64 and against three separate PEFT-formula projections; GQA widths, with and without
+// biases, weights back to back in one buffer (the view Model::load makes on CUDA) and apart (a copy).
+TEST(FastPath, LoraQkvMatchesFloat64AndPeft) {
+  REQUIRE_FAST_PATH();
+  const int64_t N = 517, H = 384, Q = 384, KV = 128, r = 16;
+  const double s = 2.0;
+  auto cuda = at::TensorOptions().device(at::kCUDA);
+  for (bool with_bias : {false, true})
+    for (bool adjacent : {false, true}) {
+      at::manual_seed(7);
+      auto x = at::randn({N, H}, cuda).to(at::kBFloat16);
+      at::Tensor wall = (at::randn({Q + 2 * KV, H}, cuda) * 0.05).to(at::kBFloat16);
+      std::vector<ops::LoraProj> ps;
+      for (auto [off, out] : {std::pair<int64_t, int64_t>{0, Q}, {Q, KV}, {Q + KV, KV}}) {
+        at::Tensor w = adjacent ? wall.narrow(0, off, out) : wall.narrow(0, off, out).clone();
+        at::Tensor b = with_bias ? (at::randn({out}, cuda) * 0.1).to(at::kBFloat16) : at::Tensor();
+        ps.push_back({w, b, at::randn({r, H}, cuda) * 0.05, at::randn({out, r}, cuda) * 0.05, s, 0.0});
+      }
+      auto g = at::randn({N, Q + 2 * KV}, cuda).to(at::kBFloat16);
+
+      // float64 reference.
+      auto d = [](const at::Tensor& t) { return t.to(at::kDouble); };
+      auto x64 = leaf(d(x));
+      std::vector<at::Tensor> leaves64, ys64;
+      for (const auto& p : ps) {
+        auto a = leaf(d(p.a)), b = leaf(d(p.b));
+        leaves64.push_back(a), leaves64.push_back(b);
+        auto y = at::mm(x64, d(p.weight).t()) + s * at::mm(at::mm(x64, a.t()), b.t());
+        ys64.push_back(with_bias ? y + d(p.bias) : y);
+      }
+      auto y64 = at::cat(ys64, 1);
+      torch::autograd::backward({y64}, {d(g)});
+
+      auto run = [&](bool fast) {
+        auto xf = leaf(x);
+        std::vector<ops::LoraProj> qs = ps;
+        std::vector<at::Tensor> ls;
+        for (auto& p : qs) {
+          p.a = leaf(p.a), p.b = leaf(p.b);
+          ls.push_back(p.a), ls.push_back(p.b);
+        }
+        at::Tensor y;
+        if (fast) {
+          EXPECT_TRUE(ops::lora_qkv_has_fast_path(xf, qs[0], qs[1], qs[2], true));
+          y = ops::lora_qkv_fast(xf, qs[0], qs[1], qs[2]);
+        } else {
+          std::vector<at::Tensor> ys;
+          for (const auto& p : qs)
+            ys.push_back(ops::lora_linear_reference(xf, p.weight, p.bias, p.a, p.b, p.scaling, 0.0, true));
+          y = at::cat(ys, 1);
+        }
+        torch::autograd::backward({y}, {g});
+        std::vector<at::Tensor> out{y.detach(), xf.grad()};
+        for (auto& l : ls) out.push_back(l.grad());
+        return out;
+      };
+      auto fast = run(true), peft = run(false);
+      std::vector<at::Tensor> want{y64.detach(), x64.grad()};
+      for (auto& l : leaves64) want.push_back(l.grad());
+      const char* names[] = {"y", "dx", "dA_q", "dB_q", "dA_k", "dB_k", "dA_v", "dB_v"};
+      for (size_t i = 0; i < want.size(); ++i) {
+        const double fe = rel_err(fast[i], want[i]), pe = rel_err(peft[i], want[i]);
+        std::printf("qkv %-5s bias=%d adjacent=%d: fast %.2e, PEFT formula %.2e\n", names[i], int(with_bias),
+                    int(adjacent), fe, pe);
+        EXPECT_LT(fe, 8e-3) << names[i] << " bias=" << with_bias << " adjacent=" << adjacent;
+        EXPECT_LT(fe, 3 * pe + 5e-3) << names[i];
+        if (i >= 2) {
+          EXPECT_EQ(fast[i].scalar_type(), at::kFloat) << names[i];
+        }
+      }
+      // Unequal scalings are not fused (the caller falls back to three projections).
+      ops::LoraProj other = ps[1];
+      other.scaling = 1.0;
+      other.a = leaf(other.a);
+      EXPECT_FALSE(ops::lora_qkv_has_fast_path(x, ps[0], other, ps[2], true));
+    }
+}
+
+// gate and up back to back in one buffer (Model::load's layout on CUDA): the fused MLP reads them as one
+// view and gives the numbers it gives on separate weights.
+TEST(FastPath, LoraMlpAdjacentGateUpMatchesSeparate) {
+  REQUIRE_FAST_PATH();
+  const int64_t N = 129, H = 256, I = 512, r = 8;
+  auto cuda = at::TensorOptions().device(at::kCUDA);
+  at::manual_seed(3);
+  auto x = at::randn({N, H}, cuda).to(at::kBFloat16);
+  at::Tensor wgu = (at::randn({2 * I, H}, cuda) * 0.06).to(at::kBFloat16);
+  auto lora = [&](at::Tensor w, double s) {
+    return ops::LoraProj{w, at::Tensor(), (at::randn({r, w.size(1)}, cuda) * 0.06).requires_grad_(true),
+                         (at::randn({w.size(0), r}, cuda) * 0.06).requires_grad_(true), s, 0.0};
+  };
+  ops::LoraProj gate = lora(wgu.narrow(0, 0, I), 2.0), up = lora(wgu.narrow(0, I, I), 2.0),
+                down = lora((at::randn({H, I}, cuda) * 0.06).to(at::kBFloat16), 0.5);
+  auto g = at::randn({N, H}, cuda).to(at::kBFloat16);
+  auto run = [&](bool adjacent) {
+    ops::LoraProj gf = gate, uf = up, df = down;
+    if (!adjacent) gf.weight = gate.weight.clone(), uf.weight = up.weight.clone();
+    std::vector<at::Tensor> ls;
+    for (ops::LoraProj* p : {&gf, &uf, &df}) {
+      p->a = leaf(p->a), p->b = leaf(p->b);
+      ls.push_back(p->a), ls.push_back(p->b);
+    }
+    auto xf = leaf(x);
+    auto y = ops::lora_mlp_fast(xf, gf, uf, df);
+    torch::autograd::backward({y}, {g});
+    std::vector<at::Tensor> out{y.detach(), xf.grad()};
+    for (auto& l : ls) out.push_back(l.grad());
+    return out;
+  };
+  auto a = run(true), b = run(false);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i], b[i])) << "output " << i;
+}
+
 // The seam: ops::rope and ops::swiglu dispatch to kernels/ on CUDA (through autograd) and give the
 // reference's numbers: RoPE bit for bit, SwiGLU within one bf16 ulp in at most 0.1% of elements.
 TEST(FastPath, RopeSeamMatchesReference) {
@@ -171,8 +285,24 @@ TEST(FastPath, RopeSeamMatchesReference) {
   torch::autograd::backward({yr}, {g});
   EXPECT_TRUE(at::equal(yk, yr));
   EXPECT_TRUE(at::equal(xk.grad(), xr.grad()));
-  EXPECT_FALSE(
-      ops::rope_has_kernel(at::randn({B, H, T, D}, at::kCUDA), table, pos));  // not a [B,T,H,D] buffer
+  // Not a [B, T, H, D] buffer (a dense [B, H, T, D] tensor, or q of the fused q/k/v output, a slice of a
+  // wider row): the kernel runs on a dense copy, same numbers.
+  for (bool wide : {false, true}) {
+    const at::Tensor base = wide ? at::randn({B, T, H * D + 96}, at::kCUDA).to(at::kBFloat16)
+                                 : at::randn({B, H, T, D}, at::kCUDA).to(at::kBFloat16);
+    auto view = [&](const at::Tensor& t) {
+      return wide ? t.narrow(2, 0, H * D).view({B, T, H, D}).transpose(1, 2) : t;
+    };
+    auto bk = leaf(base), br = leaf(base);
+    ASSERT_TRUE(ops::rope_has_kernel(view(bk), table, pos));
+    auto y1 = ops::rope(view(bk), table, pos), y2 = ops::rope_reference(view(br), table, pos);
+    torch::autograd::backward({y1}, {g});
+    torch::autograd::backward({y2}, {g});
+    EXPECT_TRUE(at::equal(y1, y2)) << "wide=" << wide;
+    EXPECT_TRUE(at::equal(bk.grad(), br.grad())) << "wide=" << wide;
+  }
+  EXPECT_FALSE(ops::rope_has_kernel(at::randn({B, H, T, 2 * D}, at::kCUDA).to(at::kBFloat16).slice(3, 0, 2 * D, 2),
+                                    table, pos));  // head_dim not contiguous
 }
 
 TEST(FastPath, SwigluSeamMatchesReference) {

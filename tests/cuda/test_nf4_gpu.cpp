@@ -9,7 +9,13 @@
 #include <cmath>
 #include <vector>
 
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "lora/lora.h"
+#include "model/ops.h"
 #include "quant/nf4.h"
+#include "quant/nf4_linear.h"
 #include "support/test_support.h"
 
 namespace {
@@ -135,6 +141,114 @@ TEST(Nf4Gpu, ZeroBlockGetsCodeZeroLikeBitsandbytesCuda) {
   const at::Tensor p = g.packed.view(-1).to(at::kCPU);
   EXPECT_TRUE((p.slice(0, 32, 64) == 0).all().item<bool>());  // 0 * (1/0) = NaN -> code 0
   EXPECT_EQ(g.absmax.numel(), 4);
+}
+
+namespace ops = hs::model::ops;
+
+at::Tensor leaf(const at::Tensor& t) { return t.detach().clone().requires_grad_(true); }
+
+int64_t allocated() {
+  return c10::cuda::CUDACachingAllocator::getDeviceStats(0)
+      .allocated_bytes[size_t(c10::CachingAllocator::StatType::AGGREGATE)]
+      .current;
+}
+
+// QLoRA's fast path: LoRA over an NF4 base unpacks the weight in the forward and again in the backward and
+// computes exactly what the dense fast path computes on the dequantized weight (bit for bit); LoraLinear
+// dispatches to it; the forward keeps no dense copy of the weight for the backward.
+TEST(Nf4Gpu, QloraFastPathEqualsDenseFastPathOnDequantizedWeights) {
+  REQUIRE_GPU();
+  if (!ops::kernels_enabled()) GTEST_SKIP() << "kernels disabled";
+  at::manual_seed(11);
+  auto cuda = at::TensorOptions().device(at::kCUDA);
+  const int64_t N = 300, H = 1024, Q = 1024, KV = 256, I = 2048, r = 16;
+  auto nf4 = [&](int64_t out, int64_t in) {
+    return std::make_shared<hs::quant::Nf4Linear>(
+        hs::quant::quantize_nf4((at::randn({out, in}, cuda) * 0.05).to(at::kBFloat16)), at::Tensor());
+  };
+  auto proj = [&](const std::shared_ptr<hs::quant::Nf4Linear>& base, bool packed) {
+    ops::LoraProj p{packed ? at::Tensor() : base->dequantized(), at::Tensor(),
+                    leaf(at::randn({r, base->in_features()}, cuda) * 0.05),
+                    leaf(at::randn({base->out_features(), r}, cuda) * 0.05), 2.0, 0.0};
+    if (packed) p.packed = base.get();
+    return p;
+  };
+  auto grads = [](const at::Tensor& y, const at::Tensor& g, const at::Tensor& x,
+                  const std::vector<ops::LoraProj>& ps) {
+    torch::autograd::backward({y}, {g});
+    std::vector<at::Tensor> out{y.detach(), x.grad()};
+    for (const auto& p : ps) out.push_back(p.a.grad()), out.push_back(p.b.grad());
+    return out;
+  };
+  auto same = [](const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b, const char* what) {
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(bits_equal(a[i], b[i])) << what << " output " << i;
+  };
+  const auto x = at::randn({N, H}, cuda).to(at::kBFloat16);
+
+  {  // one projection, and LoraLinear's dispatch
+    auto base = nf4(Q, H);
+    at::manual_seed(5);
+    auto pp = proj(base, true);
+    at::manual_seed(5);
+    auto pd = proj(base, false);
+    const auto g = at::randn({N, Q}, cuda).to(at::kBFloat16);
+    ASSERT_TRUE(ops::lora_proj_has_fast_path(x, pp, true));
+    auto xp = leaf(x), xd = leaf(x), xl = leaf(x);
+    {
+      at::NoGradGuard no_grad;  // cuBLAS's workspace comes from the caching allocator on the first GEMM
+      ops::lora_proj_fast(x, pp);
+    }
+    const int64_t before = allocated();
+    at::Tensor y = ops::lora_proj_fast(xp, pp);
+    const int64_t kept = allocated() - before;
+    // y itself, x A^T and bf16 copies of A and B; no [out, in] weight (2 MiB here).
+    EXPECT_LT(kept, y.nbytes() + Q * H);
+    auto a = grads(y, g, xp, {pp});
+    auto b = grads(ops::lora_linear_fast(xd, pd.weight, {}, pd.a, pd.b, 2.0), g, xd, {pd});
+    same(a, b, "projection");
+    hs::lora::LoraLinear wrapped(base, pp.a.detach().clone().requires_grad_(true),
+                                 pp.b.detach().clone().requires_grad_(true), 2.0, 0.0);
+    EXPECT_EQ(wrapped.packed_base(), base.get());
+    at::Tensor yl = wrapped.forward(xl, true);
+    EXPECT_TRUE(bits_equal(yl, a[0]));
+    // ... and against PEFT's formula on the dequantized weight (fp32 LoRA branch): bf16 tolerance.
+    at::Tensor yr = ops::lora_linear_reference(x, base->dequantized(), {}, pp.a.detach(), pp.b.detach(), 2.0, 0.0,
+                                               false);
+    const double err = (yl.to(at::kDouble) - yr.to(at::kDouble)).norm().item<double>() /
+                       yr.to(at::kDouble).norm().item<double>();
+    EXPECT_LT(err, 8e-3);
+  }
+  {  // q, k, v
+    std::vector<std::shared_ptr<hs::quant::Nf4Linear>> bases{nf4(Q, H), nf4(KV, H), nf4(KV, H)};
+    std::vector<ops::LoraProj> pp, pd;
+    for (auto& b : bases) {
+      at::manual_seed(9);
+      pp.push_back(proj(b, true));
+      at::manual_seed(9);
+      pd.push_back(proj(b, false));
+    }
+    const auto g = at::randn({N, Q + 2 * KV}, cuda).to(at::kBFloat16);
+    ASSERT_TRUE(ops::lora_qkv_has_fast_path(x, pp[0], pp[1], pp[2], true));
+    auto xp = leaf(x), xd = leaf(x);
+    same(grads(ops::lora_qkv_fast(xp, pp[0], pp[1], pp[2]), g, xp, pp),
+         grads(ops::lora_qkv_fast(xd, pd[0], pd[1], pd[2]), g, xd, pd), "qkv");
+  }
+  {  // the SwiGLU MLP
+    std::vector<std::shared_ptr<hs::quant::Nf4Linear>> bases{nf4(I, H), nf4(I, H), nf4(H, I)};
+    std::vector<ops::LoraProj> pp, pd;
+    for (auto& b : bases) {
+      at::manual_seed(13);
+      pp.push_back(proj(b, true));
+      at::manual_seed(13);
+      pd.push_back(proj(b, false));
+    }
+    const auto g = at::randn({N, H}, cuda).to(at::kBFloat16);
+    ASSERT_TRUE(ops::lora_mlp_has_fast_path(x, pp[0], pp[1], pp[2], true));
+    auto xp = leaf(x), xd = leaf(x);
+    same(grads(ops::lora_mlp_fast(xp, pp[0], pp[1], pp[2]), g, xp, pp),
+         grads(ops::lora_mlp_fast(xd, pd[0], pd[1], pd[2]), g, xd, pd), "mlp");
+  }
 }
 
 }  // namespace

@@ -156,6 +156,18 @@ TEST_F(Nf4Model, Nf4LinearIsLinearOnTheDequantizedWeightForwardAndBackward) {
     EXPECT_LT(max_rel(l1.a.grad(), l2.a.grad()), 1e-6);
     EXPECT_LT(max_rel(l1.b.grad(), l2.b.grad()), 1e-6);
     EXPECT_EQ(l1.dense(), nullptr);
+    EXPECT_EQ(l1.packed_base(), nf4.get());
+    // A bf16 NF4 base under float32 LoRA masters: the output stays bf16, as PEFT casts the sum back to the
+    // base result's dtype, and equals the dense LoRA's on the dequantized bf16 weight.
+    auto q16 = hs::quant::quantize_nf4(w.to(at::kBFloat16));
+    auto nf16 = std::make_shared<hs::quant::Nf4Linear>(q16, bias.to(at::kBFloat16));
+    auto dense16 = std::make_shared<DenseLinear>(hs::quant::dequantize_nf4(q16), bias.to(at::kBFloat16));
+    hs::lora::LoraLinear l3(nf16, a0.clone().requires_grad_(true), b0.clone().requires_grad_(true), 2.0, 0);
+    hs::lora::LoraLinear l4(dense16, a0.clone().requires_grad_(true), b0.clone().requires_grad_(true), 2.0, 0);
+    at::Tensor x16 = x1.to(at::kBFloat16);
+    at::Tensor y3 = l3.forward(x16, true), y4 = l4.forward(x16, true);
+    EXPECT_EQ(y3.scalar_type(), at::kBFloat16);
+    EXPECT_TRUE(at::equal(y3, y4));
   }
 }
 
