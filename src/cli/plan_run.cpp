@@ -41,6 +41,10 @@ plan::RunSpec plan_spec(const train::TrainOptions& o, const io::HfConfig& model,
                : o.optimizer.grad_sum == train::GradSum::fp32 ? plan::GradSum::fp32
                                                               : plan::GradSum::auto_;
   s.world = world;
+  s.shard_optimizer = o.dist.shard_optimizer;
+  if (s.shard_optimizer && s.finetune != plan::Finetune::full)  // the trainer's refusal, before any plan
+    throw Error("dist.shard_optimizer = on shards the optimizer state of full fine-tuning")
+        .hint("LoRA and QLoRA state is small: set dist.shard_optimizer = off (or finetune = full)");
   s.seed = o.seed;
   s.max_steps = o.schedule.max_steps;
   s.epochs = o.schedule.epochs;

@@ -80,6 +80,25 @@ std::vector<Candidate> advise(const io::HfConfig& c, const Plan& base, const Sam
             ck == Ckpt::on ? "keep one input per layer, recompute the layer in the backward"
                            : "keep the layer inputs in host memory");
       }
+    if (s0.finetune == Finetune::full) {
+      // ZeRO-1 splits the fp32 master and the moments (12 B per parameter) over the ranks.
+      for (int n : {2, 4, 8}) {
+        RunSpec s = s0;
+        s.world = std::max(s0.world, n);
+        if (s.world == s0.world && s0.shard_optimizer) continue;
+        s.shard_optimizer = true;
+        const int more = s.world / s0.world;
+        if (more > 1 && s0.grad_accum % more == 0) s.grad_accum = s0.grad_accum / more;
+        const size_t before = out.size();
+        add(out, c, base, samples, s,
+            hs::str("--dist.shard_optimizer on on ", s.world, " ranks (mpirun -np ", s.world, ")",
+                    s.grad_accum != s0.grad_accum ? hs::str(" --train.grad_accum ", s.grad_accum) : ""),
+            s.world * s.grad_accum == s0.world * s0.grad_accum
+                ? "fp32 master and AdamW moments split over the ranks (ZeRO-1), the same global batch"
+                : "fp32 master and AdamW moments split over the ranks (ZeRO-1); a larger global batch");
+        if (out.size() > before && out.back().plan.fits) break;
+      }
+    }
     if (s0.finetune != Finetune::qlora) {
       RunSpec s = s0;
       s.finetune = Finetune::qlora;

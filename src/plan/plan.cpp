@@ -266,6 +266,18 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
 
 }  // namespace
 
+Zero1Shape zero1_shape(int64_t numel, int world) {
+  // train/zero1.cpp: the norm chunk (a power of two, about numel / 64, in [2^10, 2^24]) and shards of whole
+  // chunks, the same size on every rank.
+  int64_t chunk = int64_t(1) << 10;
+  while (chunk < (int64_t(1) << 24) && chunk * 2 <= numel / 64) chunk *= 2;
+  const int64_t per = chunk * int64_t(std::max(1, world));
+  Zero1Shape z;
+  z.shard = world > 1 ? std::max<int64_t>(1, (numel + per - 1) / per) * chunk : numel;
+  z.padded = world > 1 ? z.shard * world : numel;
+  return z;
+}
+
 double sum(const std::vector<Term>& terms) {
   double s = 0;
   for (const auto& t : terms) s += t.value;
@@ -389,16 +401,33 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
   } else {
     mem.states.push_back(bytes_term("weights (bf16)", P, 1, kBf16, "params"));
   }
+  const bool fp64 =
+      s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit);
+  // ZeRO-1 (dist.shard_optimizer, full fine-tuning on several ranks; train/zero1.cpp): each rank keeps a
+  // shard of the fp32 master and the AdamW moments, and the flat gradient padded to whole shards.
+  const bool zero = full && s.shard_optimizer && s.world > 1;
+  const Zero1Shape z = zero1_shape(p.trainable, zero ? s.world : 1);
+  p.shard = zero ? z.shard : 0;
+  const double S = double(z.shard), Tpad = double(z.padded);
   if (full) {
     mem.states.push_back(bytes_term("gradients of the weights (bf16 .grad)", P, 1, kBf16, "params"));
-    mem.states.push_back(bytes_term("fp32 master copy", P, 1, kF32, "params"));
+    if (zero)
+      mem.states.push_back(bytes_term("fp32 master: this rank's shard (ZeRO-1)", S, 1, kF32, "params"));
+    else
+      mem.states.push_back(bytes_term("fp32 master copy", P, 1, kF32, "params"));
   } else {
     mem.states.push_back(bytes_term("LoRA A, B (fp32 masters)", T, 1, kF32, "params"));
   }
-  mem.states.push_back(bytes_term("flat fp32 gradient", T, 1, kF32, "params"));
-  mem.states.push_back(bytes_term("AdamW moments (2 x fp32)", T, 2, kF32, "params"));
-  if (s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit))
-    mem.states.push_back(bytes_term("fp64 gradient sum (train.grad_sum)", T, 1, kF64, "params"));
+  mem.states.push_back(bytes_term(zero ? "flat fp32 gradient (padded to the shards)" : "flat fp32 gradient",
+                                  zero ? Tpad : T, 1, kF32, "params"));
+  if (zero)
+    mem.states.push_back(bytes_term("reduced gradient: this rank's shard (fp32)", S, 1, kF32, "params"));
+  mem.states.push_back(
+      bytes_term(zero ? "AdamW moments: this rank's shard (2 x fp32)" : "AdamW moments (2 x fp32)",
+                 zero ? S : T, 2, kF32, "params"));
+  if (fp64)
+    mem.states.push_back(
+        bytes_term("fp64 gradient sum (train.grad_sum)", zero ? Tpad : T, 1, kF64, "params"));
   const double rope_pos = double(
       std::max<int64_t>(std::min<int64_t>(c.max_position_embeddings, 4096), largest ? largest->row_len : 0));
   mem.states.push_back(
@@ -464,15 +493,26 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
   }
   for (auto& t : backward_terms(c, s, N)) mem.backward.push_back(t);
   // AdamW::step: sqrt(v) and its quotient (fp32, like the parameters) before the update.
-  mem.optimizer.push_back(bytes_term("AdamW temporaries (sqrt(v), denominator)", T, 2, kF32, "params"));
+  mem.optimizer.push_back(
+      bytes_term("AdamW temporaries (sqrt(v), denominator)", zero ? S : T, 2, kF32, "params"));
+  if (full) {
+    // Start-up: FlatParams' full fp32 master and gradient next to the weights (ZeRO-1 allocates the padded
+    // gradient and the master shard before the full ones are freed).
+    mem.setup.push_back(bytes_term("fp32 master, whole (before sharding)", zero ? S : T, 1, kF32, "params"));
+    mem.setup.push_back(bytes_term("flat fp32 gradient, whole", T, 1, kF32, "params"));
+    if (zero) mem.setup.push_back(bytes_term("flat fp32 gradient, padded (ZeRO-1)", Tpad, 1, kF32, "params"));
+  }
 
   const double states = sum(mem.states), kept = sum(mem.kept);
   const double at_loss = states + kept + sum(mem.loss);
   const double in_backward = states + kept + sum(mem.backward);
   const double at_loss_backward = states + kept + sum(mem.loss_backward);
   const double at_step = states + sum(mem.optimizer);
-  mem.peak = std::max({at_loss, in_backward, at_loss_backward, at_step});
-  mem.peak_phase = mem.peak == at_step            ? "optimizer step"
+  // Start-up holds the weights and the setup terms only (no .grad yet).
+  const double at_setup = full ? (nf4 ? 0 : 2.0 * P) + sum(mem.setup) : 0;
+  mem.peak = std::max({at_loss, in_backward, at_loss_backward, at_step, at_setup});
+  mem.peak_phase = mem.peak == at_setup           ? "start-up (fp32 master and gradient made)"
+                   : mem.peak == at_step          ? "optimizer step"
                    : mem.peak == at_loss          ? "end of forward (loss)"
                    : mem.peak == at_loss_backward ? "loss backward"
                                                   : "backward";
@@ -498,20 +538,26 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
       t_mb[i] = sum(
           micro_time(c, s, *gpu, micro_stats(bp.micro_batches()[i], samples, s.packing), p.matmul_params));
     // Optimizer: AdamW reads p, g, m, v and writes p, m, v (fp32) plus the gradient norm, clipping and the
-    // fp64 sum's copy; full fine-tuning also gathers bf16 gradients and refreshes the bf16 weights.
-    const bool fp64 =
-        s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit);
-    // Full fine-tuning: the measured per-step cost (AdamW's unfused ops, clipping, zeroing, gathering the
-    // bf16 gradients, refreshing the bf16 weights) in bytes per parameter.
-    const double opt_bytes = full ? P * gpu->eff.full_step_bytes
+    // fp64 sum's copy. Full fine-tuning: the measured per-step cost in bytes per parameter, of which the
+    // gathering of the bf16 gradients, the refresh of the bf16 weights and the zeroing (18 B) run over every
+    // parameter and the rest (AdamW, norm, clipping) over this rank's shard under ZeRO-1.
+    constexpr double kWholeBytes = 18;
+    const double opt_bytes = full ? (zero ? P * kWholeBytes + S * (gpu->eff.full_step_bytes - kWholeBytes)
+                                          : P * gpu->eff.full_step_bytes)
                                   : T * (7 * kF32 + 2 * kF32 + (fp64 ? 2 * kF64 * double(s.grad_accum) : 0));
     sp.optimizer_s = opt_bytes / gpu->hbm_bytes_s;
     if (s.world > 1) {
-      // One all-reduce of the flat gradient (fp64 when summed in fp64): NCCL ring, 2 (N - 1) / N of the bytes
-      // over the bus bandwidth.
-      sp.allreduce_bytes = T * (fp64 ? kF64 : kF32);
-      sp.allreduce_s =
-          2.0 * double(s.world - 1) / double(s.world) * sp.allreduce_bytes / gpu->allreduce_bus_bytes_s;
+      // NCCL ring over the bus bandwidth: one all-reduce of the flat gradient (fp64 when summed in fp64),
+      // 2 (N - 1) / N of its bytes; ZeRO-1: a reduce-scatter of it and an all-gather of the bf16 weights,
+      // (N - 1) / N of each.
+      const double f = double(s.world - 1) / double(s.world);
+      if (zero) {
+        sp.allreduce_bytes = Tpad * (fp64 ? kF64 : kF32) + Tpad * kBf16;
+        sp.allreduce_s = f * sp.allreduce_bytes / gpu->allreduce_bus_bytes_s;
+      } else {
+        sp.allreduce_bytes = T * (fp64 ? kF64 : kF32);
+        sp.allreduce_s = 2.0 * f * sp.allreduce_bytes / gpu->allreduce_bus_bytes_s;
+      }
     }
     double total_s = 0, total_tokens = 0;
     for (int64_t st = 0; st < p.steps_per_epoch; ++st) {

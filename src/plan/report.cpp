@@ -84,7 +84,8 @@ std::string spec_line(const Plan& p) {
   const RunSpec& s = p.spec;
   return hs::str("finetune ", finetune_name(s.finetune), targets(s), ", grad_ckpt ", ckpt_name(s.grad_ckpt),
                  ", tokens_per_batch ", s.tokens_per_batch, ", grad_accum ", s.grad_accum,
-                 s.world > 1 ? hs::str(", ", s.world, " ranks") : "");
+                 s.world > 1 ? hs::str(", ", s.world, " ranks") : "",
+                 p.shard > 0 ? hs::str(", ZeRO-1 (", num(double(p.shard)), " values per shard)") : "");
 }
 
 }  // namespace
@@ -143,6 +144,10 @@ std::string render_text(const Plan& p, const std::vector<Candidate>& advice) {
   t.row("backward of the last layer (on top)", gib(sum(m.backward)), "");
   for (const auto& x : m.backward) t.row("  " + x.name, gib(x.value), x.formula);
   t.row("optimizer step (on top of the weights and state)", gib(sum(m.optimizer)), "");
+  if (!m.setup.empty()) {
+    t.row("start-up (next to the weights)", gib(sum(m.setup)), "");
+    for (const auto& x : m.setup) t.row("  " + x.name, gib(x.value), x.formula);
+  }
   t.row("PEAK allocated (" + m.peak_phase + ")", gib(m.peak), "what train reports as peak mem");
   for (const auto& x : m.overhead) t.row("+ " + x.name, gib(x.value), x.formula);
   t.row("NEEDED on the GPU", gib(m.needed), p.gpu ? "of " + gib(p.gpu->memory_bytes) + " GiB" : "");
@@ -157,8 +162,10 @@ std::string render_text(const Plan& p, const std::vector<Candidate>& advice) {
     v.row("optimizer step", num(p.speed.optimizer_s * 1e3, 2),
           num(double(p.trainable)) + " trained parameters");
     if (s.world > 1)
-      v.row("gradient all-reduce", num(p.speed.allreduce_s * 1e3, 1),
-            hs::str(gib(p.speed.allreduce_bytes), " GiB, ring 2(N-1)/N over ",
+      v.row(p.shard > 0 ? "gradient reduce-scatter + weight all-gather" : "gradient all-reduce",
+            num(p.speed.allreduce_s * 1e3, 1),
+            hs::str(gib(p.speed.allreduce_bytes),
+                    p.shard > 0 ? " GiB, ring (N-1)/N each over " : " GiB, ring 2(N-1)/N over ",
                     num(p.gpu->allreduce_bus_bytes_s / 1e9), " GB/s bus bandwidth (", p.gpu->interconnect,
                     ", assumed)"));
     v.row("optimizer step, mean (slowest rank)", num(p.speed.step_s * 1e3, 1),
@@ -201,7 +208,9 @@ nlohmann::ordered_json to_json(const Plan& p, const std::vector<Candidate>& advi
               {"tokens_per_batch", s.tokens_per_batch},
               {"grad_accum", s.grad_accum},
               {"packing", s.packing == data::Packing::packed ? "packed" : "padded"},
-              {"world", s.world}};
+              {"world", s.world},
+              {"shard_optimizer", s.shard_optimizer},
+              {"zero1_shard", p.shard}};
   j["data"] = {{"micro_batches", p.micro_batches},     {"largest_micro_tokens", p.largest_micro_tokens},
                {"steps_per_epoch", p.steps_per_epoch}, {"total_steps", p.total_steps},
                {"tokens_per_step", p.tokens_per_step}, {"padding", p.padding}};
@@ -229,6 +238,7 @@ nlohmann::ordered_json to_json(const Plan& p, const std::vector<Candidate>& advi
                  {"loss_backward", terms_json(m.loss_backward)},
                  {"backward", terms_json(m.backward)},
                  {"optimizer", terms_json(m.optimizer)},
+                 {"setup", terms_json(m.setup)},
                  {"overhead", terms_json(m.overhead)}};
   if (p.fits_known)
     j["fits"] = p.fits;

@@ -25,6 +25,7 @@
 #include "plan/plan.h"
 #include "quant/nf4.h"
 #include "quant/nf4_linear.h"
+#include "tests/plan/plan_models.h"
 #include "train/adamw.h"
 #include "train/flat_params.h"
 
@@ -42,41 +43,6 @@ const char* kQwen3 = R"({"model_type":"qwen3","hidden_size":32,"intermediate_siz
 const char* kQwen2 = R"({"model_type":"qwen2","hidden_size":32,"intermediate_size":40,"num_hidden_layers":2,
   "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":90,"rms_norm_eps":1e-6,
   "max_position_embeddings":128,"tie_word_embeddings":false})";
-
-// Random weights for every tensor the config implies (names and shapes from the model's registry).
-std::string write_model(const std::string& name, const char* config_json) {
-  const std::string dir = (std::filesystem::temp_directory_path() / ("hs_plan_" + name)).string();
-  std::filesystem::remove_all(dir);
-  io::make_dirs(dir);
-  io::write_file_atomic(dir + "/config.json", config_json);
-  const io::HfConfig c = io::load_hf_config(dir);
-  at::manual_seed(3);
-  std::vector<model::HostTensor> host;
-  auto add = [&](const std::string& n, std::vector<int64_t> shape) {
-    host.push_back(model::to_host(n, at::randn(shape, at::kFloat) * 0.1));
-  };
-  using model::Slot;
-  add(model::names::tensor(Slot::embed), {c.vocab_size, c.hidden_size});
-  add(model::names::tensor(Slot::final_norm), {c.hidden_size});
-  if (!c.tie_word_embeddings) add(model::names::tensor(Slot::lm_head), {c.vocab_size, c.hidden_size});
-  for (int i = 0; i < int(c.num_hidden_layers); ++i) {
-    add(model::names::tensor(Slot::input_norm, i), {c.hidden_size});
-    add(model::names::tensor(Slot::post_attn_norm, i), {c.hidden_size});
-    if (c.qk_norm) {
-      add(model::names::tensor(Slot::q_norm, i), {c.head_dim});
-      add(model::names::tensor(Slot::k_norm, i), {c.head_dim});
-    }
-    for (model::Proj p : model::kAllProjs) {
-      auto [out, in] = model::proj_shape(c, p);
-      add(model::names::weight(i, p), {out, in});
-      if (model::proj_has_bias(c, p)) add(model::names::bias(i, p), {out});
-    }
-  }
-  std::vector<io::TensorRef> refs;
-  for (auto& h : host) refs.push_back(h.ref());
-  io::write_safetensors(dir + "/model.safetensors", refs, {{"format", "pt"}});
-  return dir;
-}
 
 int64_t numel_sum(const std::vector<model::NamedTensor>& ts) {
   int64_t n = 0;
@@ -100,7 +66,7 @@ plan::Samples rows(int n, int32_t len) {
 class PlanModels : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(PlanModels, ParameterCountsMatchTheLoadedModel) {
-  const std::string dir = write_model("params", GetParam());
+  const std::string dir = hs::test::write_plan_model("params", GetParam());
   const io::HfConfig c = io::load_hf_config(dir);
   model::Model m = model::Model::load(dir, {});
   const plan::ParamCounts n = plan::count_params(c);
@@ -144,7 +110,7 @@ TEST_P(PlanModels, ParameterCountsMatchTheLoadedModel) {
 }
 
 TEST_P(PlanModels, LoraParametersMatchTheTrainersAdapter) {
-  const std::string dir = write_model("lora", GetParam());
+  const std::string dir = hs::test::write_plan_model("lora", GetParam());
   const io::HfConfig c = io::load_hf_config(dir);
   for (const std::vector<model::Proj>& targets :
        {std::vector<model::Proj>(model::kAllProjs.begin(), model::kAllProjs.end()),
@@ -200,7 +166,7 @@ TEST(Plan, Nf4BytesMatchQuantizedTensors) {
     EXPECT_EQ(plan::nf4_weight_bytes(out * in), q.bytes()) << out << " x " << in;
   }
   // A whole model quantized at load: the plan's NF4 term equals quant::nf4_bytes of it.
-  const std::string dir = write_model("nf4", kLlama);
+  const std::string dir = hs::test::write_plan_model("nf4", kLlama);
   const io::HfConfig c = io::load_hf_config(dir);
   model::Model m = model::Model::load(dir, quant::nf4_load_options({at::kFloat, at::kCPU}, c, true));
   plan::RunSpec s;
@@ -362,9 +328,10 @@ TEST(Plan, AdviceFitsAndComesFastestFirst) {
   ASSERT_FALSE(advice.empty());
   ASSERT_TRUE(advice.front().plan.fits);
   for (size_t i = 1; i < advice.size(); ++i)
-    if (advice[i].plan.fits)
+    if (advice[i].plan.fits) {
       EXPECT_GE(advice[i - 1].plan.speed.tokens_per_s / advice[i - 1].plan.spec.world,
                 advice[i].plan.speed.tokens_per_s / advice[i].plan.spec.world);
+    }
   // A memory-only GPU: a memory plan and no speed; an unknown name: nothing.
   auto mem = plan::find_gpu("24GiB");
   ASSERT_TRUE(mem && mem->memory_only);
