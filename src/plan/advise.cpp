@@ -43,7 +43,7 @@ std::optional<Candidate> smaller_batch(const io::HfConfig& c, const Plan& base, 
     auto p = try_plan(c, s, samples, base.gpu);
     if (!p || !p->fits) continue;
     Candidate k;
-    k.change = more_ranks ? hs::str("--train.tokens_per_batch ", s.tokens_per_batch, " on ", s.world,
+    k.change = more_ranks ? hs::str("--train.tokens_per_batch ", s.tokens_per_batch, ", ", s.world,
                                     " ranks (mpirun -np ", s.world, ")")
                           : hs::str("--train.tokens_per_batch ", s.tokens_per_batch, " --train.grad_accum ",
                                     s.grad_accum);
@@ -91,7 +91,7 @@ std::vector<Candidate> advise(const io::HfConfig& c, const Plan& base, const Sam
         if (more > 1 && s0.grad_accum % more == 0) s.grad_accum = s0.grad_accum / more;
         const size_t before = out.size();
         add(out, c, base, samples, s,
-            hs::str("--dist.shard_optimizer on on ", s.world, " ranks (mpirun -np ", s.world, ")",
+            hs::str("--dist.shard_optimizer on, ", s.world, " ranks (mpirun -np ", s.world, ")",
                     s.grad_accum != s0.grad_accum ? hs::str(" --train.grad_accum ", s.grad_accum) : ""),
             s.world * s.grad_accum == s0.world * s0.grad_accum
                 ? "fp32 master and AdamW moments split over the ranks (ZeRO-1), the same global batch"

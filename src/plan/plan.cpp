@@ -496,11 +496,17 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
   mem.optimizer.push_back(
       bytes_term("AdamW temporaries (sqrt(v), denominator)", zero ? S : T, 2, kF32, "params"));
   if (full) {
-    // Start-up: FlatParams' full fp32 master and gradient next to the weights (ZeRO-1 allocates the padded
-    // gradient and the master shard before the full ones are freed).
-    mem.setup.push_back(bytes_term("fp32 master, whole (before sharding)", zero ? S : T, 1, kF32, "params"));
-    mem.setup.push_back(bytes_term("flat fp32 gradient, whole", T, 1, kF32, "params"));
-    if (zero) mem.setup.push_back(bytes_term("flat fp32 gradient, padded (ZeRO-1)", Tpad, 1, kF32, "params"));
+    // Start-up: FlatParams makes the whole fp32 master and gradient next to the weights; ZeRO-1 then copies this
+    // rank's master shard out (the whole master freed) and makes the padded gradient before the whole one
+    // is freed (FlatParams::shard).
+    if (zero) {
+      mem.setup.push_back(bytes_term("fp32 master shard", S, 1, kF32, "params"));
+      mem.setup.push_back(bytes_term("flat fp32 gradient, whole (until replaced)", T, 1, kF32, "params"));
+      mem.setup.push_back(bytes_term("flat fp32 gradient, padded to the shards", Tpad, 1, kF32, "params"));
+    } else {
+      mem.setup.push_back(bytes_term("fp32 master, whole", T, 1, kF32, "params"));
+      mem.setup.push_back(bytes_term("flat fp32 gradient", T, 1, kF32, "params"));
+    }
   }
 
   const double states = sum(mem.states), kept = sum(mem.kept);
