@@ -42,6 +42,7 @@ plan::RunSpec plan_spec(const train::TrainOptions& o, const io::HfConfig& model,
                                                               : plan::GradSum::auto_;
   s.world = world;
   s.shard_optimizer = o.dist.shard_optimizer;
+  s.bucket_mb = o.dist.bucket_mb;
   if (s.shard_optimizer && s.finetune != plan::Finetune::full)  // the trainer's refusal, before any plan
     throw Error("dist.shard_optimizer = on shards the optimizer state of full fine-tuning")
         .hint("LoRA and QLoRA state is small: set dist.shard_optimizer = off (or finetune = full)");

@@ -23,31 +23,55 @@ constexpr double T = 1e12, G = 1e9;
 //   247 at 128 (Qwen3); LoRA 12.0 / 12.3 bytes per (in+out) element per token; RMSNorm/RoPE/SwiGLU + ATen
 //   elementwise 1.35 x minimal bytes (Llama); cross-entropy 1.92 / 1.90 x).
 // - small_norm_factor: fitted so that the totals give the measured 71,421 (Llama) and 82,677 (Qwen3) tokens/s
-// of
-//   bench/results/train_vs_peers_h100_rows.md (the profiled step runs 1% / 13% slower than the timed ones:
+//   of bench/results/train_vs_peers_h100_rows.md (the profiled step runs 1% / 13% slower than the timed ones:
 //   the profiler inflates Qwen3's many small kernels).
 // - misc, layer_s: least squares over the 10 LoRA runs of bench/results/plan_accuracy_h100.json (8k and 16k
 //   tokens, checkpointing off/on, three shapes): step = 1.006 x the kernel classes + 0.39 ms per layer and
 //   micro-batch (x 4/3 with checkpointing), which is what makes small micro-batches slower per token.
-// - offload_gbs: assumed (pageable host copies on a PCIe 5 host), not measured.
 // - nf4_call_s, full_step_bytes: from the same runs: QLoRA steps ran 3-8 ms slower than LoRA's at the same
 //   settings (unpacking bytes + ~6 us per call); full fine-tuning's step time is a per-token part plus a
 //   constant (the optimizer step: ~36 ms for Llama-3.2-1B, ~24 ms for Qwen3-0.6B), 144 B per parameter.
-const Efficiency kH100{
-    0.705,
-    0.188,
-    0.231,
-    12.1,
-    1.35,
-    3.9,
-    1.91,
-    0.006,
-    0.39e-3,
-    20.0,
-    6e-6,
-    144.0,
-    "H100 SXM: profiles and tokens/s of bench/results (LoRA), plan_accuracy_h100 (QLoRA, full)",
-    true};
+// - offload_gbs, attn_per_doubling, attn_max_gain: bench/results/train_8b_offload_h100.json and the lead's
+//   Llama-3.1-8B runs (bench/RESULTS.md): grad_ckpt = offload cost 24-26 ms more per 4 x 2048 step than
+//   grad_ckpt = on (4.3 GB of layer inputs out and back: ~175 GB/s effective); one sample of 8,192 / 32,768
+//   tokens per step ran flash-attention at 2.1x / 2.25x its efficiency on 2048-token samples.
+// - bucket_overlap, bucket_tensor_s: bench/results/scaling_h200x2.md (2 x H200): Llama-3.2-1B full at -np 2
+//   lost 14.2 ms per step to one all-reduce (the ring model's 13.7 ms) and 11.5 ms with 25 MB buckets (~20%
+//   hidden); LoRA / QLoRA 8B with buckets lost 19.5 / 22 ms for 0.9 ms of all-reduce: ~40 us per trainable
+//   tensor (448 LoRA tensors) for the gradient hooks.
+const Efficiency kH100{.gemm = 0.705,
+                       .attn_d64 = 0.188,
+                       .attn_d128 = 0.231,
+                       .attn_per_doubling = 0.54,
+                       .attn_max_gain = 2.25,
+                       .lora_bytes = 12.1,
+                       .fused_factor = 1.35,
+                       .small_norm_factor = 3.9,
+                       .loss_factor = 1.91,
+                       .misc = 0.006,
+                       .layer_s = 0.39e-3,
+                       .offload_gbs = 175.0,
+                       .nf4_call_s = 6e-6,
+                       .full_step_bytes = 144.0,
+                       .bucket_overlap = 0.2,
+                       .bucket_tensor_s = 40e-6,
+                       .source =
+                           "H100 SXM: profiles and tokens/s in bench/results (LoRA; plan_accuracy_h100: "
+                           "QLoRA, full; train_8b_offload_h100: offload, long samples)",
+                       .calibrated = true};
+
+// H200 (2 x H200 runs of bench/results/scaling_h200x2.md at -np 1: Llama-3.1-8B LoRA 10,743 tok/s, QLoRA
+// 10,381, Llama-3.2-1B full 46,242; H100: 10,712, 10,225, 41,553-44,282): the same chip and clocks with
+// faster HBM that the bandwidth-bound kernels do not turn into speed. H100's numbers with the byte factors
+// scaled by the bandwidth ratio, so that those kernels take H100's time.
+Efficiency h200_efficiency() {
+  Efficiency e = kH100;
+  const double r = 4.8 / 3.35;
+  e.lora_bytes *= r, e.fused_factor *= r, e.small_norm_factor *= r, e.loss_factor *= r,
+      e.full_step_bytes *= r;
+  e.source = "H200: H100 SXM's with bandwidth-bound work at H100's speed (bench/results/scaling_h200x2.md)";
+  return e;
+}
 
 Efficiency assumed(const char* from) {
   Efficiency e = kH100;
@@ -107,7 +131,7 @@ std::vector<GpuSpec> make_table() {
        "NVLink 4 (900 GB/s)",
        "NVIDIA H200 datasheet: 141 GB HBM3e, 4.8 TB/s, 989 TFLOP/s dense bf16 (basis: 132 SMs x 1.98 GHz "
        "x 4096)",
-       h100});
+       h200_efficiency()});
   t.push_back({"B200",
                {"b200"},
                178.4 * kGiB,

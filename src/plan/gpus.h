@@ -15,17 +15,21 @@ namespace hs::plan {
 // which hsloth's step runs. Times: FLOPs / (peak x efficiency), bytes x factor / bandwidth.
 struct Efficiency {
   double gemm = 0;               // base projections and lm_head (large bf16 GEMMs)
-  double attn_d64 = 0;           // flash-attention at head_dim 64
+  double attn_d64 = 0;           // flash-attention at head_dim 64, 2048-token samples
   double attn_d128 = 0;          // at head_dim 128 (and above)
+  double attn_per_doubling = 0;  // attention efficiency gain per doubling of the sample length past 2048
+  double attn_max_gain = 1;      // ... up to this multiple
   double lora_bytes = 0;         // bytes per (in + out) element per token of the LoRA branch, fwd + bwd
   double fused_factor = 0;       // RMSNorm/RoPE/SwiGLU kernels, residual adds: x their minimal bytes
   double small_norm_factor = 0;  // qk-norm (rows of head_dim elements): x minimal bytes
   double loss_factor = 0;        // cross-entropy kernel over the logits: x minimal bytes
   double misc = 0;               // copies and small ATen ops, as a fraction of the above
   double layer_s = 0;            // fixed cost per decoder layer and micro-batch (launches, GPU idle gaps)
-  double offload_gbs = 0;        // host <-> device copies of grad_ckpt = offload, GB/s
+  double offload_gbs = 0;        // host <-> device copies of grad_ckpt = offload, GB/s (effective)
   double nf4_call_s = 0;         // fixed cost of one NF4 unpack call (QLoRA)
   double full_step_bytes = 0;    // full fine-tuning's optimizer step: bytes moved per parameter
+  double bucket_overlap = 0;     // share of the all-reduce that dist.bucket_mb's buckets hide behind backward
+  double bucket_tensor_s = 0;    // fixed cost per trainable tensor of the bucket hooks
   std::string source;            // where these numbers came from
   bool calibrated = false;       // measured on this GPU kind (else assumed from another)
 };

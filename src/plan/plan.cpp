@@ -195,11 +195,17 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
   // Attention: per causal pair and layer 4 Q FLOPs forward (QK^T, PV), 10 Q backward (5 GEMMs), 4 Q more to
   // recompute the forward under checkpointing.
   const double attn_flops = (ckpt ? 18.0 : 14.0) * mb.pairs * double(m.Q) * double(m.L);
-  const double ea = m.D >= 128  ? e.attn_d128
+  const double ed = m.D >= 128  ? e.attn_d128
                     : m.D <= 64 ? e.attn_d64
                                 : e.attn_d64 + (e.attn_d128 - e.attn_d64) * double(m.D - 64) / 64.0;
+  // Flash-attention runs closer to peak on longer samples: x (1 + attn_per_doubling x log2(T / 2048)) at the
+  // micro-batch's pair-weighted sample length T = sum n^2 / sum n, within [0.5, attn_max_gain].
+  const double t_eff = mb.tokens > 0 ? std::max(1.0, 2.0 * mb.pairs / mb.tokens) : 2048.0;
+  const double ea =
+      ed * std::clamp(1.0 + e.attn_per_doubling * std::log2(t_eff / 2048.0), 0.5, e.attn_max_gain);
   t.push_back({"attention (flash)", attn_flops / (peak * ea),
-               fmt(attn_flops / 1e12) + " TFLOP at " + fmt(ea * 100) + "% of peak"});
+               fmt(attn_flops / 1e12) + " TFLOP at " + fmt(ea * 100) + "% of peak (samples ~" +
+                   fmt(std::round(t_eff)) + " tokens)"});
   if (!full) {
     double elems = 0;
     for (model::Proj p : s.lora_targets) {
@@ -265,6 +271,12 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
 }
 
 }  // namespace
+
+int64_t trainable_tensors(const io::HfConfig& c, const RunSpec& s) {
+  if (s.finetune != Finetune::full) return 2 * int64_t(s.lora_targets.size()) * c.num_hidden_layers;
+  const int64_t bias = (c.qkv_bias ? 3 : 0) + (c.o_bias ? 1 : 0) + (c.mlp_bias ? 3 : 0);
+  return 2 + (c.tie_word_embeddings ? 0 : 1) + c.num_hidden_layers * (7 + 2 + (c.qk_norm ? 2 : 0) + bias);
+}
 
 Zero1Shape zero1_shape(int64_t numel, int world) {
   // train/zero1.cpp: the norm chunk (a power of two, about numel / 64, in [2^10, 2^24]) and shards of whole
@@ -496,9 +508,9 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
   mem.optimizer.push_back(
       bytes_term("AdamW temporaries (sqrt(v), denominator)", zero ? S : T, 2, kF32, "params"));
   if (full) {
-    // Start-up: FlatParams makes the whole fp32 master and gradient next to the weights; ZeRO-1 then copies this
-    // rank's master shard out (the whole master freed) and makes the padded gradient before the whole one
-    // is freed (FlatParams::shard).
+    // Start-up: FlatParams makes the whole fp32 master and gradient next to the weights; ZeRO-1 then copies
+    // this rank's master shard out (the whole master freed) and makes the padded gradient before the whole
+    // one is freed (FlatParams::shard).
     if (zero) {
       mem.setup.push_back(bytes_term("fp32 master shard", S, 1, kF32, "params"));
       mem.setup.push_back(bytes_term("flat fp32 gradient, whole (until replaced)", T, 1, kF32, "params"));
@@ -563,6 +575,12 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
       } else {
         sp.allreduce_bytes = T * (fp64 ? kF64 : kF32);
         sp.allreduce_s = 2.0 * f * sp.allreduce_bytes / gpu->allreduce_bus_bytes_s;
+        if (s.bucket_mb > 0) {
+          // dist.bucket_mb: buckets overlap part of the all-reduce with the backward; their gradient hooks
+          // cost a fixed time per trainable tensor (train/grad_buckets.cpp).
+          sp.allreduce_s = sp.allreduce_s * (1.0 - gpu->eff.bucket_overlap) +
+                           double(trainable_tensors(c, s)) * gpu->eff.bucket_tensor_s;
+        }
       }
     }
     double total_s = 0, total_tokens = 0;

@@ -52,6 +52,7 @@ struct RunSpec {
   GradSum grad_sum = GradSum::auto_;
   int world = 1;
   bool shard_optimizer = false;  // dist.shard_optimizer: ZeRO-1 (full fine-tuning on several ranks)
+  double bucket_mb = 25;         // dist.bucket_mb: all-reduce in buckets overlapped with backward (0: one)
   uint64_t seed = 42;
   int64_t max_steps = 0;  // 0: `epochs` epochs
   double epochs = 1;
@@ -156,6 +157,8 @@ int64_t lora_params(const io::HfConfig& model, int64_t r, const std::vector<mode
 // Device bytes of one NF4 weight of `numel` elements (codes, 8-bit absmax, code book, nested absmax and
 // code map), as quant::Nf4Tensor::bytes counts them.
 int64_t nf4_weight_bytes(int64_t numel);
+// Trainable tensors: LoRA's A and B per adapted projection and layer, or every parameter tensor (full).
+int64_t trainable_tensors(const io::HfConfig& model, const RunSpec& spec);
 // ZeRO-1's shard of `numel` trainable values over `world` ranks and the padded total (train/zero1.cpp).
 struct Zero1Shape {
   int64_t shard = 0, padded = 0;
