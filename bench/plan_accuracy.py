@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from train_vs_peers import SEQ, SHAPES, TARGETS, TOKENIZER, make_model, read_samples, write_rows_jsonl  # noqa: E402
 
-# (shape, finetune, grad_ckpt, rows of 2048 per micro-batch). 1B-class shapes: lora / qlora / full x ckpt off / on
+# (shape, finetune, grad_ckpt, rows of 2048 per micro-batch); LoRA r = 16. 1B-class shapes: lora / qlora / full x ckpt off / on
 # x 4 and 8 rows; the 8B shape last (writing it is slow): LoRA and QLoRA, two settings each.
 SMALL = [(f, c, bs) for f in ("lora", "qlora", "full") for c in ("off", "on") for bs in (4, 8)]
 BIG = [("lora", "on", 4), ("lora", "off", 2), ("qlora", "on", 4), ("qlora", "off", 2)]
@@ -143,23 +143,23 @@ class Run:
         self.shards[key] = d
         return d
 
-    def one(self, shape, finetune, ckpt, bs):
+    def one(self, shape, finetune, ckpt, bs, r=16):
         a = self.a
         steps = a.steps_warmup + a.steps_timed
         model_dir, fam = self.model(shape)
         shards = self.shard(model_dir, fam, a.rows)
-        tag = f"{shape}-{finetune}-ckpt{ckpt}-bs{bs}"
+        tag = f"{shape}-{finetune}-ckpt{ckpt}-bs{bs}" + (f"-r{r}" if r != 16 else "")
         run_dir = os.path.join(self.work, f"run-{tag}")
         shutil.rmtree(run_dir, ignore_errors=True)
         ini = os.path.join(self.work, f"{tag}.ini")
         with open(ini, "w") as f:
             f.write(f"# {a.hsloth} train --config {ini}   (written by bench/plan_accuracy.py)\n"
                     f"finetune = {finetune}\n\n[model]\npath = {model_dir}\n\n[data]\ntrain = {shards}\n\n"
-                    f"[run]\ndir = {run_dir}\n\n[lora]\nr = 16\nalpha = 32\ndropout = 0\ntargets = {' '.join(TARGETS)}\n\n"
+                    f"[run]\ndir = {run_dir}\n\n[lora]\nr = {r}\nalpha = {2 * r}\ndropout = 0\ntargets = {' '.join(TARGETS)}\n\n"
                     f"[train]\nlr = 1e-4\nschedule = constant\nwarmup_steps = 0\nmax_steps = {steps}\n"
                     f"tokens_per_batch = {bs * SEQ}\ngrad_accum = 1\nmax_grad_norm = 1.0\nseed = 0\npacking = packed\n"
                     f"grad_ckpt = {ckpt}\n\n[log]\nevery = 1\n")
-        rec = dict(shape=shape, finetune=finetune, grad_ckpt=ckpt, tokens_per_batch=bs * SEQ, ini=ini)
+        rec = dict(shape=shape, finetune=finetune, grad_ckpt=ckpt, tokens_per_batch=bs * SEQ, lora_r=r, ini=ini)
         gpu = "h100" if a.dry_run else "auto"
         rc, text, _ = self.run([a.hsloth, "plan", "--config", ini, "--gpu", gpu, "--json"],
                                os.path.join(self.logs, f"plan-{tag}.log"), 120)
@@ -216,26 +216,26 @@ class Run:
         g = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
         self.version = v + (f" (checkout {g.stdout.strip()})" if g.returncode == 0 else "")
         say(f"GPU: {self.gpu}; {self.version}")
-        for shape in a.shapes:
-            for finetune, ckpt, bs in (BIG if shape in ("llama3.1-8b", "qwen3-8b") else SMALL):
-                if finetune not in a.finetunes:
-                    continue
-                if (shape, finetune) in self.hung:
-                    self.records.append(dict(shape=shape, finetune=finetune, grad_ckpt=ckpt, tokens_per_batch=bs * SEQ,
-                                             error="skipped (an earlier run of this finetune timed out)"))
-                    continue
-                if time.time() - self.t0 > a.budget:
-                    self.records.append(dict(shape=shape, finetune=finetune, grad_ckpt=ckpt,
-                                             tokens_per_batch=bs * SEQ, error=f"skipped (--budget {a.budget}s)"))
-                    continue
-                if a.dry_run:
-                    bs = max(1, bs // 4)  # 2048 / 4096 tokens: the CPU's float32 logits stay small
-                rec = self.one(shape, finetune, ckpt, bs)
-                if rec.get("error", "").startswith("timeout"):
-                    self.hung.add((shape, finetune))
-                self.records.append(rec)
-                self.line(rec)
-                self.report(show=False)
+        todo = a.configs or [(shape, f, c, bs, 16) for shape in a.shapes
+                             for f, c, bs in (BIG if shape in ("llama3.1-8b", "qwen3-8b") else SMALL)]
+        for shape, finetune, ckpt, bs, r in todo:
+            if finetune not in a.finetunes:
+                continue
+            skip = dict(shape=shape, finetune=finetune, grad_ckpt=ckpt, tokens_per_batch=bs * SEQ, lora_r=r)
+            if (shape, finetune) in self.hung:
+                self.records.append(dict(skip, error="skipped (an earlier run of this finetune timed out)"))
+                continue
+            if time.time() - self.t0 > a.budget:
+                self.records.append(dict(skip, error=f"skipped (--budget {a.budget}s)"))
+                continue
+            if a.dry_run:
+                bs = max(1, bs // 4)  # 2048 / 4096 tokens: the CPU's float32 logits stay small
+            rec = self.one(shape, finetune, ckpt, bs, r)
+            if rec.get("error", "").startswith("timeout"):
+                self.hung.add((shape, finetune))
+            self.records.append(rec)
+            self.line(rec)
+            self.report(show=False)
         self.report(show=True)
 
     def line(self, r):
@@ -248,7 +248,7 @@ class Run:
     def report(self, show):
         a = self.a
         f = lambda v, d=1: "-" if v is None else f"{v:,.{d}f}"  # noqa: E731
-        head = ["shape", "finetune", "ckpt", "tokens/batch", "plan peak GiB", "measured GiB", "peak err", "plan tok/s",
+        head = ["shape", "finetune", "r", "ckpt", "tokens/batch", "plan peak GiB", "measured GiB", "peak err", "plan tok/s",
                 "measured tok/s", "tok/s err", "note"]
         rows = []
         ok_peak = ok_tok = n_peak = n_tok = 0
@@ -263,15 +263,16 @@ class Run:
             note = r.get("error", "")
             if note == "OOM":
                 note = "OOM (plan: " + ("fits" if r.get("pred_fits") else "does not fit") + ")"
-            rows.append([r["shape"], r["finetune"], r["grad_ckpt"], f"{r['tokens_per_batch']:,}",
+            rows.append([r["shape"], r["finetune"], str(r.get("lora_r", 16)) if r["finetune"] != "full" else "-",
+                         r["grad_ckpt"], f"{r['tokens_per_batch']:,}",
                          f(r.get("pred_peak_gib"), 2), f(r.get("meas_peak_gib"), 2),
                          "-" if pe is None else f"{pe:+.1f}%", f(r.get("pred_tok_s"), 0), f(r.get("meas_tok_s"), 0),
                          "-" if te is None else f"{te:+.1f}%", note])
         md = "| " + " | ".join(head) + " |\n|" + " --- |" * len(head) + "\n"
         md += "".join("| " + " | ".join(r) + " |\n" for r in rows)
         summary = (f"peak within 10%: {ok_peak}/{n_peak}; tokens/s within 20%: {ok_tok}/{n_tok}; GPU {self.gpu.get('name')}; "
-                   f"{self.version}; {a.steps_warmup} warm-up + {a.steps_timed} timed steps of 2048-token rows, LoRA r=16 "
-                   f"alpha=32 on all seven projections; {time.time() - self.t0:.0f}s")
+                   f"{self.version}; {a.steps_warmup} warm-up + {a.steps_timed} timed steps of 2048-token rows, LoRA alpha = 2r "
+                   f"on all seven projections; {time.time() - self.t0:.0f}s")
         md += "\n" + summary + "\n\nCommand: `python3 bench/plan_accuracy.py " + " ".join(a.argv) + "`\n"
         with open(os.path.join(self.out, "plan_accuracy.md"), "w") as fo:
             fo.write(md)
@@ -292,6 +293,8 @@ def parse(argv):
     p.add_argument("--hsloth", default="build/hsloth")
     p.add_argument("--shapes", default=DEFAULT_SHAPES, help="comma list of llama3.2-1b, qwen3-0.6b, llama3.1-8b")
     p.add_argument("--finetunes", default="lora,qlora,full")
+    p.add_argument("--configs", default="", help="instead of the default grid: comma list of "
+                   "SHAPE:FINETUNE:CKPT:ROWS[:R] (rows of 2048 per micro-batch, LoRA rank; e.g. qwen3-0.6b:full:on:6)")
     p.add_argument("--steps-warmup", type=int, default=2)
     p.add_argument("--steps-timed", type=int, default=4)
     p.add_argument("--rows", type=int, default=48, help="2048-token rows in the shard folder of each family")
@@ -308,6 +311,14 @@ def parse(argv):
     a.argv = argv
     a.shapes = [s for s in a.shapes.split(",") if s]
     a.finetunes = [s for s in a.finetunes.split(",") if s]
+    configs = []
+    for item in [x for x in a.configs.split(",") if x]:
+        f = item.split(":")
+        if len(f) not in (4, 5) or f[0] not in TINY or f[1] not in ("lora", "qlora", "full") or \
+                f[2] not in ("off", "on", "offload") or not f[3].isdigit() or (len(f) == 5 and not f[4].isdigit()):
+            p.error(f"--configs item {item!r}: SHAPE:FINETUNE:CKPT:ROWS[:R], e.g. qwen3-0.6b:full:on:6")
+        configs.append((f[0], f[1], f[2], int(f[3]), int(f[4]) if len(f) == 5 else 16))
+    a.configs = configs
     for s in a.shapes:
         if s not in TINY:
             p.error(f"unknown shape {s}")

@@ -25,18 +25,19 @@ hs::config::Schema schema() {
       "are read) and the shard index (sample lengths only). Prints the memory per rank as named terms\n"
       "(weights, LoRA, fp32 masters, AdamW moments, gradients, activations per decoder layer for the\n"
       "checkpointing mode, the loss chunk, backward and optimizer transients, CUDA context and allocator\n"
-      "slack), the time of a micro-batch by kind of work, and when the run does not fit the changes that make\n"
+      "slack), the time of a micro-batch by kind of work, and when the run does not fit the changes that "
+      "make\n"
       "it fit, fastest first (train.tokens_per_batch, train.grad_ckpt, finetune = qlora, more ranks).\n"
       "`hsloth train` runs the same estimate before loading weights and stops when the predicted peak\n"
       "exceeds the GPU's free memory (--train.plan_check off overrides).\n\n"
-      "  hsloth plan --config configs/lora-llama3.2-1b.ini --gpu h100\n"
+      "  hsloth plan --config configs/lora-qwen3-0.6b.ini --gpu h100\n"
       "  hsloth plan --config run.ini --train.tokens_per_batch 32768 --gpu a100-40gb --world 4 --json");
   for (const auto& k : train.keys()) s.add(k);
   s.str("gpu", "auto",
         "GPU to plan for: auto (this machine's), a name (" + hs::plan::known_gpu_words() +
             "), or a memory size such as 80GiB (memory plan only)");
-  s.integer("world", 1, "ranks (GPUs) the run will use: the batch plan, all-reduce time and global tokens/s", 1,
-            65536);
+  s.integer("world", 1, "ranks (GPUs) the run will use: the batch plan, all-reduce time and global tokens/s",
+            1, 65536);
   s.flag("json", "print one JSON object (every term, the verdict and the advice) instead of the tables");
   return s;
 }
@@ -44,6 +45,10 @@ hs::config::Schema schema() {
 int run(const hs::config::Config& cfg) {
   const hs::train::TrainOptions options = hs::train::from_config(cfg);
   const int world = int(cfg.get_int("world"));
+  if (options.model.dtype == "fp32" || options.model.dtype == "float32")
+    hs::log::warn(
+        "the plan is for bf16 GPU runs (model.dtype = auto or bf16); model.dtype = ", options.model.dtype,
+        " keeps fp32 activations (about twice these) and runs without the fast path");
   const hs::io::HfConfig model = hs::io::load_hf_config(options.model.path);
   hs::cli::GpuChoice gpu = hs::cli::choose_gpu(cfg.get("gpu"), 0);
   const hs::plan::Samples samples = hs::cli::plan_samples(options);
@@ -63,6 +68,7 @@ int run(const hs::config::Config& cfg) {
   return 0;
 }
 
-hs::cli::Registrar reg{{"plan", "memory and speed estimate for a training config before a run", schema, run, false}};
+hs::cli::Registrar reg{
+    {"plan", "memory and speed estimate for a training config before a run", schema, run, false}};
 
 }  // namespace

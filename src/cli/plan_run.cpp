@@ -26,7 +26,7 @@ std::string gib(double b) {
 plan::RunSpec plan_spec(const train::TrainOptions& o, const io::HfConfig& model, int world) {
   plan::RunSpec s;
   // A pre-quantized NF4 folder trains as QLoRA whatever finetune says (the trainer's rule).
-  s.finetune = o.finetune == train::Finetune::full    ? plan::Finetune::full
+  s.finetune = o.finetune == train::Finetune::full                              ? plan::Finetune::full
                : o.finetune == train::Finetune::qlora || model.quantization.nf4 ? plan::Finetune::qlora
                                                                                 : plan::Finetune::lora;
   s.lora_r = o.lora.r;
@@ -41,6 +41,11 @@ plan::RunSpec plan_spec(const train::TrainOptions& o, const io::HfConfig& model,
                : o.optimizer.grad_sum == train::GradSum::fp32 ? plan::GradSum::fp32
                                                               : plan::GradSum::auto_;
   s.world = world;
+  s.shard_optimizer = o.dist.shard_optimizer;
+  s.bucket_mb = o.dist.bucket_mb;
+  if (s.shard_optimizer && s.finetune != plan::Finetune::full)  // the trainer's refusal, before any plan
+    throw Error("dist.shard_optimizer = on shards the optimizer state of full fine-tuning")
+        .hint("LoRA and QLoRA state is small: set dist.shard_optimizer = off (or finetune = full)");
   s.seed = o.seed;
   s.max_steps = o.schedule.max_steps;
   s.epochs = o.schedule.epochs;
@@ -94,8 +99,9 @@ GpuChoice choose_gpu(const std::string& word, int device_index) {
         spec.memory_only = true;
         spec.source = "this machine's GPU " + std::to_string(d.index);
         c.gpu = spec;
-        c.note = "unknown GPU '" + d.name + "': memory plan only; for speed pass --gpu NAME of one like it (" +
-                 plan::known_gpu_words() + ")";
+        c.note = "unknown GPU '" + d.name +
+                 "': memory plan only; for speed pass --gpu NAME of one like it (" + plan::known_gpu_words() +
+                 ")";
       }
       return c;
     }
@@ -141,8 +147,8 @@ void check_run_fits(const train::TrainOptions& o, bool on_gpu, int device_index,
   // context or slack): a wrong refusal of a run that would fit is worse than a late out-of-memory.
   const double limit = free_bytes * 1.05;
   if (p.memory.peak <= limit) {
-    log::info("plan: predicted peak ", gib(p.memory.peak), " of ", gib(free_bytes), " free (", p.memory.peak_phase,
-              ")");
+    log::info("plan: predicted peak ", gib(p.memory.peak), " of ", gib(free_bytes), " free (",
+              p.memory.peak_phase, ")");
     return;
   }
   // Advice against the free memory, as `hsloth plan` would give it for this GPU.
@@ -154,17 +160,19 @@ void check_run_fits(const train::TrainOptions& o, bool on_gpu, int device_index,
   std::string advice;
   for (const auto& k : plan::advise(model, p, samples))
     if (k.plan.fits)
-      advice += "\n    " + k.change + "  (peak " + gib(k.plan.memory.peak) +
-                (k.plan.speed.known ? hs::str(", ~", int64_t(std::llround(k.plan.speed.tokens_per_s)), " tokens/s")
-                                    : std::string()) +
-                ")";
+      advice +=
+          "\n    " + k.change + "  (peak " + gib(k.plan.memory.peak) +
+          (k.plan.speed.known ? hs::str(", ~", int64_t(std::llround(k.plan.speed.tokens_per_s)), " tokens/s")
+                              : std::string()) +
+          ")";
   throw Error(hs::str("the run does not fit: predicted peak ", gib(p.memory.peak), " (", p.memory.peak_phase,
                       ") is more than the ", gib(free_bytes), " free on this GPU",
                       env && *env ? " (HSLOTH_PLAN_GPU_MEM)" : ""))
       .at("train.plan_check")
       .hint((advice.empty() ? std::string("lower train.tokens_per_batch or set train.grad_ckpt = on")
                             : "changes that fit:" + advice) +
-            "\n  `hsloth plan` with the same flags shows the whole estimate; --train.plan_check off runs anyway");
+            "\n  `hsloth plan` with the same flags shows the whole estimate; --train.plan_check off runs "
+            "anyway");
 }
 
 }  // namespace hs::cli

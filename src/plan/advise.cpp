@@ -43,7 +43,7 @@ std::optional<Candidate> smaller_batch(const io::HfConfig& c, const Plan& base, 
     auto p = try_plan(c, s, samples, base.gpu);
     if (!p || !p->fits) continue;
     Candidate k;
-    k.change = more_ranks ? hs::str("--train.tokens_per_batch ", s.tokens_per_batch, " on ", s.world,
+    k.change = more_ranks ? hs::str("--train.tokens_per_batch ", s.tokens_per_batch, ", ", s.world,
                                     " ranks (mpirun -np ", s.world, ")")
                           : hs::str("--train.tokens_per_batch ", s.tokens_per_batch, " --train.grad_accum ",
                                     s.grad_accum);
@@ -55,8 +55,8 @@ std::optional<Candidate> smaller_batch(const io::HfConfig& c, const Plan& base, 
   return std::nullopt;
 }
 
-void add(std::vector<Candidate>& out, const io::HfConfig& c, const Plan& base, const Samples& samples, RunSpec s,
-         std::string change, std::string why) {
+void add(std::vector<Candidate>& out, const io::HfConfig& c, const Plan& base, const Samples& samples,
+         RunSpec s, std::string change, std::string why) {
   auto p = try_plan(c, s, samples, base.gpu);
   if (!p) return;
   out.push_back({std::move(change), std::move(why), std::move(*p)});
@@ -80,6 +80,25 @@ std::vector<Candidate> advise(const io::HfConfig& c, const Plan& base, const Sam
             ck == Ckpt::on ? "keep one input per layer, recompute the layer in the backward"
                            : "keep the layer inputs in host memory");
       }
+    if (s0.finetune == Finetune::full) {
+      // ZeRO-1 splits the fp32 master and the moments (12 B per parameter) over the ranks.
+      for (int n : {2, 4, 8}) {
+        RunSpec s = s0;
+        s.world = std::max(s0.world, n);
+        if (s.world == s0.world && s0.shard_optimizer) continue;
+        s.shard_optimizer = true;
+        const int more = s.world / s0.world;
+        if (more > 1 && s0.grad_accum % more == 0) s.grad_accum = s0.grad_accum / more;
+        const size_t before = out.size();
+        add(out, c, base, samples, s,
+            hs::str("--dist.shard_optimizer on, ", s.world, " ranks (mpirun -np ", s.world, ")",
+                    s.grad_accum != s0.grad_accum ? hs::str(" --train.grad_accum ", s.grad_accum) : ""),
+            s.world * s.grad_accum == s0.world * s0.grad_accum
+                ? "fp32 master and AdamW moments split over the ranks (ZeRO-1), the same global batch"
+                : "fp32 master and AdamW moments split over the ranks (ZeRO-1); a larger global batch");
+        if (out.size() > before && out.back().plan.fits) break;
+      }
+    }
     if (s0.finetune != Finetune::qlora) {
       RunSpec s = s0;
       s.finetune = Finetune::qlora;
@@ -98,7 +117,8 @@ std::vector<Candidate> advise(const io::HfConfig& c, const Plan& base, const Sam
           "both");
     }
   } else if (base.speed.known) {
-    // Fits: a faster setting that also fits (larger micro-batches in place of accumulation, no recomputation).
+    // Fits: a faster setting that also fits (larger micro-batches in place of accumulation, no
+    // recomputation).
     if (s0.grad_accum % 2 == 0) {
       RunSpec s = s0;
       s.tokens_per_batch *= 2;
@@ -115,7 +135,8 @@ std::vector<Candidate> advise(const io::HfConfig& c, const Plan& base, const Sam
     const double keep = 1.10;  // suggest only what is clearly faster
     out.erase(std::remove_if(out.begin(), out.end(),
                              [&](const Candidate& k) {
-                               return !k.plan.fits || k.plan.speed.tokens_per_s < keep * base.speed.tokens_per_s;
+                               return !k.plan.fits ||
+                                      k.plan.speed.tokens_per_s < keep * base.speed.tokens_per_s;
                              }),
               out.end());
   }

@@ -18,11 +18,12 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 constexpr int64_t kLossChunkLogits = int64_t(1) << 27;
 // train.grad_sum = auto keeps an fp64 gradient sum up to 2^28 trainable parameters (trainer.cpp).
 constexpr int64_t kFp64SumLimit = int64_t(1) << 28;
+// Whether LoRA over an NF4 base runs the fused LoRA fast path (ops_cuda.cpp: the packed base unpacked in the
+// forward and the backward, nothing dense saved; since 4f8af30). false: lora::LoraLinear's PEFT path (fp32
+// input copies per adapted projection), as before.
+constexpr bool kQloraFastPath = true;
 // What a CUDA process holds beyond its tensors: the context (~0.5 GiB on H100 with CUDA 13), cuBLAS
 // workspaces; and the caching allocator's reserved-but-unallocated slack, ~5% of the peak.
-// Whether LoRA over an NF4 base runs the fused LoRA fast path (ops_cuda.cpp) -- not yet (README: QLoRA "does
-// not yet use the fast path"); layer_terms() and micro_time() model the PEFT path it runs today.
-constexpr bool kQloraFastPath = false;
 constexpr double kContextBytes = 0.6 * kGiB, kSlack = 0.05;
 
 std::string fmt(double v) {
@@ -49,15 +50,25 @@ Term bytes_term(std::string name, double count, double width, double elem, std::
   return {std::move(name), count * width * elem, std::move(f)};
 }
 
-bool has(const std::vector<model::Proj>& v, model::Proj p) { return std::find(v.begin(), v.end(), p) != v.end(); }
+bool has(const std::vector<model::Proj>& v, model::Proj p) {
+  return std::find(v.begin(), v.end(), p) != v.end();
+}
 
 struct Shape {
   int64_t H, I, L, Q, K, V, heads, kv, D;
   bool qk_norm, tied;
   explicit Shape(const io::HfConfig& c)
-      : H(c.hidden_size), I(c.intermediate_size), L(c.num_hidden_layers), Q(c.q_dim()), K(c.kv_dim()),
-        V(c.vocab_size), heads(c.num_attention_heads), kv(c.num_key_value_heads), D(c.head_dim),
-        qk_norm(c.qk_norm), tied(c.tie_word_embeddings) {}
+      : H(c.hidden_size),
+        I(c.intermediate_size),
+        L(c.num_hidden_layers),
+        Q(c.q_dim()),
+        K(c.kv_dim()),
+        V(c.vocab_size),
+        heads(c.num_attention_heads),
+        kv(c.num_key_value_heads),
+        D(c.head_dim),
+        qk_norm(c.qk_norm),
+        tied(c.tie_word_embeddings) {}
 };
 
 // The activations one decoder layer keeps for its backward on N token slots (CUDA fast path, bf16): the
@@ -65,27 +76,32 @@ struct Shape {
 std::vector<Term> layer_terms(const io::HfConfig& c, const RunSpec& s, double N) {
   const Shape m(c);
   const bool full = s.finetune == Finetune::full;
-  // QLoRA today: LoRA over an NF4 base is lora::LoraLinear's PEFT path (base(x) + lora_delta(x), ops.cpp), not
-  // the fused fast path: the NF4 base keeps no input, each adapted projection keeps its own fp32 copy of its
-  // input and an fp32 x A^T. Flip this when the NF4 projections take the fast path.
+  // QLoRA on the fast path keeps what LoRA keeps. Without it (kQloraFastPath false) LoRA over an NF4 base is
+  // lora::LoraLinear's PEFT path (base(x) + lora_delta(x), ops.cpp): the NF4 base keeps no input, each
+  // adapted projection keeps its own fp32 copy of its input and an fp32 x A^T.
   const bool qlora_peft_path = s.finetune == Finetune::qlora && !kQloraFastPath;
   auto lora = [&](model::Proj p) { return !full && has(s.lora_targets, p); };
-  const bool attn_in = full || (!qlora_peft_path && (lora(model::Proj::q) || lora(model::Proj::k) || lora(model::Proj::v)));
+  const bool attn_in =
+      full || (!qlora_peft_path && (lora(model::Proj::q) || lora(model::Proj::k) || lora(model::Proj::v)));
   const bool mlp_fused =
       !qlora_peft_path && lora(model::Proj::gate) && lora(model::Proj::up) && lora(model::Proj::down);
   const bool mlp_in = full || (!qlora_peft_path && (lora(model::Proj::gate) || lora(model::Proj::up)));
   std::vector<Term> t;
   t.push_back(bytes_term("layer input (input RMSNorm keeps it)", N, double(m.H), kBf16, "tok"));
   t.push_back(bytes_term("RMSNorm row statistics (2 norms, fp32)", N, 2, kF32, "tok"));
-  if (attn_in) t.push_back(bytes_term("normed input (q/k/v projections keep it)", N, double(m.H), kBf16, "tok"));
+  if (attn_in)
+    t.push_back(bytes_term("normed input (q/k/v projections keep it)", N, double(m.H), kBf16, "tok"));
   if (m.qk_norm) {
-    t.push_back(bytes_term("q, k before qk-norm (its RMSNorm keeps them)", N, double(m.Q + m.K), kBf16, "tok"));
+    t.push_back(
+        bytes_term("q, k before qk-norm (its RMSNorm keeps them)", N, double(m.Q + m.K), kBf16, "tok"));
     t.push_back(bytes_term("qk-norm row statistics (fp32)", N, double(m.heads + m.kv), kF32, "tok"));
   }
-  t.push_back(bytes_term("q, k after RoPE, v (flash-attention keeps them)", N, double(m.Q + 2 * m.K), kBf16, "tok"));
+  t.push_back(
+      bytes_term("q, k after RoPE, v (flash-attention keeps them)", N, double(m.Q + 2 * m.K), kBf16, "tok"));
   t.push_back(bytes_term("attention output (o_proj input)", N, double(m.Q), kBf16, "tok"));
   t.push_back(bytes_term("attention log-sum-exp (fp32)", N, double(m.heads), kF32, "tok"));
-  t.push_back(bytes_term("residual after attention (post-attention RMSNorm keeps it)", N, double(m.H), kBf16, "tok"));
+  t.push_back(
+      bytes_term("residual after attention (post-attention RMSNorm keeps it)", N, double(m.H), kBf16, "tok"));
   if (mlp_in) t.push_back(bytes_term("normed MLP input (gate/up keep it)", N, double(m.H), kBf16, "tok"));
   t.push_back(bytes_term("gate(x), up(x) (SwiGLU keeps them)", N, double(2 * m.I), kBf16, "tok"));
   if (full || (!mlp_fused && !qlora_peft_path && lora(model::Proj::down)))
@@ -118,23 +134,30 @@ std::vector<Term> backward_terms(const io::HfConfig& c, const RunSpec& s, double
   const Shape m(c);
   std::vector<Term> mlp, attn;
   mlp.push_back(bytes_term("incoming gradient and dx", N, double(2 * m.H), kBf16, "tok"));
-  mlp.push_back(bytes_term("MLP backward: d(silu(g) u) and silu(g) u recomputed", N, double(2 * m.I), kBf16, "tok"));
+  mlp.push_back(
+      bytes_term("MLP backward: d(silu(g) u) and silu(g) u recomputed", N, double(2 * m.I), kBf16, "tok"));
   attn.push_back(bytes_term("incoming gradient and dx", N, double(2 * m.H), kBf16, "tok"));
   attn.push_back(bytes_term("attention backward: dq, dk, dv", N, double(m.Q + 2 * m.K), kBf16, "tok"));
   attn.push_back(bytes_term("attention backward: fp32 dq accumulator", N, double(m.Q), kF32, "tok"));
-  const double w = double(std::max({m.I * m.H, m.Q * m.H}));
+  const double w = double(std::max(m.I * m.H, m.Q * m.H));
   if (s.finetune == Finetune::full)  // a weight gradient is made by a GEMM, then added into .grad
     mlp.push_back(bytes_term("weight-gradient GEMM output (largest projection)", w, 1, kBf16, "params"));
-  if (s.finetune == Finetune::qlora)  // Nf4LinearFunction's backward dequantizes its weight again for dX
-    mlp.push_back(bytes_term("NF4 weight dequantized for dX (largest projection)", w, 1, kBf16, "params"));
-  return sum(mlp) >= sum(attn) ? mlp : attn;
+  std::vector<Term> unpack;
+  if (s.finetune == Finetune::qlora) {
+    // The MLP backward's dX: gate and up unpacked from NF4 and concatenated (after dh is freed).
+    unpack.push_back(bytes_term("incoming gradient and dx", N, double(2 * m.H), kBf16, "tok"));
+    unpack.push_back(
+        bytes_term("gate, up unpacked from NF4 and concatenated", double(m.I * m.H), 4, kBf16, "params"));
+  }
+  const double a = sum(mlp), b = sum(attn), u = sum(unpack);
+  return a >= b && a >= u ? mlp : b >= u ? attn : unpack;
 }
 
 struct MicroStats {
-  double tokens = 0;  // token slots (padding included)
-  double real = 0;    // real tokens
-  double trained = 0; // loss targets: the rows the head and the cross-entropy run on
-  double pairs = 0;   // causal attention pairs: sum of n (n + 1) / 2 over the attention segments
+  double tokens = 0;   // token slots (padding included)
+  double real = 0;     // real tokens
+  double trained = 0;  // loss targets: the rows the head and the cross-entropy run on
+  double pairs = 0;    // causal attention pairs: sum of n (n + 1) / 2 over the attention segments
 };
 
 MicroStats micro_stats(const data::MicroBatch& mb, const Samples& s, data::Packing packing) {
@@ -172,10 +195,17 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
   // Attention: per causal pair and layer 4 Q FLOPs forward (QK^T, PV), 10 Q backward (5 GEMMs), 4 Q more to
   // recompute the forward under checkpointing.
   const double attn_flops = (ckpt ? 18.0 : 14.0) * mb.pairs * double(m.Q) * double(m.L);
-  const double ea = m.D >= 128 ? e.attn_d128 : m.D <= 64 ? e.attn_d64
-                                             : e.attn_d64 + (e.attn_d128 - e.attn_d64) * double(m.D - 64) / 64.0;
+  const double ed = m.D >= 128  ? e.attn_d128
+                    : m.D <= 64 ? e.attn_d64
+                                : e.attn_d64 + (e.attn_d128 - e.attn_d64) * double(m.D - 64) / 64.0;
+  // Flash-attention runs closer to peak on longer samples: x (1 + attn_per_doubling x log2(T / 2048)) at the
+  // micro-batch's pair-weighted sample length T = sum n^2 / sum n, within [0.5, attn_max_gain].
+  const double t_eff = mb.tokens > 0 ? std::max(1.0, 2.0 * mb.pairs / mb.tokens) : 2048.0;
+  const double ea =
+      ed * std::clamp(1.0 + e.attn_per_doubling * std::log2(t_eff / 2048.0), 0.5, e.attn_max_gain);
   t.push_back({"attention (flash)", attn_flops / (peak * ea),
-               fmt(attn_flops / 1e12) + " TFLOP at " + fmt(ea * 100) + "% of peak"});
+               fmt(attn_flops / 1e12) + " TFLOP at " + fmt(ea * 100) + "% of peak (samples ~" +
+                   fmt(std::round(t_eff)) + " tokens)"});
   if (!full) {
     double elems = 0;
     for (model::Proj p : s.lora_targets) {
@@ -208,13 +238,24 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
     // lm_head's fp32 gradient: each logits chunk's fp32 GEMM output added into it (read 2, write 1 x 4 B).
     const double chunks = std::ceil(mb.trained / double(std::max<int64_t>(1, kLossChunkLogits / m.V)));
     const double b = chunks * 3.0 * kF32 * head;
-    t.push_back({"lm_head fp32 gradient sums per logits chunk (bandwidth)", b / bw, fmt(chunks) + " chunks x 12 B x V x H"});
+    t.push_back({"lm_head fp32 gradient sums per logits chunk (bandwidth)", b / bw,
+                 fmt(chunks) + " chunks x 12 B x V x H"});
   }
   if (s.finetune == Finetune::qlora) {
-    // Each NF4 projection is dequantized to bf16 in the forward and again in the backward (and in the
-    // recomputation): read 0.5 B + statistics, write 2 B, per weight.
-    const double w = layer_mm * (0.5 + 2.0) * (ckpt ? 3.0 : 2.0);
-    t.push_back({"NF4 dequantization (bandwidth)", w / bw, fmt(w / 1e9) + " GB per micro-batch"});
+    // The fast path unpacks each NF4 projection to bf16 in the forward and again in the backward (and in the
+    // recomputation): read ~0.53 B, write 2 B per weight; q|k|v and gate|up are then concatenated (read and
+    // write 2 B each); 7 unpack calls per layer and pass at a fixed cost each.
+    const double passes = ckpt ? 3.0 : 2.0;
+    double cat = 0;
+    for (model::Proj p :
+         {model::Proj::q, model::Proj::k, model::Proj::v, model::Proj::gate, model::Proj::up}) {
+      auto [out, in] = proj_shape(c, p);
+      cat += double(out * in) * double(m.L);
+    }
+    const double bytes = passes * (layer_mm * (0.53 + 2.0) + cat * 4.0);
+    const double calls = passes * 7.0 * double(m.L);
+    t.push_back({"NF4 unpacking (bandwidth + calls)", bytes / bw + calls * e.nf4_call_s,
+                 fmt(bytes / 1e9) + " GB and " + fmt(calls) + " calls per micro-batch"});
   }
   if (s.grad_ckpt == Ckpt::offload) {
     const double b = 2.0 * N * double(m.H) * kBf16 * double(m.L);
@@ -222,11 +263,32 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
                  fmt(b / 1e9) + " GB at " + fmt(e.offload_gbs) + " GB/s"});
   }
   const double subtotal = sum(t);
-  t.push_back({"small ops, copies, GPU idle", subtotal * e.misc, fmt(e.misc * 100) + "% of the above"});
+  t.push_back({"copies, small ops", subtotal * e.misc, fmt(e.misc * 100) + "% of the above"});
+  const double layers = double(m.L) * (ckpt ? 4.0 / 3.0 : 1.0);
+  t.push_back({"kernel launches, GPU idle (per layer)", layers * e.layer_s,
+               fmt(e.layer_s * 1e3) + " ms x " + fmt(layers) + " layer passes"});
   return t;
 }
 
 }  // namespace
+
+int64_t trainable_tensors(const io::HfConfig& c, const RunSpec& s) {
+  if (s.finetune != Finetune::full) return 2 * int64_t(s.lora_targets.size()) * c.num_hidden_layers;
+  const int64_t bias = (c.qkv_bias ? 3 : 0) + (c.o_bias ? 1 : 0) + (c.mlp_bias ? 3 : 0);
+  return 2 + (c.tie_word_embeddings ? 0 : 1) + c.num_hidden_layers * (7 + 2 + (c.qk_norm ? 2 : 0) + bias);
+}
+
+Zero1Shape zero1_shape(int64_t numel, int world) {
+  // train/zero1.cpp: the norm chunk (a power of two, about numel / 64, in [2^10, 2^24]) and shards of whole
+  // chunks, the same size on every rank.
+  int64_t chunk = int64_t(1) << 10;
+  while (chunk < (int64_t(1) << 24) && chunk * 2 <= numel / 64) chunk *= 2;
+  const int64_t per = chunk * int64_t(std::max(1, world));
+  Zero1Shape z;
+  z.shard = world > 1 ? std::max<int64_t>(1, (numel + per - 1) / per) * chunk : numel;
+  z.padded = world > 1 ? z.shard * world : numel;
+  return z;
+}
 
 double sum(const std::vector<Term>& terms) {
   double s = 0;
@@ -241,13 +303,18 @@ const char* ckpt_name(Ckpt c) { return c == Ckpt::on ? "on" : c == Ckpt::offload
 
 std::pair<int64_t, int64_t> proj_shape(const io::HfConfig& c, model::Proj p) {
   switch (p) {
-    case model::Proj::q: return {c.q_dim(), c.hidden_size};
+    case model::Proj::q:
+      return {c.q_dim(), c.hidden_size};
     case model::Proj::k:
-    case model::Proj::v: return {c.kv_dim(), c.hidden_size};
-    case model::Proj::o: return {c.hidden_size, c.q_dim()};
+    case model::Proj::v:
+      return {c.kv_dim(), c.hidden_size};
+    case model::Proj::o:
+      return {c.hidden_size, c.q_dim()};
     case model::Proj::gate:
-    case model::Proj::up: return {c.intermediate_size, c.hidden_size};
-    case model::Proj::down: return {c.hidden_size, c.intermediate_size};
+    case model::Proj::up:
+      return {c.intermediate_size, c.hidden_size};
+    case model::Proj::down:
+      return {c.hidden_size, c.intermediate_size};
   }
   return {0, 0};
 }
@@ -258,7 +325,8 @@ ParamCounts count_params(const io::HfConfig& c) {
   n.embed = m.V * m.H;
   n.lm_head = m.tied ? 0 : m.V * m.H;
   n.norms = m.H + m.L * (2 * m.H + (m.qk_norm ? 2 * m.D : 0));
-  int64_t per_layer_bias = (c.qkv_bias ? m.Q + 2 * m.K : 0) + (c.o_bias ? m.H : 0) + (c.mlp_bias ? 2 * m.I + m.H : 0);
+  int64_t per_layer_bias =
+      (c.qkv_bias ? m.Q + 2 * m.K : 0) + (c.o_bias ? m.H : 0) + (c.mlp_bias ? 2 * m.I + m.H : 0);
   n.biases = m.L * per_layer_bias;
   for (model::Proj p : model::kAllProjs) {
     auto [out, in] = proj_shape(c, p);
@@ -286,7 +354,8 @@ double trainer_flops_per_token(const io::HfConfig& c, bool full) {
   return (full ? 6.0 : 4.0) * double(c.vocab_size * c.hidden_size + n.projections);
 }
 
-Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, const std::optional<GpuSpec>& gpu) {
+Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
+              const std::optional<GpuSpec>& gpu) {
   HS_CHECK(s.world >= 1 && s.grad_accum >= 1 && s.tokens_per_batch > 0);
   Plan p;
   p.spec = s;
@@ -317,8 +386,9 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
   data::BatchPlan bp = data::BatchPlan::build(samples.lengths, samples.trained, ids, po);
   p.micro_batches = int64_t(bp.micro_batches().size());
   p.steps_per_epoch = bp.steps_per_epoch();
-  p.total_steps = s.max_steps > 0 ? s.max_steps
-                                  : std::max<int64_t>(1, int64_t(std::ceil(s.epochs * double(p.steps_per_epoch))));
+  p.total_steps = s.max_steps > 0
+                      ? s.max_steps
+                      : std::max<int64_t>(1, int64_t(std::ceil(s.epochs * double(p.steps_per_epoch))));
   p.padding = bp.padding_fraction();
   const data::MicroBatch* largest = nullptr;
   for (const auto& mb : bp.micro_batches())
@@ -335,25 +405,45 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
       auto [out, in] = proj_shape(c, pr);
       q += double(nf4_weight_bytes(out * in)) * double(m.L);
     }
-    mem.states.push_back({"weights: projections in NF4", q,
-                          fmt(double(n.projections)) + " params x ~0.53 B (codes, absmax, nested statistics)"});
-    mem.states.push_back(bytes_term("weights: embeddings, norms, biases (bf16)", nonproj, 1, kBf16, "params"));
+    mem.states.push_back(
+        {"weights: projections in NF4", q,
+         fmt(double(n.projections)) + " params x ~0.53 B (codes, absmax, nested statistics)"});
+    mem.states.push_back(
+        bytes_term("weights: embeddings, norms, biases (bf16)", nonproj, 1, kBf16, "params"));
   } else {
     mem.states.push_back(bytes_term("weights (bf16)", P, 1, kBf16, "params"));
   }
+  const bool fp64 =
+      s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit);
+  // ZeRO-1 (dist.shard_optimizer, full fine-tuning on several ranks; train/zero1.cpp): each rank keeps a
+  // shard of the fp32 master and the AdamW moments, and the flat gradient padded to whole shards.
+  const bool zero = full && s.shard_optimizer && s.world > 1;
+  const Zero1Shape z = zero1_shape(p.trainable, zero ? s.world : 1);
+  p.shard = zero ? z.shard : 0;
+  const double S = double(z.shard), Tpad = double(z.padded);
   if (full) {
     mem.states.push_back(bytes_term("gradients of the weights (bf16 .grad)", P, 1, kBf16, "params"));
-    mem.states.push_back(bytes_term("fp32 master copy", P, 1, kF32, "params"));
+    if (zero)
+      mem.states.push_back(bytes_term("fp32 master: this rank's shard (ZeRO-1)", S, 1, kF32, "params"));
+    else
+      mem.states.push_back(bytes_term("fp32 master copy", P, 1, kF32, "params"));
   } else {
     mem.states.push_back(bytes_term("LoRA A, B (fp32 masters)", T, 1, kF32, "params"));
   }
-  mem.states.push_back(bytes_term("flat fp32 gradient", T, 1, kF32, "params"));
-  mem.states.push_back(bytes_term("AdamW moments (2 x fp32)", T, 2, kF32, "params"));
-  if (s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit))
-    mem.states.push_back(bytes_term("fp64 gradient sum (train.grad_sum)", T, 1, kF64, "params"));
-  const double rope_pos = double(std::max<int64_t>(std::min<int64_t>(c.max_position_embeddings, 4096),
-                                                   largest ? largest->row_len : 0));
-  mem.states.push_back(bytes_term("RoPE cos/sin tables (fp32)", rope_pos, double(2 * m.D), kF32, "positions"));
+  mem.states.push_back(bytes_term(zero ? "flat fp32 gradient (padded to the shards)" : "flat fp32 gradient",
+                                  zero ? Tpad : T, 1, kF32, "params"));
+  if (zero)
+    mem.states.push_back(bytes_term("reduced gradient: this rank's shard (fp32)", S, 1, kF32, "params"));
+  mem.states.push_back(
+      bytes_term(zero ? "AdamW moments: this rank's shard (2 x fp32)" : "AdamW moments (2 x fp32)",
+                 zero ? S : T, 2, kF32, "params"));
+  if (fp64)
+    mem.states.push_back(
+        bytes_term("fp64 gradient sum (train.grad_sum)", zero ? Tpad : T, 1, kF64, "params"));
+  const double rope_pos = double(
+      std::max<int64_t>(std::min<int64_t>(c.max_position_embeddings, 4096), largest ? largest->row_len : 0));
+  mem.states.push_back(
+      bytes_term("RoPE cos/sin tables (fp32)", rope_pos, double(2 * m.D), kF32, "positions"));
 
   // ---- memory: activations
   mem.layer = layer_terms(c, s, N);
@@ -380,44 +470,70 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
   const double chunk_rows =
       std::min(targets, double(std::max<int64_t>(1, kLossChunkLogits / std::max<int64_t>(1, m.V))));
   mem.loss.push_back(bytes_term("final-norm output", N, double(m.H), kBf16, "tok"));
-  mem.loss.push_back(bytes_term("target rows and their gradient", targets, double(2 * m.H), kBf16, "targets"));
+  mem.loss.push_back(
+      bytes_term("target rows and their gradient", targets, double(2 * m.H), kBf16, "targets"));
   mem.loss.push_back(bytes_term("logits chunk (bf16, <= 2^27)", chunk_rows, double(m.V), kBf16, "rows"));
   mem.loss.push_back(bytes_term("targets, mask, per-row loss", N, 1, 8 + 4 + 1, "tok"));
   std::vector<Term> head_grad;
   if (full) {
-    head_grad.push_back(bytes_term("lm_head gradient (fp32, made in the forward)", double(m.V * m.H), 1, kF32, "params"));
+    head_grad.push_back(
+        bytes_term("lm_head gradient (fp32, made in the forward)", double(m.V * m.H), 1, kF32, "params"));
     mem.loss.push_back(head_grad.back());
-    mem.loss.push_back(bytes_term("lm_head gradient GEMM output per chunk (fp32)", double(m.V * m.H), 1, kF32, "params"));
+    mem.loss.push_back(
+        bytes_term("lm_head gradient GEMM output per chunk (fp32)", double(m.V * m.H), 1, kF32, "params"));
   }
   // The backward of the last layer: the loss's saved gradient, the layer recomputed (checkpointing, with its
   // input back from the host for offload), the layer's backward transients.
-  mem.backward.push_back(bytes_term("hidden-state gradient saved by the loss", targets, double(m.H), kBf16, "targets"));
+  mem.backward.push_back(
+      bytes_term("hidden-state gradient saved by the loss", targets, double(m.H), kBf16, "targets"));
   if (full) {
     // The loss's backward scales lm_head's saved fp32 gradient (an fp32 product) and rounds it to bf16.
-    mem.loss_backward.push_back(bytes_term("hidden-state gradient saved by the loss", targets, double(m.H), kBf16, "targets"));
+    mem.loss_backward.push_back(
+        bytes_term("hidden-state gradient saved by the loss", targets, double(m.H), kBf16, "targets"));
     for (const auto& t : head_grad) mem.loss_backward.push_back(t);
-    mem.loss_backward.push_back(bytes_term("lm_head gradient x the loss scale (fp32)", double(m.V * m.H), 1, kF32, "params"));
-    mem.loss_backward.push_back(bytes_term("lm_head gradient rounded to bf16", double(m.V * m.H), 1, kBf16, "params"));
+    mem.loss_backward.push_back(
+        bytes_term("lm_head gradient x the loss scale (fp32)", double(m.V * m.H), 1, kF32, "params"));
+    mem.loss_backward.push_back(
+        bytes_term("lm_head gradient rounded to bf16", double(m.V * m.H), 1, kBf16, "params"));
   }
   if (s.grad_ckpt != Ckpt::off) {
-    mem.backward.push_back({"one layer recomputed (its saved activations)", layer, fmt(layer / kGiB * 1024) + " MiB"});
+    mem.backward.push_back(
+        {"one layer recomputed (its saved activations)", layer, fmt(layer / kGiB * 1024) + " MiB"});
     if (s.grad_ckpt == Ckpt::offload)
-      mem.backward.push_back(bytes_term("layer input copied back from the host", N, double(m.H), kBf16, "tok"));
+      mem.backward.push_back(
+          bytes_term("layer input copied back from the host", N, double(m.H), kBf16, "tok"));
   }
   for (auto& t : backward_terms(c, s, N)) mem.backward.push_back(t);
   // AdamW::step: sqrt(v) and its quotient (fp32, like the parameters) before the update.
-  mem.optimizer.push_back(bytes_term("AdamW temporaries (sqrt(v), denominator)", T, 2, kF32, "params"));
+  mem.optimizer.push_back(
+      bytes_term("AdamW temporaries (sqrt(v), denominator)", zero ? S : T, 2, kF32, "params"));
+  if (full) {
+    // Start-up: FlatParams makes the whole fp32 master and gradient next to the weights; ZeRO-1 then copies
+    // this rank's master shard out (the whole master freed) and makes the padded gradient before the whole
+    // one is freed (FlatParams::shard).
+    if (zero) {
+      mem.setup.push_back(bytes_term("fp32 master shard", S, 1, kF32, "params"));
+      mem.setup.push_back(bytes_term("flat fp32 gradient, whole (until replaced)", T, 1, kF32, "params"));
+      mem.setup.push_back(bytes_term("flat fp32 gradient, padded to the shards", Tpad, 1, kF32, "params"));
+    } else {
+      mem.setup.push_back(bytes_term("fp32 master, whole", T, 1, kF32, "params"));
+      mem.setup.push_back(bytes_term("flat fp32 gradient", T, 1, kF32, "params"));
+    }
+  }
 
   const double states = sum(mem.states), kept = sum(mem.kept);
   const double at_loss = states + kept + sum(mem.loss);
   const double in_backward = states + kept + sum(mem.backward);
   const double at_loss_backward = states + kept + sum(mem.loss_backward);
   const double at_step = states + sum(mem.optimizer);
-  mem.peak = std::max({at_loss, in_backward, at_loss_backward, at_step});
-  mem.peak_phase = mem.peak == at_step              ? "optimizer step"
-                   : mem.peak == at_loss            ? "end of forward (loss)"
+  // Start-up holds the weights and the setup terms only (no .grad yet).
+  const double at_setup = full ? (nf4 ? 0 : 2.0 * P) + sum(mem.setup) : 0;
+  mem.peak = std::max({at_loss, in_backward, at_loss_backward, at_step, at_setup});
+  mem.peak_phase = mem.peak == at_setup           ? "start-up (fp32 master and gradient made)"
+                   : mem.peak == at_step          ? "optimizer step"
+                   : mem.peak == at_loss          ? "end of forward (loss)"
                    : mem.peak == at_loss_backward ? "loss backward"
-                                                    : "backward";
+                                                  : "backward";
   mem.overhead.push_back({"CUDA context, cuBLAS workspaces", kContextBytes, "~0.6 GiB"});
   mem.overhead.push_back({"caching-allocator slack", mem.peak * kSlack, fmt(kSlack * 100) + "% of the peak"});
   if (s.world > 1) mem.overhead.push_back({"NCCL buffers", 0.25 * kGiB, "~0.25 GiB"});
@@ -432,22 +548,40 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples, c
     Speed& sp = p.speed;
     sp.known = true;
     sp.calibrated = gpu->eff.calibrated;
-    if (largest) sp.micro = micro_time(c, s, *gpu, micro_stats(*largest, samples, s.packing), p.matmul_params);
+    if (largest)
+      sp.micro = micro_time(c, s, *gpu, micro_stats(*largest, samples, s.packing), p.matmul_params);
     // Every micro-batch's time, then per step the slowest rank, over the first epoch.
     std::vector<double> t_mb(bp.micro_batches().size());
     for (size_t i = 0; i < t_mb.size(); ++i)
-      t_mb[i] = sum(micro_time(c, s, *gpu, micro_stats(bp.micro_batches()[i], samples, s.packing), p.matmul_params));
+      t_mb[i] = sum(
+          micro_time(c, s, *gpu, micro_stats(bp.micro_batches()[i], samples, s.packing), p.matmul_params));
     // Optimizer: AdamW reads p, g, m, v and writes p, m, v (fp32) plus the gradient norm, clipping and the
-    // fp64 sum's copy; full fine-tuning also gathers bf16 gradients and refreshes the bf16 weights.
-    const bool fp64 = s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit);
-    const double opt_bytes = T * (7 * kF32 + 2 * kF32 + (fp64 ? 2 * kF64 * double(s.grad_accum) : 0)) +
-                             (full ? P * (3 * kBf16 + 3 * kF32) : 0);  // zero .grad, gather, push
+    // fp64 sum's copy. Full fine-tuning: the measured per-step cost in bytes per parameter, of which the
+    // gathering of the bf16 gradients, the refresh of the bf16 weights and the zeroing (18 B) run over every
+    // parameter and the rest (AdamW, norm, clipping) over this rank's shard under ZeRO-1.
+    constexpr double kWholeBytes = 18;
+    const double opt_bytes = full ? (zero ? P * kWholeBytes + S * (gpu->eff.full_step_bytes - kWholeBytes)
+                                          : P * gpu->eff.full_step_bytes)
+                                  : T * (7 * kF32 + 2 * kF32 + (fp64 ? 2 * kF64 * double(s.grad_accum) : 0));
     sp.optimizer_s = opt_bytes / gpu->hbm_bytes_s;
     if (s.world > 1) {
-      // One all-reduce of the flat gradient (fp64 when summed in fp64): NCCL ring, 2 (N - 1) / N of the bytes
-      // over the bus bandwidth.
-      sp.allreduce_bytes = T * (fp64 ? kF64 : kF32);
-      sp.allreduce_s = 2.0 * double(s.world - 1) / double(s.world) * sp.allreduce_bytes / gpu->allreduce_bus_bytes_s;
+      // NCCL ring over the bus bandwidth: one all-reduce of the flat gradient (fp64 when summed in fp64),
+      // 2 (N - 1) / N of its bytes; ZeRO-1: a reduce-scatter of it and an all-gather of the bf16 weights,
+      // (N - 1) / N of each.
+      const double f = double(s.world - 1) / double(s.world);
+      if (zero) {
+        sp.allreduce_bytes = Tpad * (fp64 ? kF64 : kF32) + Tpad * kBf16;
+        sp.allreduce_s = f * sp.allreduce_bytes / gpu->allreduce_bus_bytes_s;
+      } else {
+        sp.allreduce_bytes = T * (fp64 ? kF64 : kF32);
+        sp.allreduce_s = 2.0 * f * sp.allreduce_bytes / gpu->allreduce_bus_bytes_s;
+        if (s.bucket_mb > 0) {
+          // dist.bucket_mb: buckets overlap part of the all-reduce with the backward; their gradient hooks
+          // cost a fixed time per trainable tensor (train/grad_buckets.cpp).
+          sp.allreduce_s = sp.allreduce_s * (1.0 - gpu->eff.bucket_overlap) +
+                           double(trainable_tensors(c, s)) * gpu->eff.bucket_tensor_s;
+        }
+      }
     }
     double total_s = 0, total_tokens = 0;
     for (int64_t st = 0; st < p.steps_per_epoch; ++st) {

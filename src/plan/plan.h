@@ -51,6 +51,8 @@ struct RunSpec {
   data::Packing packing = data::Packing::packed;
   GradSum grad_sum = GradSum::auto_;
   int world = 1;
+  bool shard_optimizer = false;  // dist.shard_optimizer: ZeRO-1 (full fine-tuning on several ranks)
+  double bucket_mb = 25;         // dist.bucket_mb: all-reduce in buckets overlapped with backward (0: one)
   uint64_t seed = 42;
   int64_t max_steps = 0;  // 0: `epochs` epochs
   double epochs = 1;
@@ -73,13 +75,15 @@ struct Term {
 double sum(const std::vector<Term>& terms);
 
 struct Memory {
-  std::vector<Term> states;     // weights and trainable state: held for the whole run
-  std::vector<Term> layer;      // what one decoder layer saves for its backward (no checkpointing)
-  std::vector<Term> kept;       // activations held at the end of the forward (per the checkpointing mode)
-  std::vector<Term> loss;       // the forward's loss stage on top of `kept`
-  std::vector<Term> loss_backward;  // full fine-tuning: the loss's backward on top of `kept` (lm_head gradient)
+  std::vector<Term> states;  // weights and trainable state: held for the whole run
+  std::vector<Term> layer;   // what one decoder layer saves for its backward (no checkpointing)
+  std::vector<Term> kept;    // activations held at the end of the forward (per the checkpointing mode)
+  std::vector<Term> loss;    // the forward's loss stage on top of `kept`
+  std::vector<Term>
+      loss_backward;            // full fine-tuning: the loss's backward on top of `kept` (lm_head gradient)
   std::vector<Term> backward;   // the backward of the last layer on top of `kept` (recomputation included)
   std::vector<Term> optimizer;  // the optimizer step on top of `states`
+  std::vector<Term> setup;      // full fine-tuning's start-up, next to the weights (the fp32 buffers made)
   std::vector<Term> overhead;   // CUDA context, allocator slack: what the GPU needs beyond the peak
   double peak = 0;              // predicted peak allocated bytes (metrics.jsonl's peak_mem_bytes)
   std::string peak_phase;       // "end of forward (loss)" | "backward" | "optimizer step"
@@ -103,6 +107,7 @@ struct Plan {
   std::optional<GpuSpec> gpu;
   std::string model_type;
   int64_t layers = 0, params = 0, trainable = 0, matmul_params = 0;
+  int64_t shard = 0;           // ZeRO-1: trainable values per rank's shard (0: not sharded)
   double flops_per_token = 0;  // the trainer's MFU basis
   // The batch plan: the largest micro-batch (token slots, padding included) sets the memory.
   int64_t micro_batches = 0, largest_micro_tokens = 0, steps_per_epoch = 0, total_steps = 0;
@@ -110,8 +115,8 @@ struct Plan {
   double padding = 0;
   Memory memory;
   Speed speed;
-  double duration_s = 0;       // total_steps x step_s (0 when the speed is unknown)
-  bool fits_known = false;     // a GPU memory to compare with
+  double duration_s = 0;    // total_steps x step_s (0 when the speed is unknown)
+  bool fits_known = false;  // a GPU memory to compare with
   bool fits = false;
 };
 
@@ -152,6 +157,13 @@ int64_t lora_params(const io::HfConfig& model, int64_t r, const std::vector<mode
 // Device bytes of one NF4 weight of `numel` elements (codes, 8-bit absmax, code book, nested absmax and
 // code map), as quant::Nf4Tensor::bytes counts them.
 int64_t nf4_weight_bytes(int64_t numel);
+// Trainable tensors: LoRA's A and B per adapted projection and layer, or every parameter tensor (full).
+int64_t trainable_tensors(const io::HfConfig& model, const RunSpec& spec);
+// ZeRO-1's shard of `numel` trainable values over `world` ranks and the padded total (train/zero1.cpp).
+struct Zero1Shape {
+  int64_t shard = 0, padded = 0;
+};
+Zero1Shape zero1_shape(int64_t numel, int world);
 // The trainer's FLOPs per token: (full ? 6 : 4) x (vocab x hidden + the projections' in x out).
 double trainer_flops_per_token(const io::HfConfig& model, bool full);
 

@@ -50,13 +50,16 @@ std::string duration(double s) {
 // Rows of (label, value, how) printed with the value column aligned.
 struct Table {
   std::vector<std::array<std::string, 3>> rows;
-  void row(std::string a, std::string b, std::string c = "") { rows.push_back({std::move(a), std::move(b), std::move(c)}); }
+  void row(std::string a, std::string b, std::string c = "") {
+    rows.push_back({std::move(a), std::move(b), std::move(c)});
+  }
   std::string str() const {
     size_t w0 = 0, w1 = 0;
     for (const auto& r : rows) w0 = std::max(w0, r[0].size()), w1 = std::max(w1, r[1].size());
     std::string out;
     for (const auto& r : rows) {
-      std::string line = "  " + r[0] + std::string(w0 - r[0].size() + 2, ' ') + std::string(w1 - r[1].size(), ' ') + r[1];
+      std::string line =
+          "  " + r[0] + std::string(w0 - r[0].size() + 2, ' ') + std::string(w1 - r[1].size(), ' ') + r[1];
       if (!r[2].empty()) line += "  " + r[2];
       out += line + "\n";
     }
@@ -81,7 +84,8 @@ std::string spec_line(const Plan& p) {
   const RunSpec& s = p.spec;
   return hs::str("finetune ", finetune_name(s.finetune), targets(s), ", grad_ckpt ", ckpt_name(s.grad_ckpt),
                  ", tokens_per_batch ", s.tokens_per_batch, ", grad_accum ", s.grad_accum,
-                 s.world > 1 ? hs::str(", ", s.world, " ranks") : "");
+                 s.world > 1 ? hs::str(", ", s.world, " ranks") : "",
+                 p.shard > 0 ? hs::str(", ZeRO-1 (", num(double(p.shard)), " values per shard)") : "");
 }
 
 }  // namespace
@@ -90,42 +94,46 @@ std::string verdict(const Plan& p) {
   std::string speed;
   if (p.speed.known)
     speed = hs::str("; ~", num(p.speed.tokens_per_s), " tokens/s", p.spec.world > 1 ? " on all ranks" : "",
-                    ", MFU ", num(p.speed.mfu * 100, 1), "%, ", duration(p.duration_s), " for ", p.total_steps,
-                    " steps", p.speed.calibrated ? "" : " (uncalibrated GPU)");
+                    ", MFU ", num(p.speed.mfu * 100, 1), "%, ", duration(p.duration_s), " for ",
+                    p.total_steps, " steps", p.speed.calibrated ? "" : " (uncalibrated GPU)");
   if (!p.fits_known)
-    return hs::str("peak ", gib(p.memory.peak), " GiB allocated (", gib(p.memory.needed),
-                   " GiB with CUDA context and slack); no GPU to compare with: pass --gpu NAME or --gpu 80GiB");
+    return hs::str(
+        "peak ", gib(p.memory.peak), " GiB allocated (", gib(p.memory.needed),
+        " GiB with CUDA context and slack); no GPU to compare with: pass --gpu NAME or --gpu 80GiB");
   return hs::str(p.fits ? "fits" : "does NOT fit", ": needs ", gib(p.memory.needed), " GiB (peak ",
-                 gib(p.memory.peak), " GiB allocated) of ", gib(p.gpu->memory_bytes), " GiB (", p.gpu->name, ")",
-                 speed);
+                 gib(p.memory.peak), " GiB allocated) of ", gib(p.gpu->memory_bytes), " GiB (", p.gpu->name,
+                 ")", speed);
 }
 
 std::string render_text(const Plan& p, const std::vector<Candidate>& advice) {
   const RunSpec& s = p.spec;
   const Memory& m = p.memory;
   std::string out;
-  out += hs::str("model: ", p.model_type, ", ", num(double(p.params)), " parameters (", num(double(p.trainable)),
-                 " trained)\n");
+  out += hs::str("model: ", p.model_type, ", ", num(double(p.params)), " parameters (",
+                 num(double(p.trainable)), " trained)\n");
   out += "run:   " + spec_line(p) + "\n";
-  out += hs::str("data:  ", p.micro_batches, " micro-batches (", data::Packing::packed == s.packing ? "packed" : "padded",
-                 ", padding ", num(p.padding * 100, 1), "%), the largest ", num(double(p.largest_micro_tokens)),
-                 " token slots; ", p.steps_per_epoch, " steps/epoch, ", p.total_steps, " steps; ",
-                 num(p.tokens_per_step), " tokens/step\n");
+  out +=
+      hs::str("data:  ", p.micro_batches, " micro-batches (",
+              data::Packing::packed == s.packing ? "packed" : "padded", ", padding ", num(p.padding * 100, 1),
+              "%), the largest ", num(double(p.largest_micro_tokens)), " token slots; ", p.steps_per_epoch,
+              " steps/epoch, ", p.total_steps, " steps; ", num(p.tokens_per_step), " tokens/step\n");
   if (p.gpu)
     out += p.gpu->memory_only
                ? hs::str("GPU:   ", gib(p.gpu->memory_bytes), " GiB (given by size: memory plan only)\n")
                : hs::str("GPU:   ", p.gpu->name, ", ", gib(p.gpu->memory_bytes), " GiB, ",
-                         num(p.gpu->peak_bf16 / 1e12), " TFLOP/s bf16 (MFU basis), ", num(p.gpu->hbm_bytes_s / 1e12, 2),
-                         " TB/s; efficiencies: ", p.gpu->eff.source, "\n");
+                         num(p.gpu->peak_bf16 / 1e12), " TFLOP/s bf16 (MFU basis), ",
+                         num(p.gpu->hbm_bytes_s / 1e12, 2), " TB/s; efficiencies: ", p.gpu->eff.source, "\n");
   else
-    out += "GPU:   none given or seen (memory plan only): pass --gpu NAME (" + known_gpu_words() + ") or --gpu 80GiB\n";
+    out += "GPU:   none given or seen (memory plan only): pass --gpu NAME (" + known_gpu_words() +
+           ") or --gpu 80GiB\n";
 
   Table t;
   t.row("memory, one rank", "GiB", "how");
   for (const auto& x : m.states) t.row(x.name, gib(x.value), x.formula);
   t.row(hs::str("activations one decoder layer saves (of ", p.layers, ")"), gib(sum(m.layer)), "");
   for (const auto& x : m.layer) t.row("  " + x.name, gib(x.value), x.formula);
-  t.row("kept at the end of the forward (grad_ckpt " + std::string(ckpt_name(s.grad_ckpt)) + ")", gib(sum(m.kept)), "");
+  t.row("kept at the end of the forward (grad_ckpt " + std::string(ckpt_name(s.grad_ckpt)) + ")",
+        gib(sum(m.kept)), "");
   for (const auto& x : m.kept) t.row("  " + x.name, gib(x.value), x.formula);
   t.row("loss stage (on top)", gib(sum(m.loss)), "");
   for (const auto& x : m.loss) t.row("  " + x.name, gib(x.value), x.formula);
@@ -136,6 +144,10 @@ std::string render_text(const Plan& p, const std::vector<Candidate>& advice) {
   t.row("backward of the last layer (on top)", gib(sum(m.backward)), "");
   for (const auto& x : m.backward) t.row("  " + x.name, gib(x.value), x.formula);
   t.row("optimizer step (on top of the weights and state)", gib(sum(m.optimizer)), "");
+  if (!m.setup.empty()) {
+    t.row("start-up (next to the weights)", gib(sum(m.setup)), "");
+    for (const auto& x : m.setup) t.row("  " + x.name, gib(x.value), x.formula);
+  }
   t.row("PEAK allocated (" + m.peak_phase + ")", gib(m.peak), "what train reports as peak mem");
   for (const auto& x : m.overhead) t.row("+ " + x.name, gib(x.value), x.formula);
   t.row("NEEDED on the GPU", gib(m.needed), p.gpu ? "of " + gib(p.gpu->memory_bytes) + " GiB" : "");
@@ -145,11 +157,15 @@ std::string render_text(const Plan& p, const std::vector<Candidate>& advice) {
     Table v;
     v.row("time, largest micro-batch", "ms", "how");
     for (const auto& x : p.speed.micro) v.row(x.name, num(x.value * 1e3, 1), x.formula);
-    v.row("micro-batch", num(sum(p.speed.micro) * 1e3, 1), num(double(p.largest_micro_tokens)) + " token slots");
-    v.row("optimizer step", num(p.speed.optimizer_s * 1e3, 2), num(double(p.trainable)) + " trained parameters");
+    v.row("micro-batch", num(sum(p.speed.micro) * 1e3, 1),
+          num(double(p.largest_micro_tokens)) + " token slots");
+    v.row("optimizer step", num(p.speed.optimizer_s * 1e3, 2),
+          num(double(p.trainable)) + " trained parameters");
     if (s.world > 1)
-      v.row("gradient all-reduce", num(p.speed.allreduce_s * 1e3, 1),
-            hs::str(gib(p.speed.allreduce_bytes), " GiB, ring 2(N-1)/N over ",
+      v.row(p.shard > 0 ? "gradient reduce-scatter + weight all-gather" : "gradient all-reduce",
+            num(p.speed.allreduce_s * 1e3, 1),
+            hs::str(gib(p.speed.allreduce_bytes),
+                    p.shard > 0 ? " GiB, ring (N-1)/N each over " : " GiB, ring 2(N-1)/N over ",
                     num(p.gpu->allreduce_bus_bytes_s / 1e9), " GB/s bus bandwidth (", p.gpu->interconnect,
                     ", assumed)"));
     v.row("optimizer step, mean (slowest rank)", num(p.speed.step_s * 1e3, 1),
@@ -167,8 +183,8 @@ std::string render_text(const Plan& p, const std::vector<Candidate>& advice) {
     a.row(p.fits ? "faster, and fits" : "changes", "needs GiB", "tokens/s");
     for (const auto& k : advice)
       a.row(k.change, gib(k.plan.memory.needed),
-            (k.plan.speed.known ? num(k.plan.speed.tokens_per_s) : "-") + (k.plan.fits ? "  fits" : "  does not fit") +
-                "  (" + k.why + ")");
+            (k.plan.speed.known ? num(k.plan.speed.tokens_per_s) : "-") +
+                (k.plan.fits ? "  fits" : "  does not fit") + "  (" + k.why + ")");
     out += "\n" + a.str();
   }
   out += "\n" + verdict(p) + "\n";
@@ -185,13 +201,19 @@ nlohmann::ordered_json to_json(const Plan& p, const std::vector<Candidate>& advi
   j["flops_per_token"] = p.flops_per_token;
   std::vector<std::string> tg;
   for (auto t : s.lora_targets) tg.push_back(model::proj_name(t));
-  j["run"] = {{"finetune", finetune_name(s.finetune)}, {"lora_r", s.lora_r},    {"lora_targets", tg},
-              {"grad_ckpt", ckpt_name(s.grad_ckpt)},  {"tokens_per_batch", s.tokens_per_batch},
-              {"grad_accum", s.grad_accum},           {"packing", s.packing == data::Packing::packed ? "packed" : "padded"},
-              {"world", s.world}};
-  j["data"] = {{"micro_batches", p.micro_batches},         {"largest_micro_tokens", p.largest_micro_tokens},
-               {"steps_per_epoch", p.steps_per_epoch},     {"total_steps", p.total_steps},
-               {"tokens_per_step", p.tokens_per_step},     {"padding", p.padding}};
+  j["run"] = {{"finetune", finetune_name(s.finetune)},
+              {"lora_r", s.lora_r},
+              {"lora_targets", tg},
+              {"grad_ckpt", ckpt_name(s.grad_ckpt)},
+              {"tokens_per_batch", s.tokens_per_batch},
+              {"grad_accum", s.grad_accum},
+              {"packing", s.packing == data::Packing::packed ? "packed" : "padded"},
+              {"world", s.world},
+              {"shard_optimizer", s.shard_optimizer},
+              {"zero1_shard", p.shard}};
+  j["data"] = {{"micro_batches", p.micro_batches},     {"largest_micro_tokens", p.largest_micro_tokens},
+               {"steps_per_epoch", p.steps_per_epoch}, {"total_steps", p.total_steps},
+               {"tokens_per_step", p.tokens_per_step}, {"padding", p.padding}};
   if (p.gpu)
     j["gpu"] = {{"name", p.gpu->name},
                 {"memory_bytes", p.gpu->memory_bytes},
@@ -216,6 +238,7 @@ nlohmann::ordered_json to_json(const Plan& p, const std::vector<Candidate>& advi
                  {"loss_backward", terms_json(m.loss_backward)},
                  {"backward", terms_json(m.backward)},
                  {"optimizer", terms_json(m.optimizer)},
+                 {"setup", terms_json(m.setup)},
                  {"overhead", terms_json(m.overhead)}};
   if (p.fits_known)
     j["fits"] = p.fits;
@@ -235,12 +258,13 @@ nlohmann::ordered_json to_json(const Plan& p, const std::vector<Candidate>& advi
     j["speed"] = nullptr;
   nlohmann::ordered_json adv = nlohmann::json::array();
   for (const auto& k : advice)
-    adv.push_back({{"change", k.change},
-                   {"why", k.why},
-                   {"fits", k.plan.fits},
-                   {"peak_bytes", k.plan.memory.peak},
-                   {"needed_bytes", k.plan.memory.needed},
-                   {"tokens_per_s", k.plan.speed.known ? nlohmann::ordered_json(k.plan.speed.tokens_per_s) : nullptr}});
+    adv.push_back(
+        {{"change", k.change},
+         {"why", k.why},
+         {"fits", k.plan.fits},
+         {"peak_bytes", k.plan.memory.peak},
+         {"needed_bytes", k.plan.memory.needed},
+         {"tokens_per_s", k.plan.speed.known ? nlohmann::ordered_json(k.plan.speed.tokens_per_s) : nullptr}});
   j["advice"] = adv;
   j["verdict"] = verdict(p);
   return j;

@@ -107,7 +107,7 @@ def main():
         check(j.get("speed", 1) is None and j.get("fits") is True and j["gpu"]["memory_only"],
               "--gpu 24GiB: a memory plan (fits) without speed")
         r = hs("plan", "--config", f"{d}/run.ini", "--gpu", "h1000")
-        check(r.returncode == 1 and "unknown GPU 'h1000'" in r.stderr and "h100sxm" in r.stderr and "80GiB" in r.stderr,
+        check(r.returncode == 1 and "unknown GPU 'h1000'" in r.stderr and "h100-sxm" in r.stderr and "80GiB" in r.stderr,
               "unknown --gpu: an error naming it and the known GPUs: " + r.stderr.strip()[:160])
         r = hs("plan", "--config", f"{d}/run.ini", "--lora.rr", "8")
         check(r.returncode != 0 and "lora.rr" in r.stderr and "lora.r" in r.stderr.replace("lora.rr", ""),

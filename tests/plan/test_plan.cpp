@@ -2,14 +2,17 @@
 // a model loaded from a config.json + safetensors folder (Llama untied, Qwen3 with qk-norm and tied
 // embeddings, Qwen2 with q/k/v biases), LoRA parameters against the adapter the trainer builds, NF4 bytes
 // against quantized tensors, optimizer and gradient bytes against AdamW / FlatParams state, the FLOPs basis
-// against the trainer's formula on the loaded model, the batch plan's numbers against data::BatchPlan, and the
-// memory of two measured H100 runs (bench/results/train_vs_peers_h100_rows.md).
+// against the trainer's formula on the loaded model, the batch plan's numbers against data::BatchPlan, and
+// the memory of two measured H100 runs (bench/results/train_vs_peers_h100_rows.md).
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <numeric>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/file.h"
@@ -22,6 +25,7 @@
 #include "plan/plan.h"
 #include "quant/nf4.h"
 #include "quant/nf4_linear.h"
+#include "tests/plan/plan_models.h"
 #include "train/adamw.h"
 #include "train/flat_params.h"
 
@@ -39,41 +43,6 @@ const char* kQwen3 = R"({"model_type":"qwen3","hidden_size":32,"intermediate_siz
 const char* kQwen2 = R"({"model_type":"qwen2","hidden_size":32,"intermediate_size":40,"num_hidden_layers":2,
   "num_attention_heads":4,"num_key_value_heads":2,"vocab_size":90,"rms_norm_eps":1e-6,
   "max_position_embeddings":128,"tie_word_embeddings":false})";
-
-// Random weights for every tensor the config implies (names and shapes from the model's registry).
-std::string write_model(const std::string& name, const char* config_json) {
-  const std::string dir = (std::filesystem::temp_directory_path() / ("hs_plan_" + name)).string();
-  std::filesystem::remove_all(dir);
-  io::make_dirs(dir);
-  io::write_file_atomic(dir + "/config.json", config_json);
-  const io::HfConfig c = io::load_hf_config(dir);
-  at::manual_seed(3);
-  std::vector<model::HostTensor> host;
-  auto add = [&](const std::string& n, std::vector<int64_t> shape) {
-    host.push_back(model::to_host(n, at::randn(shape, at::kFloat) * 0.1));
-  };
-  using model::Slot;
-  add(model::names::tensor(Slot::embed), {c.vocab_size, c.hidden_size});
-  add(model::names::tensor(Slot::final_norm), {c.hidden_size});
-  if (!c.tie_word_embeddings) add(model::names::tensor(Slot::lm_head), {c.vocab_size, c.hidden_size});
-  for (int i = 0; i < int(c.num_hidden_layers); ++i) {
-    add(model::names::tensor(Slot::input_norm, i), {c.hidden_size});
-    add(model::names::tensor(Slot::post_attn_norm, i), {c.hidden_size});
-    if (c.qk_norm) {
-      add(model::names::tensor(Slot::q_norm, i), {c.head_dim});
-      add(model::names::tensor(Slot::k_norm, i), {c.head_dim});
-    }
-    for (model::Proj p : model::kAllProjs) {
-      auto [out, in] = model::proj_shape(c, p);
-      add(model::names::weight(i, p), {out, in});
-      if (model::proj_has_bias(c, p)) add(model::names::bias(i, p), {out});
-    }
-  }
-  std::vector<io::TensorRef> refs;
-  for (auto& h : host) refs.push_back(h.ref());
-  io::write_safetensors(dir + "/model.safetensors", refs, {{"format", "pt"}});
-  return dir;
-}
 
 int64_t numel_sum(const std::vector<model::NamedTensor>& ts) {
   int64_t n = 0;
@@ -97,7 +66,7 @@ plan::Samples rows(int n, int32_t len) {
 class PlanModels : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(PlanModels, ParameterCountsMatchTheLoadedModel) {
-  const std::string dir = write_model("params", GetParam());
+  const std::string dir = hs::test::write_plan_model("params", GetParam());
   const io::HfConfig c = io::load_hf_config(dir);
   model::Model m = model::Model::load(dir, {});
   const plan::ParamCounts n = plan::count_params(c);
@@ -141,11 +110,12 @@ TEST_P(PlanModels, ParameterCountsMatchTheLoadedModel) {
 }
 
 TEST_P(PlanModels, LoraParametersMatchTheTrainersAdapter) {
-  const std::string dir = write_model("lora", GetParam());
+  const std::string dir = hs::test::write_plan_model("lora", GetParam());
   const io::HfConfig c = io::load_hf_config(dir);
   for (const std::vector<model::Proj>& targets :
        {std::vector<model::Proj>(model::kAllProjs.begin(), model::kAllProjs.end()),
-        std::vector<model::Proj>{model::Proj::q, model::Proj::v}, std::vector<model::Proj>{model::Proj::down}}) {
+        std::vector<model::Proj>{model::Proj::q, model::Proj::v},
+        std::vector<model::Proj>{model::Proj::down}}) {
     for (int64_t r : {1, 8}) {
       model::Model m = model::Model::load(dir, {});
       lora::LoraConfig lc;
@@ -182,26 +152,29 @@ TEST_P(PlanModels, LoraParametersMatchTheTrainersAdapter) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, PlanModels, ::testing::Values(kLlama, kQwen3, kQwen2),
                          [](const ::testing::TestParamInfo<const char*>& i) {
-                           return std::string(i.index == 0 ? "llama_untied" : i.index == 1 ? "qwen3_qknorm_tied"
-                                                                                           : "qwen2_qkv_bias");
+                           return std::string(i.index == 0   ? "llama_untied"
+                                              : i.index == 1 ? "qwen3_qknorm_tied"
+                                                             : "qwen2_qkv_bias");
                          });
 
 TEST(Plan, Nf4BytesMatchQuantizedTensors) {
   // Sizes that are and are not multiples of the 64-element block and of 256 blocks.
-  for (auto [out, in] : std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {48, 40}, {3, 5}, {256, 80}, {130, 97}}) {
+  for (auto [out, in] :
+       std::vector<std::pair<int64_t, int64_t>>{{64, 64}, {48, 40}, {3, 5}, {256, 80}, {130, 97}}) {
     at::manual_seed(1);
     const quant::Nf4Tensor q = quant::quantize_nf4(at::randn({out, in}, at::kFloat));
     EXPECT_EQ(plan::nf4_weight_bytes(out * in), q.bytes()) << out << " x " << in;
   }
   // A whole model quantized at load: the plan's NF4 term equals quant::nf4_bytes of it.
-  const std::string dir = write_model("nf4", kLlama);
+  const std::string dir = hs::test::write_plan_model("nf4", kLlama);
   const io::HfConfig c = io::load_hf_config(dir);
   model::Model m = model::Model::load(dir, quant::nf4_load_options({at::kFloat, at::kCPU}, c, true));
   plan::RunSpec s;
   s.finetune = plan::Finetune::qlora;
   s.tokens_per_batch = 64;
   const plan::Plan p = plan::estimate(c, s, rows(4, 32), std::nullopt);
-  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "weights: projections in NF4")->value, double(quant::nf4_bytes(m)));
+  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "weights: projections in NF4")->value,
+                   double(quant::nf4_bytes(m)));
 }
 
 TEST(Plan, BatchPlanNumbersAreTheTrainers) {
@@ -234,8 +207,9 @@ TEST(Plan, BatchPlanNumbersAreTheTrainers) {
     for (const auto& mb : bp.micro_batches()) largest = std::max(largest, mb.padded_tokens());
     EXPECT_EQ(p.largest_micro_tokens, largest);
     // The speed's token count is the plan's: one epoch's real tokens per step.
-    EXPECT_NEAR(p.tokens_per_step, double(std::accumulate(s.lengths.begin(), s.lengths.end(), int64_t(0))) /
-                                       double(bp.steps_per_epoch()),
+    EXPECT_NEAR(p.tokens_per_step,
+                double(std::accumulate(s.lengths.begin(), s.lengths.end(), int64_t(0))) /
+                    double(bp.steps_per_epoch()),
                 1e-9);
     EXPECT_GT(p.speed.allreduce_s, 0);
   }
@@ -245,26 +219,45 @@ TEST(Plan, BatchPlanNumbersAreTheTrainers) {
   EXPECT_THROW(plan::estimate(c, r, s, std::nullopt), Error);
 }
 
-// Published shapes (config.json of meta-llama/Llama-3.2-1B and Qwen/Qwen3-0.6B) on 8 x 2048-token rows, LoRA
-// r=16 on all seven projections, checkpointing off: measured on one H100 by bench/train_vs_peers.py
-// (bench/results/train_vs_peers_h100_rows.md: 17.7 GiB, 71,421 tokens/s; 18.6 GiB, 82,677 tokens/s). The
-// memory is arithmetic only (no calibration): within the issue's 10%. The speed's efficiencies were fitted to
-// these two runs (plan/gpus.cpp): within 20% says the table still reproduces its sources.
-TEST(Plan, MeasuredH100RunsOfThePublishedShapes) {
-  const char* llama = R"({"model_type":"llama","hidden_size":2048,"intermediate_size":8192,"num_hidden_layers":16,
+// Published shapes (config.json of meta-llama/Llama-3.2-1B, Qwen/Qwen3-0.6B, meta-llama/Llama-3.1-8B), as
+// bench/train_vs_peers.py writes them.
+io::HfConfig published(const std::string& shape) {
+  if (shape == "llama3.2-1b")
+    return io::parse_hf_config(
+        R"({"model_type":"llama","hidden_size":2048,"intermediate_size":8192,"num_hidden_layers":16,
     "num_attention_heads":32,"num_key_value_heads":8,"head_dim":64,"vocab_size":128256,
     "max_position_embeddings":131072,"rms_norm_eps":1e-5,"tie_word_embeddings":true,
     "rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":32.0,"low_freq_factor":1.0,
-    "high_freq_factor":4.0,"original_max_position_embeddings":8192}})";
-  const char* qwen = R"({"model_type":"qwen3","hidden_size":1024,"intermediate_size":3072,"num_hidden_layers":28,
+    "high_freq_factor":4.0,"original_max_position_embeddings":8192}})",
+        shape);
+  if (shape == "qwen3-0.6b")
+    return io::parse_hf_config(
+        R"({"model_type":"qwen3","hidden_size":1024,"intermediate_size":3072,"num_hidden_layers":28,
     "num_attention_heads":16,"num_key_value_heads":8,"head_dim":128,"vocab_size":151936,
-    "max_position_embeddings":40960,"rms_norm_eps":1e-6,"tie_word_embeddings":true,"rope_theta":1000000.0})";
+    "max_position_embeddings":40960,"rms_norm_eps":1e-6,"tie_word_embeddings":true,"rope_theta":1000000.0})",
+        shape);
+  if (shape == "llama3.1-8b")
+    return io::parse_hf_config(
+        R"({"model_type":"llama","hidden_size":4096,"intermediate_size":14336,"num_hidden_layers":32,
+    "num_attention_heads":32,"num_key_value_heads":8,"head_dim":128,"vocab_size":128256,
+    "max_position_embeddings":131072,"rms_norm_eps":1e-5,"tie_word_embeddings":false,
+    "rope_theta":500000.0,"rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,
+    "high_freq_factor":4.0,"original_max_position_embeddings":8192}})",
+        shape);
+  throw Error("no config for " + shape);
+}
+
+// 8 x 2048-token rows, LoRA r=16 on all seven projections, checkpointing off, measured on one H100 by
+// bench/train_vs_peers.py (bench/results/train_vs_peers_h100_rows.md: 17.7 GiB, 71,421 tokens/s; 18.6 GiB,
+// 82,677 tokens/s). The memory is arithmetic only (no calibration): within the issue's 10%. The speed's
+// efficiencies were fitted to these runs (plan/gpus.cpp): within 20% says the table still reproduces them.
+TEST(Plan, MeasuredH100RunsOfThePublishedShapes) {
   struct Case {
-    const char* config;
+    const char* shape;
     double gib, tokens_s;
   };
-  for (const Case& k : {Case{llama, 17.7, 71421}, Case{qwen, 18.6, 82677}}) {
-    const io::HfConfig c = io::parse_hf_config(k.config, "config.json");
+  for (const Case& k : {Case{"llama3.2-1b", 17.7, 71421}, Case{"qwen3-0.6b", 18.6, 82677}}) {
+    const io::HfConfig c = published(k.shape);
     plan::RunSpec s;
     s.tokens_per_batch = 8 * 2048;
     s.max_steps = 14;
@@ -285,6 +278,92 @@ TEST(Plan, MeasuredH100RunsOfThePublishedShapes) {
   }
 }
 
+// Every run of bench/results/plan_accuracy_h100.json (bench/plan_accuracy.py on one H100: Llama-3.2-1B,
+// Qwen3-0.6B, Llama-3.1-8B x lora / qlora / full x grad_ckpt off / on x two batch sizes, 48 rows of 2048
+// tokens, metrics.jsonl's peak and tokens/s): the plan within the issue's bounds, peak 10% (arithmetic only)
+// and tokens/s 20% (QLoRA's and full fine-tuning's step costs in plan/gpus.cpp were fitted to these runs).
+TEST(Plan, MeasuredAccuracyRunsOnH100) {
+  const char* src = std::getenv("HSLOTH_SOURCE");
+  const std::string path = std::string(src ? src : ".") + "/bench/results/plan_accuracy_h100.json";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found (HSLOTH_SOURCE)";
+  const nlohmann::json j = nlohmann::json::parse(io::read_file(path));
+  int checked = 0;
+  for (const auto& r : j.at("records")) {
+    if (!r.contains("meas_peak_gib") || !r.contains("meas_tok_s")) continue;
+    const std::string shape = r.at("shape"), ft = r.at("finetune"), ck = r.at("grad_ckpt");
+    plan::RunSpec s;
+    s.finetune = ft == "full"    ? plan::Finetune::full
+                 : ft == "qlora" ? plan::Finetune::qlora
+                                 : plan::Finetune::lora;
+    s.grad_ckpt = ck == "on" ? plan::Ckpt::on : plan::Ckpt::off;
+    s.tokens_per_batch = r.at("tokens_per_batch").get<int64_t>();
+    s.seed = 0;
+    s.max_steps = 6;
+    plan::Samples data = rows(48, 2048);
+    data.trained.assign(48, 2047);
+    const plan::Plan p = plan::estimate(published(shape), s, data, plan::find_gpu("h100"));
+    const double peak = r.at("meas_peak_gib").get<double>(), tps = r.at("meas_tok_s").get<double>();
+    const std::string what = shape + " " + ft + " ckpt " + ck + " " + std::to_string(s.tokens_per_batch);
+    EXPECT_NEAR(p.memory.peak / kGiB, peak, 0.10 * peak) << what;
+    EXPECT_NEAR(p.speed.tokens_per_s, tps, 0.20 * tps) << what;
+    ++checked;
+  }
+  EXPECT_GE(checked, 16);
+}
+
+// Later measurements on main (bench/RESULTS.md, bench/results/train_8b_offload_h100.json, scaling_h200x2.md):
+// Llama-3.1-8B with grad_ckpt on / offload, one long sample per step, full fine-tuning, H200 and 2 x H200
+// with the all-reduce in one piece or in buckets. The memory is arithmetic (never fitted); the offload
+// bandwidth, the long-sample attention gain, the H200 factors and the bucket costs were fitted to some of
+// these runs.
+TEST(Plan, LaterMeasuredRuns) {
+  struct Case {
+    const char* gpu;
+    const char* shape;
+    plan::Finetune ft;
+    plan::Ckpt ck;
+    int32_t sample;  // tokens per sample; tokens_per_batch = 8192 (4 rows) or one sample per step
+    int64_t tokens_per_batch;
+    int world;
+    double bucket_mb, tokens_s, gib;  // gib 0: not measured
+  };
+  using F = plan::Finetune;
+  using K = plan::Ckpt;
+  const Case cases[] = {
+      {"h100", "llama3.1-8b", F::lora, K::on, 2048, 8192, 1, 25, 10712, 19.4},
+      {"h100", "llama3.1-8b", F::lora, K::offload, 2048, 8192, 1, 25, 10384, 17.5},
+      {"h100", "llama3.1-8b", F::qlora, K::on, 2048, 8192, 1, 25, 10225, 9.85},
+      {"h100", "llama3.1-8b", F::qlora, K::offload, 2048, 8192, 1, 25, 9898, 7.96},
+      {"h100", "llama3.1-8b", F::lora, K::offload, 2048, 2048, 1, 25, 10320, 16.4},
+      {"h100", "llama3.1-8b", F::lora, K::offload, 8192, 8192, 1, 25, 9526, 17.5},
+      {"h100", "llama3.1-8b", F::lora, K::offload, 32768, 32768, 1, 25, 6450, 22.1},
+      {"h100", "llama3.2-1b", F::full, K::off, 2048, 8192, 1, 25, 41553, 34.9},
+      {"h200", "llama3.1-8b", F::lora, K::on, 2048, 8192, 1, 25, 10743, 19.3},
+      {"h200", "llama3.1-8b", F::qlora, K::on, 2048, 8192, 1, 25, 10381, 9.8},
+      {"h200", "llama3.2-1b", F::full, K::off, 2048, 8192, 1, 25, 46242, 34.9},
+      {"h200", "llama3.1-8b", F::lora, K::on, 2048, 8192, 2, 25, 20950, 0},
+      {"h200", "llama3.1-8b", F::qlora, K::on, 2048, 8192, 2, 25, 20198, 0},
+      {"h200", "llama3.2-1b", F::full, K::off, 2048, 8192, 2, 0, 85593, 0},
+      {"h200", "llama3.2-1b", F::full, K::off, 2048, 8192, 2, 25, 86836, 0},
+  };
+  for (const Case& k : cases) {
+    plan::RunSpec s;
+    s.finetune = k.ft;
+    s.grad_ckpt = k.ck;
+    s.tokens_per_batch = k.tokens_per_batch;
+    s.world = k.world;
+    s.bucket_mb = k.bucket_mb;
+    s.max_steps = 14;
+    plan::Samples data = rows(56, k.sample);
+    const plan::Plan p = plan::estimate(published(k.shape), s, data, plan::find_gpu(k.gpu));
+    const std::string what = std::string(k.gpu) + " " + k.shape + " " + plan::finetune_name(k.ft) + " ckpt " +
+                             plan::ckpt_name(k.ck) + " " + std::to_string(k.tokens_per_batch) + " -np " +
+                             std::to_string(k.world);
+    if (k.gib > 0) EXPECT_NEAR(p.memory.peak / kGiB, k.gib, 0.10 * k.gib) << what;
+    EXPECT_NEAR(p.speed.tokens_per_s, k.tokens_s, 0.20 * k.tokens_s) << what;
+  }
+}
+
 TEST(Plan, AdviceFitsAndComesFastestFirst) {
   const io::HfConfig c = io::parse_hf_config(
       R"({"model_type":"llama","hidden_size":2048,"intermediate_size":8192,"num_hidden_layers":16,
@@ -302,9 +381,10 @@ TEST(Plan, AdviceFitsAndComesFastestFirst) {
   ASSERT_FALSE(advice.empty());
   ASSERT_TRUE(advice.front().plan.fits);
   for (size_t i = 1; i < advice.size(); ++i)
-    if (advice[i].plan.fits)
+    if (advice[i].plan.fits) {
       EXPECT_GE(advice[i - 1].plan.speed.tokens_per_s / advice[i - 1].plan.spec.world,
                 advice[i].plan.speed.tokens_per_s / advice[i].plan.spec.world);
+    }
   // A memory-only GPU: a memory plan and no speed; an unknown name: nothing.
   auto mem = plan::find_gpu("24GiB");
   ASSERT_TRUE(mem && mem->memory_only);
@@ -321,6 +401,14 @@ TEST(Plan, AdviceFitsAndComesFastestFirst) {
   EXPECT_EQ(plan::find_gpu("NVIDIA A100 80GB PCIe")->name, "A100 80GB");
   EXPECT_EQ(plan::find_gpu("a100-40gb")->name, "A100 40GB");
   EXPECT_FALSE(plan::find_gpu("NVIDIA H1000").has_value());
+  // Every word the messages list is read back as its GPU.
+  for (const auto& g : plan::known_gpus()) {
+    std::string w;
+    for (char ch : g.name) w += ch == ' ' ? '-' : char(std::tolower(static_cast<unsigned char>(ch)));
+    ASSERT_TRUE(plan::find_gpu(w).has_value()) << w;
+    EXPECT_EQ(plan::find_gpu(w)->name, g.name);
+    EXPECT_NE(plan::known_gpu_words().find(w), std::string::npos);
+  }
 }
 
 }  // namespace
