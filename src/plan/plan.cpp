@@ -504,9 +504,12 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
           bytes_term("layer input copied back from the host", N, double(m.H), kBf16, "tok"));
   }
   for (auto& t : backward_terms(c, s, N)) mem.backward.push_back(t);
-  // AdamW::step: sqrt(v) and its quotient (fp32, like the parameters) before the update.
-  mem.optimizer.push_back(
-      bytes_term("AdamW temporaries (sqrt(v), denominator)", zero ? S : T, 2, kF32, "params"));
+  // AdamW::step: sqrt(v) and its quotient (fp32) before the update, a chunk of at most
+  // RunSpec::adamw_step_chunk values at a time (train::AdamW::kStepChunk; this library does not link torch).
+  const double step_values = s.adamw_step_chunk > 0 ? std::min(zero ? S : T, double(s.adamw_step_chunk))
+                                                    : (zero ? S : T);
+  mem.optimizer.push_back(bytes_term("AdamW temporaries (sqrt(v), denominator; a chunk at a time)", step_values,
+                                     2, kF32, "params"));
   if (full) {
     // Start-up: FlatParams makes the whole fp32 master and gradient next to the weights; ZeRO-1 then copies
     // this rank's master shard out (the whole master freed) and makes the padded gradient before the whole

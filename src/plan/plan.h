@@ -53,6 +53,9 @@ struct RunSpec {
   int world = 1;
   bool shard_optimizer = false;  // dist.shard_optimizer: ZeRO-1 (full fine-tuning on several ranks)
   double bucket_mb = 25;         // dist.bucket_mb: all-reduce in buckets overlapped with backward (0: one)
+  // Values AdamW's step updates at a time (train::AdamW::kStepChunk; bounds its temporaries). 0: the whole
+  // buffer at once, as AdamW stepped before session 5 (the runs of plan_accuracy_h100.json were measured so).
+  int64_t adamw_step_chunk = int64_t(1) << 26;
   uint64_t seed = 42;
   int64_t max_steps = 0;  // 0: `epochs` epochs
   double epochs = 1;

@@ -19,7 +19,10 @@ class AdamW {
  public:
   // params: 1-D contiguous float32 (updated in place). decay_mask: empty (decay everywhere) or a float32
   // tensor like params holding 1 where weight decay applies and 0 elsewhere.
-  AdamW(at::Tensor params, AdamWConfig config, at::Tensor decay_mask = {});
+  // step_chunk: how many values one step updates at a time (element-wise: any chunk gives the same bits; it
+  // bounds the step's temporaries).
+  static constexpr int64_t kStepChunk = int64_t(1) << 26;
+  AdamW(at::Tensor params, AdamWConfig config, at::Tensor decay_mask = {}, int64_t step_chunk = kStepChunk);
 
   // One optimizer step with learning rate `lr` and gradient `grad` (like params).
   void step(const at::Tensor& grad, double lr);
@@ -34,7 +37,7 @@ class AdamW {
  private:
   at::Tensor params_, exp_avg_, exp_avg_sq_, decay_mask_;
   AdamWConfig config_;
-  int64_t steps_ = 0;
+  int64_t steps_ = 0, step_chunk_ = kStepChunk;
 };
 
 }  // namespace hs::train

@@ -1,6 +1,6 @@
 // Probe for the trainer's building blocks, driven by tests/parity/train_parts_parity.py:
 //   train_probe lr <constant|linear|cosine> <peak> <warmup> <total> <steps>   -> one lr per line
-//   train_probe adamw <in.safetensors> <out.safetensors> <b1> <b2> <eps> <wd> <lr,lr,...>
+//   train_probe adamw <in.safetensors> <out.safetensors> <b1> <b2> <eps> <wd> <lr,lr,...> [step_chunk]
 //       in: params [N] f32, grads [S, N] f32 (S = number of lrs); out: params, exp_avg, exp_avg_sq
 //   train_probe tensorboard <dir> <steps>   -> scalars train/loss = 1/(step+1), train/lr = step*0.5
 #include <cstdio>
@@ -31,7 +31,7 @@ int run(int argc, char** argv) {
     for (int64_t k = 0; k < std::atoll(argv[6]); ++k) std::printf("%.17g\n", s.lr(k));
     return 0;
   }
-  if (cmd == "adamw" && argc == 9) {
+  if (cmd == "adamw" && (argc == 9 || argc == 10)) {
     auto ck = hs::io::Checkpoint::open(argv[2]);
     at::Tensor params = load_f32(ck, "params"), grads = load_f32(ck, "grads");
     std::vector<double> lrs;
@@ -39,7 +39,8 @@ int run(int argc, char** argv) {
     for (std::string tok; std::getline(ss, tok, ',');) lrs.push_back(std::atof(tok.c_str()));
     HS_CHECK(int64_t(lrs.size()) == grads.size(0), "one lr per gradient row");
     hs::train::AdamW opt(params,
-                         {std::atof(argv[4]), std::atof(argv[5]), std::atof(argv[6]), std::atof(argv[7])});
+                         {std::atof(argv[4]), std::atof(argv[5]), std::atof(argv[6]), std::atof(argv[7])}, {},
+                         argc == 10 ? std::atoll(argv[9]) : hs::train::AdamW::kStepChunk);
     for (size_t i = 0; i < lrs.size(); ++i) opt.step(grads[int64_t(i)].contiguous(), lrs[i]);
     auto ref = [](const char* name, const at::Tensor& t) {
       return hs::io::TensorRef{{name, hs::io::DType::F32, t.sizes().vec()}, t.data_ptr(), size_t(t.nbytes())};
