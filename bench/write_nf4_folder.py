@@ -4,7 +4,7 @@ BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_do
 bnb_4bit_compute_dtype=torch.bfloat16)).save_pretrained(...)` writes, for shapes too big to make that way (the 70B
 QLoRA benchmark of issue 13: bench/qlora_70b.py).
 
-  python3 bench/write_nf4_folder.py --shape llama3.1-70b --out /tmp/llama70b-nf4       # ~39.6 GB, 19 shards
+  python3 bench/write_nf4_folder.py --shape llama3.1-70b --out /tmp/llama70b-nf4       # 39.5 GB, 19 files
   python3 bench/write_nf4_folder.py --shape tiny-llama --out /tmp/tiny-nf4 --plan      # sizes only, no writing
 
 Layout (bitsandbytes 0.50.2; src/quant/nf4.h): each of the seven projections (q,k,v,o,gate,up,down) of every
@@ -27,19 +27,21 @@ transformers writes); the tokenizer is copied from the shared test data as bench
 Random weights with a sensible scale: 4-bit codes and absmax codes uniform random bytes; nested_absmax uniform in
 [0.2, 0.3] x o; o = std / 0.5175 (0.5175 = the RMS of the 16 NF4 values), so each 64-block's dequantized absmax
 lies in o x [0.7, 1.3] and the dequantized weights have RMS ~= std (0.02, transformers' initializer_range; 0.1 for
-the tiny-* shapes, so that row losses differ visibly while the attention and logits stay far from saturation:
-at train_vs_peers' 0.5 fp32 rounding differences grow to 1e-3 of the loss). The nested offset of a folder
+the tiny-* shapes, so that row losses differ visibly while staying far from saturation: at train_vs_peers' 0.5,
+bitsandbytes' CPU Linear4bit forward, which skips the quant state's bf16 rounding, is 1.7e-4 off the dequantized
+weights' float32 loss (hsloth's: 5e-8), at 0.1 ~2e-5). The nested offset of a folder
 transformers writes is the float32 mean of the raw absmax; here it is simply o (stored, as there, only in the JSON).
 bf16 N(0, std) values come from a 65,536-entry table of the normal's quantiles indexed by random uint16s (exact
 quantiles, no Box-Muller cost). Every tensor has its own generator seeded by (--seed, crc32(name)): the content
 does not depend on --shard-mb or --jobs.
 
 Speed: shards of --shard-mb (default 2048) are written by --jobs processes in parallel (spawned; each streams its
-tensors in 64 MiB chunks straight into the file: memory ~0.3 GB per process, never a whole shard), so the time is
-the disk's write time. Measured on the 2-core CPU box of this repo (shared with builds, so pessimistic): the
-llama3.2-1b shape (1.33 GB of files) in 5.2 s with 2 jobs = 255 MB/s, i.e. ~130 MB/s per core (the random
-generator and the bf16 table lookups); at that rate 16 cores give ~2 GB/s, so the 70B folder (39.6 GB) is bound
-by the disk: under 2 minutes at >= 350 MB/s of sustained writes.
+tensors in 64 MiB chunks straight into the file: ~0.3 GB of memory per process, never a whole shard), so the time is
+the disk's write time. Measured on this repo's 2-core CPU box (load average 4-6 from parallel builds, writes into
+the page cache): llama3.2-1b (1.03 GB) 2.95 s with 1 process = 349 MB/s, 2.23 s with 2 processes (--shard-mb 256)
+= 460 MB/s; llama3.1-8b (5.70 GB, 3 files) 13.0 s with 2 processes = 439 MB/s. So ~220-350 MB/s per core: the
+70B folder (39.5 GB, 19 files) would take ~90 s even at this box's 440 MB/s; with 16 cores (>= 3 GB/s of generation)
+it is bound by the disk: under 2 minutes at >= 350 MB/s of sustained writes.
 """
 import argparse
 import json
