@@ -129,18 +129,19 @@ def train(a, model_dir, shards, tokens, cfg):
 
 
 def table(recs, folder):
-    lines = ["| shape | tokens / micro-batch | grad_ckpt | tokens/s | step (s) | peak (GiB) | MFU | loss first -> last |",
-             "|---|---:|---|---:|---:|---:|---:|---|"]
+    lines = ["| shape | tokens / micro-batch | grad_ckpt | tokens/s | step (s) | peak (GiB) | MFU | loss first -> last | "
+             "whole run (s) |", "|---|---:|---|---:|---:|---:|---:|---|---:|"]
     for r in recs:
         if r.get("error"):
-            lines.append(f"| {r['shape']} | {r['tokens_per_batch']:,} | {r['grad_ckpt']} | {r['error']} | | | | |")
+            lines.append(f"| {r['shape']} | {r['tokens_per_batch']:,} | {r['grad_ckpt']} | {r['error']} | | | | | {r['wall_s']} |")
             continue
         mfu = f"{100 * r['mfu_basis']:.1f}%" if r.get("mfu_basis") is not None else "-"
         peak = f"{r['peak_gib']:.2f}" if r.get("peak_gib") is not None else "-"
         lines.append(f"| {r['shape']} | {r['tokens_per_batch']:,} | {r['grad_ckpt']} | {r['tok_s']:,.0f} | "
-                     f"{r['step_s']:.2f} | {peak} | {mfu} | {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} |")
+                     f"{r['step_s']:.2f} | {peak} | {mfu} | {r['losses'][0]:.3f} -> {r['losses'][-1]:.3f} | {r['wall_s']} |")
     if folder:
         lines.append("")
+        lines.append("Whole run: `hsloth train` from start to exit (loading the folder included).")
         lines.append(f"Folder: {folder['bytes'] / 1e9:.1f} GB pre-quantized NF4 ({folder['files']} files, "
                      f"{folder['nf4_weights']} NF4 weights), written in {folder['write_s']:.0f} s "
                      f"({folder['write_mb_s']:.0f} MB/s, {folder['jobs']} processes)." if "write_s" in folder else
