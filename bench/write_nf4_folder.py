@@ -270,7 +270,8 @@ def tokenizer_dir(shape, testdata):
 
 
 def write_folder(shape, out, testdata, std=None, seed=0, shard_mb=2048, jobs=0, log=print):
-    """Writes the folder; returns a summary dict (files, bytes, seconds, MB/s)."""
+    """Writes the folder; returns a summary dict (files, bytes, seconds, MB/s). With several files the writers are
+    spawned processes: a script calling this needs the usual `if __name__ == "__main__":` guard."""
     import concurrent.futures as cf
     import multiprocessing as mp
 
