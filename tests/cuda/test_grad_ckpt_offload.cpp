@@ -12,13 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "io/file.h"
-#include "io/safetensors.h"
 #include "lora/lora.h"
 #include "model/model.h"
-#include "model/registry.h"
-#include "model/tensor_io.h"
 #include "support/test_support.h"
 #include "support/tiny_model.h"
 #include "train/grad_ckpt.h"
