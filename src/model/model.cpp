@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "io/safetensors.h"
+#include "model/device_copy.h"
 #include "model/tensor_io.h"
 
 namespace hs::model {
@@ -231,7 +232,10 @@ at::Tensor Model::hidden_states(const Inputs& in, KvCache* cache) const {
   const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
   HS_CHECK(T > 0 && B > 0, "empty batch");
   const at::Device dev = options_.device;
-  at::Tensor ids = in.input_ids.to(dev, at::kLong);
+  // Host inputs (the trainer's micro-batches) are checked on the host and then copied without a sync
+  // (device_copy.h); device inputs (generate) are checked where they are. HS_SYNC_INPUTS=1: copy, then check.
+  const bool sync = sync_inputs();
+  at::Tensor ids = sync ? in.input_ids.to(dev, at::kLong) : in.input_ids.to(at::kLong);
   {
     int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
     if (lo < 0 || hi >= config_.vocab_size)
@@ -240,6 +244,7 @@ at::Tensor Model::hidden_states(const Inputs& in, KvCache* cache) const {
           .at(path_)
           .hint("the data was tokenized with a different tokenizer than this model's");
   }
+  ids = to_device(ids, dev);
   const int64_t offset = cache ? cache->length_ : 0;
   if (cache) {
     HS_CHECK(!in.cu_seqlens.defined(), "packed rows cannot be decoded with a KV cache");
@@ -252,12 +257,13 @@ at::Tensor Model::hidden_states(const Inputs& in, KvCache* cache) const {
   at::Tensor positions;
   int64_t max_pos = offset + T;
   if (in.position_ids.defined()) {
-    positions = in.position_ids.to(dev, at::kLong);
+    positions = sync ? in.position_ids.to(dev, at::kLong) : in.position_ids.to(at::kLong);
     HS_CHECK(positions.sizes() == ids.sizes(), "position_ids must match input_ids");
     HS_CHECK(positions.min().item<int64_t>() >= 0, "negative position id");
     max_pos = positions.max().item<int64_t>() + 1;
+    positions = to_device(positions, dev);
   } else if (in.cu_seqlens.defined()) {
-    positions = packed_position_ids(in.cu_seqlens, B, T).to(dev);
+    positions = to_device(packed_position_ids(in.cu_seqlens, B, T), dev);
   } else {
     positions =
         at::arange(offset, offset + T, at::TensorOptions().dtype(at::kLong).device(dev)).expand({B, T});
@@ -286,6 +292,19 @@ ops::LossSum Model::loss_from_hidden(const at::Tensor& hidden, const at::Tensor&
                                      const at::Tensor& positions, const at::Tensor& loss_mask) const {
   HS_CHECK(loss_mask.sizes() == input_ids.sizes(), "loss_mask must match input_ids");
   const at::Device dev = hidden.device();
+  if (!sync_inputs() && loss_mask.is_cpu() && (!positions.defined() || positions.is_cpu())) {
+    // The trained positions are found on the host and sent as (row, column) indices: indexing by a mask on
+    // the device would sync (nonzero) to learn their count. The same gather as the mask's, in the same order.
+    at::Tensor mask = loss_mask.slice(1, 1).to(at::kBool);
+    if (positions.defined()) mask = at::logical_and(mask, positions.slice(1, 1) > 0);
+    const at::Tensor where = to_device(mask.nonzero().t().contiguous(), dev);  // [2, N]
+    const at::Tensor rows = where[0], cols = where[1];
+    at::Tensor h = hidden.slice(1, 0, -1).index({rows, cols});  // [N, hidden]
+    at::Tensor targets = input_ids.is_cpu()
+                             ? to_device(input_ids.to(at::kLong).slice(1, 1).index({mask}), dev)
+                             : input_ids.to(dev, at::kLong).slice(1, 1).index({rows, cols});  // [N]
+    return ops::linear_cross_entropy(h, lm_head_, targets);
+  }
   at::Tensor mask = loss_mask.to(dev).slice(1, 1).to(at::kBool);
   if (positions.defined()) mask = at::logical_and(mask, positions.to(dev).slice(1, 1) > 0);
   at::Tensor h = hidden.slice(1, 0, -1).index({mask});                          // [N, hidden]

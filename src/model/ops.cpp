@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "model/device_copy.h"
 
 namespace hs::model::ops {
 
@@ -136,7 +137,7 @@ AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, in
     if (begin % seq_len != 0 || end - begin != seq_len) one_per_row = false;
     max_len = std::max(max_len, end - begin);
   }
-  layout.cu_seqlens = cu_seqlens.to(device, at::kInt);
+  layout.cu_seqlens = to_device(cu_seqlens.to(at::kInt), device);  // no host sync (device_copy.h)
   layout.max_seqlen = max_len;
   if (one_per_row) return layout;  // plain causal rows
   layout.bounds.assign(p, p + n);

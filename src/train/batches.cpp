@@ -1,6 +1,8 @@
 // Tensors around data::collate_rows() and the eval loop over a BatchPlan. The rows themselves are laid out in
 // data/collate.cpp (torch-free); this file only copies them into CPU tensors the model moves to its device.
 // sum_over_ranks() adds the totals through the Communicator, in rank order (the same bits on every rank).
+// Prefetcher runs each background load through std::async: its future carries the batch or the exception
+// (std::exception_ptr, the original object) to take(), and is waited on before the next load starts.
 #include "train/batches.h"
 
 #include <cstring>
@@ -32,13 +34,38 @@ Batch collate(const data::ShardIndex& data, const data::MicroBatch& mb, data::Pa
   return b;
 }
 
+Prefetcher::~Prefetcher() {
+  if (pending_.valid()) pending_.wait();
+}
+
+void Prefetcher::start(int64_t step, int64_t index, Load load) {
+  if (!background_) return;
+  if (pending_.valid()) pending_.wait();  // one load at a time; the unclaimed one is dropped below
+  step_ = step;
+  index_ = index;
+  pending_ = std::async(std::launch::async, std::move(load));
+}
+
+Batch Prefetcher::take(int64_t step, int64_t index, const Load& load) {
+  if (pending_.valid()) {
+    if (step == step_ && index == index_) return pending_.get();  // rethrows the load's exception here
+    pending_.wait();
+    pending_ = {};
+  }
+  return load();
+}
+
+void Prefetcher::wait() {
+  if (pending_.valid()) pending_.wait();
+}
+
 int64_t rank_share(const data::BatchPlan& plan, int rank, int world) {
   return (int64_t(plan.micro_batches().size()) - rank + world - 1) / world;
 }
 
 LossTotals eval_loss(model::Model& model, const data::ShardIndex& data, const data::BatchPlan& plan,
-                     const at::Device& device, int rank, int world,
-                     const std::function<void(int64_t, int64_t)>& on_batch) {
+                     const at::Device& /*device: the model's, where it moves the host batches*/, int rank,
+                     int world, const std::function<void(int64_t, int64_t)>& on_batch) {
   at::NoGradGuard no_grad;
   LossTotals t;
   const auto& mbs = plan.micro_batches();
@@ -46,8 +73,7 @@ LossTotals eval_loss(model::Model& model, const data::ShardIndex& data, const da
   int64_t done = 0;
   for (size_t i = size_t(rank); i < mbs.size(); i += size_t(world)) {
     Batch b = collate(data, mbs[i], plan.options().packing);
-    b.inputs.input_ids = b.inputs.input_ids.to(device);
-    auto ls = model.loss(b.inputs, b.mask);
+    auto ls = model.loss(b.inputs, b.mask);  // the model moves the host tensors to `device` (device_copy.h)
     t.sum += ls.sum.item<double>();
     t.tokens += ls.count;
     t.samples += int64_t(mbs[i].samples.size());

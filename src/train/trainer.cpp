@@ -32,6 +32,7 @@
 #include "io/safetensors.h"
 #include "io/sha256.h"
 #include "lora/lora.h"
+#include "model/device_copy.h"
 #include "model/generate.h"
 #include "model/hf_export.h"
 #include "model/model.h"
@@ -79,6 +80,9 @@ struct Trainer::Impl {
   std::vector<at::Tensor> full_params;  // full fine-tuning: handles of the model's tensors
   std::unique_ptr<data::ShardIndex> train_data, eval_data;
   std::optional<data::BatchPlan> plan, eval_plan;
+  // The next training micro-batch, collated in the background (batches.h); waited for before evaluate()
+  // and exact_match() read shards. Declared after the data it reads: destroyed (joined) before it.
+  std::unique_ptr<Prefetcher> prefetch;
   std::unique_ptr<FlatParams> flat;
   std::unique_ptr<AdamW> opt;
   at::Tensor grad_sum;  // fp64 sum of the step's gradients (train.grad_sum), or undefined
@@ -542,6 +546,7 @@ void Trainer::Impl::save_final() {
 }
 
 EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::BatchPlan& ep, int64_t done) {
+  if (prefetch) prefetch->wait();  // one reader of the shard files at a time
   model->set_training(false);
   at::NoGradGuard no_grad;  // also for exact-match's decoding
   // An eval sample that cannot be read ends the run as one of a training step does: last step saved.
@@ -569,6 +574,7 @@ EvalResult Trainer::Impl::evaluate(const data::ShardIndex& data, const data::Bat
 // matches: the skill of a response-masked task, measured without a tokenizer.
 void Trainer::Impl::exact_match(const data::ShardIndex& data, const data::BatchPlan& ep, EvalResult& r,
                                 int64_t done) {
+  if (prefetch) prefetch->wait();  // one reader of the shard files at a time
   std::vector<int64_t> ids;
   for (const auto& mb : ep.micro_batches()) ids.insert(ids.end(), mb.samples.begin(), mb.samples.end());
   std::sort(ids.begin(), ids.end());
@@ -654,6 +660,23 @@ int Trainer::Impl::train_loop() {
   };
 
   StepProfiler profiler(rank, run_dir, device, start_step, total_steps);  // HSLOTH_PROFILE_STEP (profile.h)
+  // Micro-batch `i` of `step` as a load for the prefetcher: the shard reads only (the plan's caches stay on
+  // this thread). HSLOTH_FAIL_AT's data fault is thrown where an unreadable first sample would be.
+  auto data_fault = [this](int64_t step) {
+    if (faults.at(step, "data"))
+      throw Error(hs::str("injected data error: a sample cannot be read"))
+          .at(opts.data.train)
+          .hint("HSLOTH_FAIL_AT is set");
+  };
+  auto batch_load = [this, data_fault](int64_t step, int64_t i,
+                                       const data::MicroBatch& mb) -> Prefetcher::Load {
+    return [this, data_fault, step, i, m = &mb] {  // mb: an element of the plan, which outlives the load
+      if (i == 0) data_fault(step);
+      return collate(*train_data, *m, packing);
+    };
+  };
+  // HS_SYNC_INPUTS=1: no background collation either (today's order, for A/B).
+  prefetch = std::make_unique<Prefetcher>(!model::sync_inputs());
   if (start_step == 0) run_eval(0, "before training");
   Timer run_timer, window;
   int64_t window_tokens = 0, window_trained = 0;
@@ -682,17 +705,25 @@ int Trainer::Impl::train_loop() {
     std::string local_error;
     bool armed = false;  // this rank's buckets gathered the step's gradients
     try {
-      if (faults.at(step, "data"))
-        throw Error(hs::str("injected data error: a sample cannot be read"))
-            .at(opts.data.train)
-            .hint("HSLOTH_FAIL_AT is set");
       const auto step_batches = plan->step_batches(step, rank);
+      if (step_batches.empty()) data_fault(step);  // else thrown by the first batch's load
       for (size_t i = 0; i < step_batches.size(); ++i) {
         const auto& mb = plan->micro_batches()[size_t(step_batches[i])];
         const bool bucketed = buckets && i + 1 == step_batches.size();  // the step's last micro-batch
         armed = armed || bucketed;
-        Batch b = collate(*train_data, mb, packing);
-        b.inputs.input_ids = b.inputs.input_ids.to(device);
+        // Host tensors: the model checks them on the host and copies them without a sync (device_copy.h).
+        Batch b = prefetch->take(step, int64_t(i), batch_load(step, int64_t(i), mb));
+        // The next micro-batch (this step's, or the next step's first) is read while this one runs.
+        if (i + 1 < step_batches.size()) {
+          const auto& next = plan->micro_batches()[size_t(step_batches[i + 1])];
+          prefetch->start(step, int64_t(i + 1), batch_load(step, int64_t(i + 1), next));
+        } else if (prefetch->background() && step + 1 < total_steps) {
+          const auto following = plan->step_batches(step + 1, rank);
+          if (!following.empty()) {
+            const auto& next = plan->micro_batches()[size_t(following[0])];
+            prefetch->start(step + 1, 0, batch_load(step + 1, 0, next));
+          }
+        }
         auto ls = model->loss(b.inputs, b.mask);
         if (ls.count != mb.trained)
           throw Error(

@@ -12,14 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "io/file.h"
-#include "io/safetensors.h"
 #include "lora/lora.h"
 #include "model/model.h"
-#include "model/registry.h"
-#include "model/tensor_io.h"
 #include "support/test_support.h"
+#include "support/tiny_model.h"
 #include "train/grad_ckpt.h"
 
 namespace {
@@ -30,38 +26,7 @@ constexpr int64_t kHidden = 256, kInter = 512, kLayers = 8, kHeads = 4, kKv = 2,
 
 // A random llama folder (bf16 weights) of the shape above.
 void write_model(const std::string& dir) {
-  using namespace hs::model;
-  hs::io::make_dirs(dir);
-  at::manual_seed(7);
-  std::vector<HostTensor> host;
-  auto add = [&](const std::string& n, std::vector<int64_t> shape, double scale, double offset = 0) {
-    host.push_back(to_host(n, (at::randn(shape, at::kFloat) * scale + offset).to(at::kBFloat16)));
-  };
-  add(names::tensor(Slot::embed), {kVocab, kHidden}, 1.0);
-  add(names::tensor(Slot::final_norm), {kHidden}, 0.1, 1.0);
-  add(names::tensor(Slot::lm_head), {kVocab, kHidden}, 0.05);
-  const int64_t q = kHeads * kHeadDim, kv = kKv * kHeadDim;
-  const std::pair<int64_t, int64_t> shapes[] = {{q, kHidden},     {kv, kHidden},    {kv, kHidden}, {kHidden, q},
-                                                {kInter, kHidden}, {kInter, kHidden}, {kHidden, kInter}};
-  for (int i = 0; i < kLayers; ++i) {
-    add(names::tensor(Slot::input_norm, i), {kHidden}, 0.1, 1.0);
-    add(names::tensor(Slot::post_attn_norm, i), {kHidden}, 0.1, 1.0);
-    int k = 0;
-    for (Proj p : kAllProjs) {
-      add(names::weight(i, p), {shapes[k].first, shapes[k].second}, 0.05);
-      ++k;
-    }
-  }
-  std::vector<hs::io::TensorRef> refs;
-  for (auto& h : host) refs.push_back(h.ref());
-  const std::filesystem::path d(dir);
-  hs::io::write_safetensors((d / "model.safetensors").string(), refs, {{"format", "pt"}});
-  hs::io::write_file_atomic((d / "config.json").string(),
-                            hs::str(R"({"model_type":"llama","hidden_size":)", kHidden, R"(,"intermediate_size":)",
-                                    kInter, R"(,"num_hidden_layers":)", kLayers, R"(,"num_attention_heads":)",
-                                    kHeads, R"(,"num_key_value_heads":)", kKv, R"(,"head_dim":)", kHeadDim,
-                                    R"(,"vocab_size":)", kVocab,
-                                    R"(,"rms_norm_eps":1e-5,"max_position_embeddings":8192})"));
+  hs::test::write_tiny_llama(dir, {kHidden, kInter, kLayers, kHeads, kKv, kHeadDim, kVocab, /*seed=*/7});
 }
 
 struct StepResult {
