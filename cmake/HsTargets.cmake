@@ -148,10 +148,12 @@ function(hs_gtest name)
     endforeach()
   else()
     include(GoogleTest)
-    # PROPERTIES takes key/value pairs: escape the list so ENVIRONMENT keeps every variable.
-    string(REPLACE ";" "\\;" _env "${HS_TEST_ENV}")
-    gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES ENVIRONMENT "${_env}"
-                         TIMEOUT ${A_TIMEOUT} LABELS "${A_LABELS}")
+    # Every discovered test runs under `cmake -E env HS_TEST_ENV...`: gtest_discover_tests writes a list-valued
+    # ENVIRONMENT property as separate arguments (CMake 3.25), so only its first variable reached the tests;
+    # the executor (the target's CROSSCOMPILING_EMULATOR, which the module prepends to each test's command) is
+    # expanded as a command line, each variable its own argument.
+    set_property(TARGET ${name} PROPERTY CROSSCOMPILING_EMULATOR ${CMAKE_COMMAND} -E env ${HS_TEST_ENV})
+    gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST PROPERTIES TIMEOUT ${A_TIMEOUT} LABELS "${A_LABELS}")
   endif()
 endfunction()
 

@@ -279,14 +279,26 @@ int64_t trainable_tensors(const io::HfConfig& c, const RunSpec& s) {
 }
 
 Zero1Shape zero1_shape(int64_t numel, int world) {
-  // train/zero1.cpp: the norm chunk (a power of two, about numel / 64, in [2^10, 2^24]) and shards of whole
-  // chunks, the same size on every rank.
+  // train/zero1.cpp: the norm chunk (a power of two, about numel / 64, in [2^10, 2^24]); sections (a power of
+  // two >= the chunk, about numel / 16, at most 2^26) from the start of the flat order; each section's chunks
+  // split into one equal run per rank.
+  Zero1Shape z;
+  if (world <= 1) {
+    z.shard = z.padded = numel;
+    return z;
+  }
   int64_t chunk = int64_t(1) << 10;
   while (chunk < (int64_t(1) << 24) && chunk * 2 <= numel / 64) chunk *= 2;
-  const int64_t per = chunk * int64_t(std::max(1, world));
-  Zero1Shape z;
-  z.shard = world > 1 ? std::max<int64_t>(1, (numel + per - 1) / per) * chunk : numel;
-  z.padded = world > 1 ? z.shard * world : numel;
+  int64_t section = chunk;
+  while (section < (int64_t(1) << 26) && section * 2 <= numel / 16) section *= 2;
+  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  for (int64_t b = 0; b < numel; b += section) {
+    const int64_t n = std::min(section, numel - b);
+    const int64_t run = ceil_div(ceil_div(n, chunk), world) * chunk;
+    z.shard += run;
+    z.padded += run * world;
+    z.staging = std::max(z.staging, run * world);
+  }
   return z;
 }
 
@@ -416,7 +428,7 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
   const bool fp64 =
       s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit);
   // ZeRO-1 (dist.shard_optimizer, full fine-tuning on several ranks; train/zero1.cpp): each rank keeps a
-  // shard of the fp32 master and the AdamW moments, and the flat gradient padded to whole shards.
+  // shard of the fp32 master, the reduced gradient and the AdamW moments, and one section's staging buffer.
   const bool zero = full && s.shard_optimizer && s.world > 1;
   const Zero1Shape z = zero1_shape(p.trainable, zero ? s.world : 1);
   p.shard = zero ? z.shard : 0;
@@ -430,10 +442,14 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
   } else {
     mem.states.push_back(bytes_term("LoRA A, B (fp32 masters)", T, 1, kF32, "params"));
   }
-  mem.states.push_back(bytes_term(zero ? "flat fp32 gradient (padded to the shards)" : "flat fp32 gradient",
-                                  zero ? Tpad : T, 1, kF32, "params"));
-  if (zero)
+  // ZeRO-1 keeps no flat fp32 gradient of all parameters: the tensors' gradients are staged a section at a time.
+  if (zero) {
     mem.states.push_back(bytes_term("reduced gradient: this rank's shard (fp32)", S, 1, kF32, "params"));
+    mem.states.push_back(
+        bytes_term("staging buffer (one section, all ranks' runs, fp32)", double(z.staging), 1, kF32, "values"));
+  } else {
+    mem.states.push_back(bytes_term("flat fp32 gradient", T, 1, kF32, "params"));
+  }
   mem.states.push_back(
       bytes_term(zero ? "AdamW moments: this rank's shard (2 x fp32)" : "AdamW moments (2 x fp32)",
                  zero ? S : T, 2, kF32, "params"));
@@ -510,18 +526,11 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
                                                     : (zero ? S : T);
   mem.optimizer.push_back(bytes_term("AdamW temporaries (sqrt(v), denominator; a chunk at a time)", step_values,
                                      2, kF32, "params"));
-  if (full) {
-    // Start-up: FlatParams makes the whole fp32 master and gradient next to the weights; ZeRO-1 then copies
-    // this rank's master shard out (the whole master freed) and makes the padded gradient before the whole
-    // one is freed (FlatParams::shard).
-    if (zero) {
-      mem.setup.push_back(bytes_term("fp32 master shard", S, 1, kF32, "params"));
-      mem.setup.push_back(bytes_term("flat fp32 gradient, whole (until replaced)", T, 1, kF32, "params"));
-      mem.setup.push_back(bytes_term("flat fp32 gradient, padded to the shards", Tpad, 1, kF32, "params"));
-    } else {
-      mem.setup.push_back(bytes_term("fp32 master, whole", T, 1, kF32, "params"));
-      mem.setup.push_back(bytes_term("flat fp32 gradient", T, 1, kF32, "params"));
-    }
+  if (full && !zero) {
+    // Start-up: FlatParams makes the whole fp32 master and gradient next to the weights. (ZeRO-1's FlatParams
+    // makes no flat buffers: Zero1 makes the shard-sized state of `states` directly.)
+    mem.setup.push_back(bytes_term("fp32 master, whole", T, 1, kF32, "params"));
+    mem.setup.push_back(bytes_term("flat fp32 gradient", T, 1, kF32, "params"));
   }
 
   const double states = sum(mem.states), kept = sum(mem.kept);
@@ -569,11 +578,11 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
     sp.optimizer_s = opt_bytes / gpu->hbm_bytes_s;
     if (s.world > 1) {
       // NCCL ring over the bus bandwidth: one all-reduce of the flat gradient (fp64 when summed in fp64),
-      // 2 (N - 1) / N of its bytes; ZeRO-1: a reduce-scatter of it and an all-gather of the bf16 weights,
-      // (N - 1) / N of each.
+      // 2 (N - 1) / N of its bytes; ZeRO-1: a reduce-scatter of the gradient staged in fp32 (from the fp64 sum
+      // too) and an all-gather of the bf16 weights, (N - 1) / N of each.
       const double f = double(s.world - 1) / double(s.world);
       if (zero) {
-        sp.allreduce_bytes = Tpad * (fp64 ? kF64 : kF32) + Tpad * kBf16;
+        sp.allreduce_bytes = Tpad * kF32 + Tpad * kBf16;
         sp.allreduce_s = f * sp.allreduce_bytes / gpu->allreduce_bus_bytes_s;
       } else {
         sp.allreduce_bytes = T * (fp64 ? kF64 : kF32);

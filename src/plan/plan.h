@@ -163,8 +163,11 @@ int64_t nf4_weight_bytes(int64_t numel);
 // Trainable tensors: LoRA's A and B per adapted projection and layer, or every parameter tensor (full).
 int64_t trainable_tensors(const io::HfConfig& model, const RunSpec& spec);
 // ZeRO-1's shard of `numel` trainable values over `world` ranks and the padded total (train/zero1.cpp).
+// train/zero1.cpp's layout: sections of at most 2^26 values cut into one run of whole norm chunks per rank.
+// shard: this rank's values (all its runs); padded: the fp64 sum's values (every rank's runs); staging: the
+// widest section's runs of all ranks (its fp32 staging buffer).
 struct Zero1Shape {
-  int64_t shard = 0, padded = 0;
+  int64_t shard = 0, padded = 0, staging = 0;
 };
 Zero1Shape zero1_shape(int64_t numel, int world);
 // The trainer's FLOPs per token: (full ? 6 : 4) x (vocab x hidden + the projections' in x out).

@@ -49,6 +49,9 @@ class Zero1 {
   int64_t sections() const { return int64_t(sections_.size()); }
   at::Tensor& grad_shard() { return grad_shard_; }  // fp32, this rank's reduced gradient
   bool fp64_sum() const { return grad_sum_.defined(); }
+  // Device bytes of the fp64 gradient sum (0 without it) and of the staging buffer (for memory plans).
+  int64_t fp64_sum_bytes() const { return grad_sum_.defined() ? int64_t(grad_sum_.nbytes()) : 0; }
+  int64_t staging_bytes() const { return int64_t(staging_.nbytes()); }
 
   // fp64 sum only: after each micro-batch but the last, adds the tensors' gradients into the sum.
   void accumulate();

@@ -46,8 +46,9 @@ TEST(PlanZero1, ShardedStateMatchesZero1) {
   }
   std::vector<at::Tensor*> slots;
   for (auto& t : params) slots.push_back(&t);
-  train::FlatParams flat(slots, names, at::kCPU, /*alias_fp32=*/false);  // as the trainer for full
-  train::Zero1 zero(flat, *comm);
+  // As the trainer makes them under ZeRO-1: no flat buffers, the fp64 sum (train.grad_sum = fp64).
+  train::FlatParams flat(slots, names, at::kCPU, /*alias_fp32=*/false, /*flat_buffers=*/false);
+  train::Zero1 zero(flat, *comm, /*fp64_sum=*/true);
   train::AdamW opt(flat.master(), {});
 
   plan::RunSpec s;
@@ -62,17 +63,17 @@ TEST(PlanZero1, ShardedStateMatchesZero1) {
   const plan::Plan p = plan::estimate(c, s, data, std::nullopt);
   EXPECT_EQ(p.trainable, flat.numel());
   EXPECT_EQ(p.shard, zero.shard_numel());
-  EXPECT_EQ(plan::zero1_shape(flat.numel(), world).padded, zero.padded_numel());
+  EXPECT_EQ(flat.grad().numel(), 0);  // no flat fp32 gradient under ZeRO-1
+  EXPECT_EQ(find_term(p.memory.states, "flat fp32 gradient"), nullptr);
   EXPECT_DOUBLE_EQ(find_term(p.memory.states, "fp32 master: this rank's shard")->value,
                    double(flat.master().nbytes()));
-  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "flat fp32 gradient (padded")->value,
-                   double(flat.grad().nbytes()));
   EXPECT_DOUBLE_EQ(find_term(p.memory.states, "reduced gradient: this rank's shard")->value,
                    double(zero.grad_shard().nbytes()));
   EXPECT_DOUBLE_EQ(find_term(p.memory.states, "AdamW moments: this rank's shard")->value,
                    double(opt.exp_avg().nbytes() + opt.exp_avg_sq().nbytes()));
-  // The trainer's fp64 sum under ZeRO-1: padded_numel() doubles.
-  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "fp64 gradient sum")->value, 8.0 * double(zero.padded_numel()));
+  // The fp64 sum in the padded section layout and the staging buffer: what Zero1 allocated.
+  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "fp64 gradient sum")->value, double(zero.fp64_sum_bytes()));
+  EXPECT_DOUBLE_EQ(find_term(p.memory.states, "staging buffer")->value, double(zero.staging_bytes()));
   // Unsharded, the same run keeps the whole master and moments: more memory, and the all-reduce in place of
   // reduce-scatter + all-gather.
   s.shard_optimizer = false;
