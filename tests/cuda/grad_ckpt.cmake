@@ -3,6 +3,6 @@
 # a GPU).
 if(HS_CUDA_ENABLED)
   hs_gtest(test_cuda_grad_ckpt SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_grad_ckpt_offload.cpp
-           ${CMAKE_CURRENT_LIST_DIR}/../support/tiny_model.cpp LIBS hs_train LABELS cuda)
+           LIBS hs_train LABELS cuda)
   hs_torch_target(test_cuda_grad_ckpt)
 endif()

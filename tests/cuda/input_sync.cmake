@@ -3,6 +3,6 @@
 # blocking path (label cuda; skips without a GPU).
 if(HS_CUDA_ENABLED)
   hs_gtest(test_cuda_input_sync SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_input_sync.cpp
-           ${CMAKE_CURRENT_LIST_DIR}/../support/tiny_model.cpp LIBS hs_model hs_lora LABELS cuda)
+           LIBS hs_model hs_lora LABELS cuda)
   hs_torch_target(test_cuda_input_sync)
 endif()
