@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "train/zero1_layout.h"
 
 namespace hs::plan {
 namespace {
@@ -279,22 +280,16 @@ int64_t trainable_tensors(const io::HfConfig& c, const RunSpec& s) {
 }
 
 Zero1Shape zero1_shape(int64_t numel, int world) {
-  // train/zero1.cpp: the norm chunk (a power of two, about numel / 64, in [2^10, 2^24]); sections (a power of
-  // two >= the chunk, about numel / 16, at most 2^26) from the start of the flat order; each section's chunks
-  // split into one equal run per rank.
+  // train/zero1.cpp's layout (train/zero1_layout.h): sections from the start of the flat order, each split
+  // into one equal run of whole norm chunks per rank.
   Zero1Shape z;
   if (world <= 1) {
     z.shard = z.padded = numel;
     return z;
   }
-  int64_t chunk = int64_t(1) << 10;
-  while (chunk < (int64_t(1) << 24) && chunk * 2 <= numel / 64) chunk *= 2;
-  int64_t section = chunk;
-  while (section < (int64_t(1) << 26) && section * 2 <= numel / 16) section *= 2;
-  auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+  const int64_t chunk = train::norm_chunk(numel), section = train::zero1_section(numel, chunk);
   for (int64_t b = 0; b < numel; b += section) {
-    const int64_t n = std::min(section, numel - b);
-    const int64_t run = ceil_div(ceil_div(n, chunk), world) * chunk;
+    const int64_t run = train::zero1_run(std::min(section, numel - b), chunk, world);
     z.shard += run;
     z.padded += run * world;
     z.staging = std::max(z.staging, run * world);

@@ -35,12 +35,6 @@ std::vector<double> to_host(const std::vector<at::Tensor>& parts) {
 
 }  // namespace
 
-int64_t norm_chunk(int64_t numel) {
-  int64_t c = int64_t(1) << 10;
-  while (c < (int64_t(1) << 24) && c * 2 <= numel / 64) c *= 2;
-  return c;
-}
-
 double chunked_grad_norm(const at::Tensor& values, int64_t chunk) {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> parts;
@@ -54,14 +48,13 @@ Zero1::Zero1(FlatParams& flat, dist::Communicator& comm, bool fp64_sum)
     : flat_(flat), comm_(comm), rank_(comm.rank()), world_(comm.world()), numel_(flat.numel()) {
   HS_CHECK(flat_.sharded() && flat_.num_tensors() > 0, "ZeRO-1 needs a FlatParams made without flat buffers");
   chunk_ = norm_chunk(numel_);
-  int64_t section = chunk_;  // a power of two >= the chunk: sections start at chunk boundaries
-  while (section < (int64_t(1) << 26) && section * 2 <= numel_ / 16) section *= 2;
+  const int64_t section = zero1_section(numel_, chunk_);
   int64_t sum_at = 0;
   for (int64_t b = 0; b < numel_; b += section) {
     Section s{};
     s.begin = b;
     s.numel = std::min(section, numel_ - b);
-    s.run = ceil_div(ceil_div(s.numel, chunk_), world_) * chunk_;
+    s.run = zero1_run(s.numel, chunk_, world_);
     s.shard_offset = shard_;
     s.sum_offset = sum_at;
     shard_ += s.run;

@@ -24,6 +24,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "train/zero1_layout.h"  // norm_chunk, zero1_section, zero1_run
+
 namespace hs::dist {
 class Communicator;
 }
@@ -32,8 +34,6 @@ namespace hs::train {
 
 class FlatParams;
 
-// The norm chunk for a flat buffer of `numel` values: a power of two, about numel/64, in [2^10, 2^24].
-int64_t norm_chunk(int64_t numel);
 
 // sqrt(sum of squares) of the flat gradient `values` (numel values), in fp64 per chunk of `chunk` values
 // from the start, chunks added in order.
