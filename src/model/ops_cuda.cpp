@@ -499,12 +499,6 @@ bool lora_linear_has_fast_path(const at::Tensor& x, const at::Tensor& weight, co
          !weight.requires_grad() && (dropout_p == 0 || !training) && x.numel() > 0;
 }
 
-at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                            const at::Tensor& a, const at::Tensor& b, double scaling) {
-  // Autograd functions take defined tensors only: no bias is an empty one.
-  return LoraLinearFunction::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), a, b,
-                                   scaling, int64_t(0));
-}
 
 bool lora_proj_has_fast_path(const at::Tensor& x, const LoraProj& p, bool training) {
   if (p.weight.defined()) return lora_linear_has_fast_path(x, p.weight, p.a, p.b, p.dropout, training);
@@ -524,9 +518,15 @@ void push_parts(std::vector<at::Tensor>& ts, const LoraProj& p, const at::Tensor
 }  // namespace
 
 at::Tensor lora_proj_fast(const at::Tensor& x, const LoraProj& p) {
+  // Autograd functions take defined tensors only: no bias (or a packed base's weight) is an empty one.
   const at::Tensor empty = at::empty({0}, x.options());
   return LoraLinearFunction::apply(x, p.weight.defined() ? p.weight : empty, p.bias.defined() ? p.bias : empty,
                                    p.a, p.b, p.scaling, address(p.packed));
+}
+
+at::Tensor lora_linear_fast(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                            const at::Tensor& a, const at::Tensor& b, double scaling) {
+  return lora_proj_fast(x, LoraProj{weight, bias, a, b, scaling, 0.0});
 }
 
 bool lora_qkv_has_fast_path(const at::Tensor& x, const LoraProj& q, const LoraProj& k, const LoraProj& v,
