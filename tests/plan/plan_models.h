@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <string>
@@ -16,11 +17,23 @@
 
 namespace hs::test {
 
-// Random weights for every tensor the config implies (names and shapes from the model's registry).
+// Random weights for every tensor the config implies (names and shapes from the model's registry). The folder
+// is this process's own (ctest runs the parameterized instances side by side) and is removed at exit.
 inline std::string write_plan_model(const std::string& name, const char* config_json) {
-  const std::string dir = (std::filesystem::temp_directory_path() / ("hs_plan_" + name)).string();
+  struct Cleanup {
+    std::vector<std::string> dirs;
+    ~Cleanup() {
+      std::error_code ec;
+      for (const auto& d : dirs) std::filesystem::remove_all(d, ec);
+    }
+  };
+  static Cleanup cleanup;
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("hs_plan_" + name + "_" + std::to_string(::getpid())))
+                              .string();
   std::filesystem::remove_all(dir);
   hs::io::make_dirs(dir);
+  cleanup.dirs.push_back(dir);
   hs::io::write_file_atomic(dir + "/config.json", config_json);
   const hs::io::HfConfig c = hs::io::load_hf_config(dir);
   at::manual_seed(3);
