@@ -108,7 +108,12 @@ int main(int argc, char** argv) {
                                    dgu.data_ptr<at::BFloat16>() + cols, rows, cols, 2 * cols, cols, 2 * cols,
                                    DType::bf16, stream);
     };
-    double fwd = time_ms(fwd_kernel), bwd = time_ms(bwd_kernel);
+    auto bwd_h_kernel = [&] {
+      hs::kernels::swiglu_backward_h(dh.data_ptr(), gu.data_ptr(), gu.data_ptr<at::BFloat16>() + cols,
+                                     dgu.data_ptr(), dgu.data_ptr<at::BFloat16>() + cols, h.data_ptr(), rows, cols,
+                                     2 * cols, cols, 2 * cols, cols, DType::bf16, stream);
+    };
+    double fwd = time_ms(fwd_kernel), bwd = time_ms(bwd_kernel), bwd_h = time_ms(bwd_h_kernel);
     double both = time_ms([&] {
       fwd_kernel();
       bwd_kernel();
@@ -123,6 +128,8 @@ int main(int argc, char** argv) {
     row("swiglu forward", rows, cols, n * 6, fwd, fwd_aten, bw);
     row("swiglu backward", rows, cols, n * 10, bwd, both_aten - fwd_aten, bw);
     row("swiglu fwd+bwd", rows, cols, n * 16, both, both_aten, bw);
+    // backward_h also writes h (12 B/elem): the LoRA MLP's backward, against a forward recompute + backward.
+    row("swiglu bwd+h [ATen col: ours fwd then bwd]", rows, cols, n * 12, bwd_h, fwd + bwd, bw);
   }
   // RoPE at 16384 tokens (8 packed rows of 2048 positions), in place on [tokens, heads, head_dim], for q and k
   // of Llama-3.2-1B (32 and 8 heads of 64) and Llama-3.1-8B (32 and 8 heads of 128). The ATen composite is

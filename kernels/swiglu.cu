@@ -1,6 +1,7 @@
 // SwiGLU forward and backward kernels; the formulas and their rounding points are in swiglu.h. Elementwise
 // and memory-bound. Floors (H100, 3.35 TB/s): forward reads g, u and writes h (6 bytes/element in bf16);
-// backward reads dh, g, u and writes dg, du (10 bytes/element); silu is recomputed in backward, never saved.
+// backward reads dh, g, u and writes dg, du (10 bytes/element; 12 with h, swiglu_backward_h); silu is recomputed
+// in backward, never saved.
 // Layout: grid.y walks rows, grid.x * blockDim.x covers a row in "units": a unit is one V-element vector
 // (V = 16 bytes / element size when every pointer and stride allows it, else 1) or one element of the
 // scalar tail (cols % V). Each thread reads all its inputs before it writes, so in-place calls are safe.
@@ -69,8 +70,8 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
-    swiglu_bwd_kernel(const T* dh, const T* g, const T* u, T* dg, T* du, int64_t rows, int64_t cols,
-                      int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu) {
+    swiglu_bwd_kernel(const T* dh, const T* g, const T* u, T* dg, T* du, T* h, int64_t rows, int64_t cols,
+                      int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, int64_t ld_h) {
   const int64_t nvec = cols / V, units = nvec + (cols - nvec * V);
   const int64_t unit = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   if (unit >= units) return;
@@ -85,16 +86,22 @@ __global__ void __launch_bounds__(kThreads)
     if (vec) {
       const auto dhv = detail::load_pack<T, V>(dhr), gv = detail::load_pack<T, V>(gr),
                  uv = detail::load_pack<T, V>(ur);
-      detail::Pack<T, V> dgv, duv;
+      detail::Pack<T, V> dgv, duv, hv;
 #pragma unroll
-      for (int k = 0; k < V; ++k) bwd_one(dhv.v[k], gv.v[k], uv.v[k], dgv.v[k], duv.v[k]);
+      for (int k = 0; k < V; ++k) {
+        if (h != nullptr) hv.v[k] = FwdOp<T>::apply(gv.v[k], uv.v[k]);
+        bwd_one(dhv.v[k], gv.v[k], uv.v[k], dgv.v[k], duv.v[k]);
+      }
       detail::store_pack<T, V>(dgr, dgv);
       detail::store_pack<T, V>(dur, duv);
+      if (h != nullptr) detail::store_pack<T, V>(h + r * ld_h + c, hv);
     } else {
+      const T gs = *gr, us = *ur;
       T dgs, dus;
-      bwd_one(*dhr, *gr, *ur, dgs, dus);
+      bwd_one(*dhr, gs, us, dgs, dus);
       *dgr = dgs;
       *dur = dus;
+      if (h != nullptr) h[r * ld_h + c] = FwdOp<T>::apply(gs, us);
     }
   }
 }
@@ -123,23 +130,24 @@ int launch_fwd(const void* g, const void* u, void* h, int64_t rows, int64_t cols
 }
 
 template <typename T>
-int launch_bwd(const void* dh, const void* g, const void* u, void* dg, void* du, int64_t rows, int64_t cols,
-               int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, cudaStream_t s) {
+int launch_bwd(const void* dh, const void* g, const void* u, void* dg, void* du, void* h, int64_t rows,
+               int64_t cols, int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, int64_t ld_h, cudaStream_t s) {
   constexpr int V = detail::kVec16<T>;
   const bool vec = detail::aligned16(dh) && detail::aligned16(g) && detail::aligned16(u) &&
                    detail::aligned16(dg) && detail::aligned16(du) && ld_gu % V == 0 && ld_dh % V == 0 &&
-                   ld_dgu % V == 0 && cols >= V;
+                   ld_dgu % V == 0 && cols >= V && (h == nullptr || (detail::aligned16(h) && ld_h % V == 0));
+  T* hp = static_cast<T*>(h);
   const T* dhp = static_cast<const T*>(dh);
   const T* gp = static_cast<const T*>(g);
   const T* up = static_cast<const T*>(u);
   T* dgp = static_cast<T*>(dg);
   T* dup = static_cast<T*>(du);
   if (vec)
-    swiglu_bwd_kernel<T, V><<<grid_for(rows, cols, V), kThreads, 0, s>>>(dhp, gp, up, dgp, dup, rows, cols,
-                                                                         ld_gu, ld_dh, ld_dgu);
+    swiglu_bwd_kernel<T, V><<<grid_for(rows, cols, V), kThreads, 0, s>>>(dhp, gp, up, dgp, dup, hp, rows, cols,
+                                                                         ld_gu, ld_dh, ld_dgu, ld_h);
   else
-    swiglu_bwd_kernel<T, 1><<<grid_for(rows, cols, 1), kThreads, 0, s>>>(dhp, gp, up, dgp, dup, rows, cols,
-                                                                         ld_gu, ld_dh, ld_dgu);
+    swiglu_bwd_kernel<T, 1><<<grid_for(rows, cols, 1), kThreads, 0, s>>>(dhp, gp, up, dgp, dup, hp, rows, cols,
+                                                                         ld_gu, ld_dh, ld_dgu, ld_h);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -172,16 +180,22 @@ int swiglu_forward(const void* g, const void* u, void* h, int64_t rows, int64_t 
 
 int swiglu_backward(const void* dh, const void* g, const void* u, void* dg, void* du, int64_t rows,
                     int64_t cols, int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, DType dtype, void* stream) {
-  if (int rc = check_shape(rows, cols, {ld_gu, ld_dh, ld_dgu}); rc != cudaSuccess) return rc;
+  return swiglu_backward_h(dh, g, u, dg, du, nullptr, rows, cols, ld_gu, ld_dh, ld_dgu, cols, dtype, stream);
+}
+
+int swiglu_backward_h(const void* dh, const void* g, const void* u, void* dg, void* du, void* h, int64_t rows,
+                      int64_t cols, int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, int64_t ld_h, DType dtype,
+                      void* stream) {
+  if (int rc = check_shape(rows, cols, {ld_gu, ld_dh, ld_dgu, ld_h}); rc != cudaSuccess) return rc;
   if (rows == 0 || cols == 0) return cudaSuccess;
   if (dh == nullptr || g == nullptr || u == nullptr || dg == nullptr || du == nullptr)
     return cudaErrorInvalidValue;
   auto s = static_cast<cudaStream_t>(stream);
   switch (dtype) {
     case DType::f32:
-      return launch_bwd<float>(dh, g, u, dg, du, rows, cols, ld_gu, ld_dh, ld_dgu, s);
+      return launch_bwd<float>(dh, g, u, dg, du, h, rows, cols, ld_gu, ld_dh, ld_dgu, ld_h, s);
     case DType::bf16:
-      return launch_bwd<__nv_bfloat16>(dh, g, u, dg, du, rows, cols, ld_gu, ld_dh, ld_dgu, s);
+      return launch_bwd<__nv_bfloat16>(dh, g, u, dg, du, h, rows, cols, ld_gu, ld_dh, ld_dgu, ld_h, s);
   }
   return cudaErrorInvalidValue;
 }

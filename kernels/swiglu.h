@@ -29,4 +29,12 @@ int swiglu_forward(const void* g, const void* u, void* h, int64_t rows, int64_t 
 int swiglu_backward(const void* dh, const void* g, const void* u, void* dg, void* du, int64_t rows,
                     int64_t cols, int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, DType dtype, void* stream);
 
+// swiglu_backward that also writes the forward's h = round(round(silu(g)) * u) (bit for bit what
+// swiglu_forward writes) into h (row stride ld_h; nullptr = not written; no overlap with the others) from the
+// g and u it reads anyway: a backward that needs h (the down projection's LoRA gradient) gets it without
+// reading g and u a second time.
+int swiglu_backward_h(const void* dh, const void* g, const void* u, void* dg, void* du, void* h, int64_t rows,
+                      int64_t cols, int64_t ld_gu, int64_t ld_dh, int64_t ld_dgu, int64_t ld_h, DType dtype,
+                      void* stream);
+
 }  // namespace hs::kernels

@@ -138,15 +138,37 @@ at::Tensor rows_of(const std::vector<at::Tensor>& ws) {
   return at::cat(ws, 0);
 }
 
-// The bases of `ps` (dense weights, or packed ones unpacked now) as one [sum out, in] tensor in dtype dt.
-at::Tensor base_rows(const std::vector<at::Tensor>& ws, const std::vector<int64_t>& packed, at::ScalarType dt) {
-  std::vector<at::Tensor> parts;
+// The bases of `ws` (dense weights, or packed ones unpacked now) as one [sum out, in] tensor in dtype dt on
+// `device` (where the activations are). Packed
+// bases are unpacked straight into their rows of one buffer (no per-weight temporary and concatenation: on
+// an 8B NF4 model that copy moved as many bytes as the dequantization itself).
+at::Tensor base_rows(const std::vector<at::Tensor>& ws, const std::vector<int64_t>& packed, at::ScalarType dt,
+                     at::Device device) {
   bool any_packed = false;
+  for (int64_t p : packed) any_packed = any_packed || p != 0;
+  if (!any_packed) return rows_of(ws);
+  std::vector<const Projection*> ps;
+  int64_t rows = 0, in = -1;
   for (size_t i = 0; i < ws.size(); ++i) {
-    parts.push_back(base_weight(ws[i], packed[i], dt));
-    any_packed = any_packed || packed[i] != 0;
+    const Projection* p = packed[i] != 0 ? reinterpret_cast<const Projection*>(packed[i]) : nullptr;
+    ps.push_back(p);
+    rows += p ? p->out_features() : ws[i].size(0);
+    const int64_t in_i = p ? p->in_features() : ws[i].size(1);
+    HS_CHECK(in < 0 || in_i == in, "fused projections disagree on in_features (", in, " vs ", in_i, ")");
+    in = in_i;
   }
-  return any_packed ? at::cat(parts, 0) : rows_of(parts);
+  at::Tensor out = at::empty({rows, in}, at::TensorOptions().dtype(dt).device(device));
+  int64_t r = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const int64_t n = ps[i] ? ps[i]->out_features() : ws[i].size(0);
+    at::Tensor part = out.narrow(0, r, n);  // rows of a contiguous buffer: contiguous
+    if (ps[i])
+      ps[i]->unpack_weight_into(part);
+    else
+      part.copy_(ws[i]);
+    r += n;
+  }
+  return out;
 }
 
 // LoRA projection with a hand-written backward; see ops.h (lora_linear_fast). `w` is the dense base or an
@@ -223,7 +245,7 @@ struct LoraQkvFunction : public torch::autograd::Function<LoraQkvFunction> {
     }
     at::Tensor y;
     {
-      const at::Tensor W = base_rows(ws, packed, dt);
+      const at::Tensor W = base_rows(ws, packed, dt, x2.device());
       y = biases.empty() ? at::mm(x2, W.t()) : at::addmm(at::cat(biases, 0), x2, W.t());
     }
     const at::Tensor a16 = at::cat(as, 0);     // [r_q + r_k + r_v, in]
@@ -262,7 +284,7 @@ struct LoraQkvFunction : public torch::autograd::Function<LoraQkvFunction> {
     const at::Tensor gb = at::cat(gbs, 1);
     variable_list out(17);
     if (ctx->needs_input_grad(0)) {
-      at::Tensor dx = at::mm(dy, base_rows(ws, packed, dy.scalar_type()));
+      at::Tensor dx = at::mm(dy, base_rows(ws, packed, dy.scalar_type(), dy.device()));
       dx.addmm_(gb, a16, 1.0, s);
       std::vector<int64_t> shape(grads[0].sizes().begin(), grads[0].sizes().end());
       shape.back() = x2.size(1);
@@ -356,7 +378,7 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
     const at::Tensor agu16 = at::cat({ts[1].to(dt), ts[4].to(dt)}, 0);  // [r_g + r_u, in]
     const at::Tensor bg16 = ts[2].to(dt), bu16 = ts[5].to(dt), ad16 = ts[7].to(dt), bd16 = ts[8].to(dt);
     const int64_t I = bg16.size(0), rg = ts[1].size(0), ru = ts[4].size(0);
-    at::Tensor gu = at::mm(x2, base_rows({wg, wu}, {pg, pu}, dt).t());  // [N, 2I]
+    at::Tensor gu = at::mm(x2, base_rows({wg, wu}, {pg, pu}, dt, x2.device()).t());  // [N, 2I]
     const at::Tensor xagu = at::mm(x2, agu16.t());                     // [N, r_g + r_u]
     at::Tensor g = gu.narrow(1, 0, I), u = gu.narrow(1, I, I);
     g.addmm_(xagu.narrow(1, 0, rg), bg16.t(), 1.0, sgu);
@@ -393,29 +415,28 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
     const int64_t I = bg16.size(0), rg = bg16.size(1), ru = bu16.size(1), rows = gu.size(0);
     const at::Tensor dy = grads[0].reshape({-1, bd16.size(0)});
     at::Tensor g = gu.narrow(1, 0, I), u = gu.narrow(1, I, I);
-    at::Tensor dad, dbd, dh;
+    at::Tensor dad, dbd;
     {
-      at::Tensor h = at::empty({rows, I}, gu.options());  // recomputed, same roundings as the forward
-      check_launch(kernels::swiglu_forward(g.data_ptr(), u.data_ptr(), h.data_ptr(), rows, I, 2 * I, I,
-                                           kernel_dtype(dt), stream),
-                   "swiglu_forward");
       const at::Tensor gbd = at::mm(dy, bd16);
-      dh = at::mm(dy, base_weight(wd, packed[2], dt));
+      at::Tensor dh = at::mm(dy, base_weight(wd, packed[2], dt));
       dh.addmm_(gbd, ad16, 1.0, sd);
-      dad = at::mm(gbd.t(), h, at::kFloat).mul_(sd);
       dbd = at::mm(dy.t(), ha, at::kFloat).mul_(sd);
+      // transformers' SwiGLU under autograd (kernels/swiglu.h), dg and du written over g and u (nothing else
+      // holds them); the same pass writes h again (the forward's roundings) for the down projection's dA.
+      at::Tensor h = at::empty({rows, I}, gu.options());
+      check_launch(kernels::swiglu_backward_h(dh.data_ptr(), g.data_ptr(), u.data_ptr(), g.data_ptr(),
+                                              u.data_ptr(), h.data_ptr(), rows, I, 2 * I, I, 2 * I, I,
+                                              kernel_dtype(dt), stream),
+                   "swiglu_backward");
+      dh = at::Tensor();
+      dad = at::mm(gbd.t(), h, at::kFloat).mul_(sd);
     }
-    // transformers' SwiGLU under autograd (kernels/swiglu.h), written over g and u: nothing else holds them.
-    check_launch(kernels::swiglu_backward(dh.data_ptr(), g.data_ptr(), u.data_ptr(), g.data_ptr(), u.data_ptr(),
-                                          rows, I, 2 * I, I, 2 * I, kernel_dtype(dt), stream),
-                 "swiglu_backward");
-    dh = at::Tensor();
     const at::Tensor& dgu = gu;  // [dg | du]
     const at::Tensor dg = g, du = u;
     const at::Tensor gb = at::cat({at::mm(dg, bg16), at::mm(du, bu16)}, 1);  // [N, r_g + r_u]
     variable_list out(15);
     if (ctx->needs_input_grad(0)) {
-      at::Tensor dx = at::mm(dgu, base_rows({wg, wu}, {packed[0], packed[1]}, dt));
+      at::Tensor dx = at::mm(dgu, base_rows({wg, wu}, {packed[0], packed[1]}, dt, dgu.device()));
       dx.addmm_(gb, agu16, 1.0, sgu);
       std::vector<int64_t> shape(grads[0].sizes().begin(), grads[0].sizes().end());
       shape.back() = x2.size(1);

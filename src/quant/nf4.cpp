@@ -253,18 +253,23 @@ kernels::Nf4Out kernel_type(at::ScalarType t) {
   }
 }
 
-at::Tensor dequantize_nf4_cuda(const Nf4Tensor& q) {
-  q.check("dequantize_nf4");
+// Writes q's dequantized values (in q.dtype) into `out`: contiguous, q.numel() elements of q.dtype on q's device.
+void dequantize_nf4_cuda_into(const Nf4Tensor& q, at::Tensor& out) {
   c10::cuda::CUDAGuard guard(q.packed.device());
   const auto contig = [](const at::Tensor& t) { return t.contiguous(); };
   const at::Tensor packed = contig(q.packed), absmax = contig(q.absmax), code = contig(q.code),
                    nabs = contig(q.nested_absmax), ncode = contig(q.nested_code);
-  at::Tensor out = at::empty(q.shape, packed.options().dtype(q.dtype));
   check_launch(
       kernels::nf4_dequantize(packed.data_ptr<uint8_t>(), absmax.data_ptr<uint8_t>(), code.data_ptr<float>(),
                               nabs.data_ptr<float>(), ncode.data_ptr<float>(), q.offset, out.data_ptr(),
                               q.numel(), kernel_type(q.dtype), c10::cuda::getCurrentCUDAStream().stream()),
       "nf4_dequantize");
+}
+
+at::Tensor dequantize_nf4_cuda(const Nf4Tensor& q) {
+  q.check("dequantize_nf4");
+  at::Tensor out = at::empty(q.shape, q.packed.options().dtype(q.dtype));
+  dequantize_nf4_cuda_into(q, out);
   return out;
 }
 
@@ -332,6 +337,20 @@ at::Tensor dequantize_nf4(const Nf4Tensor& q) {
   if (q.device().is_cuda()) return dequantize_nf4_cuda(q);
 #endif
   return dequantize_nf4_reference(q);
+}
+
+void dequantize_nf4_into(const Nf4Tensor& q, at::Tensor& out) {
+  q.check("dequantize_nf4");
+  HS_CHECK(out.is_contiguous() && out.numel() == q.numel() && out.device() == q.device(),
+           "dequantize_nf4_into: the output must be contiguous, hold ", q.numel(), " values and lie on ",
+           q.device().str(), " (got ", out.numel(), " on ", out.device().str(), ")");
+#if HS_HAVE_KERNELS
+  if (q.device().is_cuda() && out.scalar_type() == q.dtype) {
+    dequantize_nf4_cuda_into(q, out);
+    return;
+  }
+#endif
+  out.copy_(dequantize_nf4(q).view(out.sizes()));
 }
 
 // ---- transformers' pre-quantized layout ---------------------------------------------------------------

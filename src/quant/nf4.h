@@ -58,6 +58,9 @@ Nf4Tensor quantize_nf4_reference(const at::Tensor& weight);  // ATen reference (
 // [shape] in q.dtype on q's device (the CUDA kernel when built and q is on CUDA, else the reference).
 at::Tensor dequantize_nf4(const Nf4Tensor& q);
 at::Tensor dequantize_nf4_reference(const Nf4Tensor& q);  // ATen reference (any device)
+// dequantize_nf4(q).to(out's dtype) written into `out` (contiguous, q.numel() elements, on q's device): on
+// CUDA in out's dtype equal to q.dtype the kernel writes `out` directly (no temporary), else a copy.
+void dequantize_nf4_into(const Nf4Tensor& q, at::Tensor& out);
 
 // transformers' pre-quantized layout of weight `name` (e.g. "model.layers.0.self_attn.q_proj.weight"):
 // name (uint8 packed), name.absmax, name.quant_map, name.nested_absmax, name.nested_quant_map,

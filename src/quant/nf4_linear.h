@@ -31,6 +31,7 @@ class Nf4Linear final : public model::Projection {
   at::Tensor dequantized() const;
   const model::Projection* packed_base() const override { return this; }
   at::Tensor unpack_weight() const override { return dequantized(); }
+  void unpack_weight_into(at::Tensor& out) const override { dequantize_nf4_into(weight_, out); }
   at::Tensor packed_bias() const override { return bias_; }
   const Nf4Tensor& weight() const { return weight_; }
   const at::Tensor& bias() const { return bias_; }

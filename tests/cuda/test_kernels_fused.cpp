@@ -359,6 +359,45 @@ at::Tensor rope_bound(const at::Tensor& x64, const at::Tensor& c64, const at::Te
   return ((x64 * c64).abs() + (swapped * s64).abs()) * ((2 * u_r + u_r * u_r) * 1.01) + 1e-30;
 }
 
+// swiglu_backward_h: the same dg, du as swiglu_backward, and h bit for bit what swiglu_forward writes (in
+// place over g and u too, as the LoRA MLP's backward calls it; h at a padded row stride).
+TEST(CudaKernelsFused, SwigluBackwardWithHEqualsBackwardAndForward) {
+  REQUIRE_GPU();
+  for (auto t : {at::kFloat, at::kBFloat16}) {
+    for (const SwigluCase& c : swiglu_cases()) {
+      SCOPED_TRACE(describe(c, t));
+      GateUp gu = make_gate_up(c, t);
+      const at::Tensor g0 = gu.g.clone(), u0 = gu.u.clone();
+      const at::Tensor dh = at::randn({c.rows, c.cols}).to(g0.options());
+      const int64_t ld_h = c.cols + c.pad_out;
+      at::Tensor h_ref = at::full({c.rows, ld_h}, NAN, g0.options()).slice(1, 0, c.cols);
+      ASSERT_EQ(k::swiglu_forward(gu.g.data_ptr(), gu.u.data_ptr(), h_ref.data_ptr(), c.rows, c.cols, gu.ld, ld_h,
+                                  kdtype(t), nullptr),
+                0);
+      at::Tensor dg1 = at::empty_like(g0), du1 = at::empty_like(u0);
+      ASSERT_EQ(k::swiglu_backward(dh.data_ptr(), gu.g.data_ptr(), gu.u.data_ptr(), dg1.data_ptr(), du1.data_ptr(),
+                                   c.rows, c.cols, gu.ld, c.cols, c.cols, kdtype(t), nullptr),
+                0);
+      at::Tensor hbuf = at::full({c.rows, ld_h}, NAN, g0.options()), h = hbuf.slice(1, 0, c.cols);
+      // In place over g and u (they are not read again here).
+      ASSERT_EQ(k::swiglu_backward_h(dh.data_ptr(), gu.g.data_ptr(), gu.u.data_ptr(), gu.g.data_ptr(),
+                                     gu.u.data_ptr(), h.data_ptr(), c.rows, c.cols, gu.ld, c.cols, gu.ld, ld_h,
+                                     kdtype(t), nullptr),
+                0);
+      torch::cuda::synchronize();
+      EXPECT_TRUE(at::equal(gu.g.contiguous(), dg1)) << "dg";
+      EXPECT_TRUE(at::equal(gu.u.contiguous(), du1)) << "du";
+      EXPECT_TRUE(at::equal(h.contiguous(), h_ref.contiguous())) << "h";
+      if (c.pad_out > 0) EXPECT_TRUE(hbuf.slice(1, c.cols).isnan().all().item<bool>()) << "h's padding written";
+      // Bad strides are refused like swiglu_backward's.
+      EXPECT_NE(k::swiglu_backward_h(dh.data_ptr(), g0.data_ptr(), u0.data_ptr(), dg1.data_ptr(), du1.data_ptr(),
+                                     h.data_ptr(), c.rows, c.cols, c.cols, c.cols, c.cols, c.cols - 1, kdtype(t),
+                                     nullptr),
+                0);
+    }
+  }
+}
+
 TEST(CudaKernelsFused, RopeForwardMatchesFloat64AndHfFormulaBitExact) {
   REQUIRE_GPU();
   auto [cos_full, sin_full] = rope_tables(kTableRows, 128);

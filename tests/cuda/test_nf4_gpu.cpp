@@ -12,6 +12,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include "core/error.h"
 #include "lora/lora.h"
 #include "model/ops.h"
 #include "quant/nf4.h"
@@ -65,6 +66,38 @@ TEST(Nf4Gpu, DequantizeMatchesReference) {
       u.packed.copy_(g.packed);
       EXPECT_TRUE(bits_equal(hs::quant::dequantize_nf4(u), ref))
           << "unaligned " << shape[0] << "x" << shape[1];
+    }
+  }
+}
+
+// The fused q|k|v and gate|up paths unpack each NF4 weight straight into its rows of one buffer.
+TEST(Nf4Gpu, DequantizeIntoRowsOfOneBufferEqualsDequantize) {
+  REQUIRE_GPU();
+  at::manual_seed(2);
+  // Widths with in % 8 != 0 put later parts at addresses the vector stores cannot use (the scalar path).
+  for (int64_t in : {128, 100, 4160, 9}) {
+    for (at::ScalarType t : {at::kBFloat16, at::kFloat}) {
+      std::vector<hs::quant::Nf4Tensor> qs;
+      int64_t rows = 0;
+      for (int64_t out : {64, 17, 33}) {
+        qs.push_back(hs::quant::quantize_nf4(at::randn({out, in}, at::kCUDA).to(t)));
+        rows += out;
+      }
+      for (at::ScalarType dt : {t, at::kFloat, at::kHalf}) {
+        at::Tensor buf = at::full({rows, in}, 7.0, at::TensorOptions().dtype(dt).device(at::kCUDA));
+        int64_t r = 0;
+        for (const auto& q : qs) {
+          at::Tensor part = buf.narrow(0, r, q.shape[0]);
+          hs::quant::dequantize_nf4_into(q, part);
+          r += q.shape[0];
+        }
+        std::vector<at::Tensor> parts;
+        for (const auto& q : qs) parts.push_back(hs::quant::dequantize_nf4(q).to(dt));
+        EXPECT_TRUE(bits_equal(buf, at::cat(parts, 0)))
+            << "in " << in << " " << c10::toString(t) << " into " << c10::toString(dt);
+      }
+      at::Tensor wrong = at::empty({qs[0].numel() + 1}, at::TensorOptions().dtype(t).device(at::kCUDA));
+      EXPECT_THROW(hs::quant::dequantize_nf4_into(qs[0], wrong), hs::Error);
     }
   }
 }

@@ -172,6 +172,23 @@ TEST(Nf4, DequantizesToTheRecordedDtype) {
   EXPECT_TRUE(bits_equal(hs::quant::dequantize_nf4_reference(q), hs::quant::dequantize_nf4(q)));
 }
 
+TEST(Nf4, DequantizeIntoRowsOfOneBuffer) {
+  const Nf4Tensor a = hs::quant::quantize_nf4(at::randn({5, 40}, at::kBFloat16)),
+                  b = hs::quant::quantize_nf4(at::randn({3, 40}, at::kBFloat16));
+  for (at::ScalarType dt : {at::kBFloat16, at::kFloat}) {
+    at::Tensor buf = at::zeros({8, 40}, dt);
+    at::Tensor top = buf.narrow(0, 0, 5), bottom = buf.narrow(0, 5, 3);
+    hs::quant::dequantize_nf4_into(a, top);
+    hs::quant::dequantize_nf4_into(b, bottom);
+    EXPECT_TRUE(bits_equal(buf, at::cat({hs::quant::dequantize_nf4(a), hs::quant::dequantize_nf4(b)}).to(dt)))
+        << c10::toString(dt);
+  }
+  at::Tensor strided = at::zeros({40, 5}, at::kBFloat16).t();
+  EXPECT_THROW(hs::quant::dequantize_nf4_into(a, strided), hs::Error);
+  at::Tensor small = at::zeros({4, 40}, at::kBFloat16);
+  EXPECT_THROW(hs::quant::dequantize_nf4_into(a, small), hs::Error);
+}
+
 TEST(Nf4, SaveAndReadBack) {
   const std::string dir = hs::test::temp_dir("nf4_rw");
   const std::string name = "model.layers.0.mlp.down_proj.weight";
