@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "core/error.h"
@@ -124,8 +125,8 @@ AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, in
     throw Error(
         str("cu_seqlens must run from 0 to batch*seq_len = ", total, ", got ", p[0], " .. ", p[n - 1]))
         .at("attention_layout");
-  bool one_per_row = true;
-  int64_t max_len = 0;
+  bool one_per_row = true, equal = true;
+  int64_t max_len = 0, first_len = 0;
   for (int64_t i = 0; i + 1 < n; ++i) {
     const int64_t begin = p[i], end = p[i + 1];
     if (end < begin) throw Error(str("cu_seqlens decreases at index ", i + 1)).at("attention_layout");
@@ -135,12 +136,16 @@ AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, in
           str("sequence ", i, " [", begin, ", ", end, ") crosses a row boundary (row length ", seq_len, ")"))
           .at("attention_layout");
     if (begin % seq_len != 0 || end - begin != seq_len) one_per_row = false;
+    if (first_len == 0) first_len = end - begin;
+    // Segments follow one another from 0 to B*T, so equal lengths L put every start at a multiple of L.
+    if (end - begin != first_len) equal = false;
     max_len = std::max(max_len, end - begin);
   }
   layout.cu_seqlens = to_device(cu_seqlens.to(at::kInt), device);  // no host sync (device_copy.h)
   layout.max_seqlen = max_len;
   if (one_per_row) return layout;  // plain causal rows
   layout.bounds.assign(p, p + n);
+  if (equal && first_len > 0 && seq_len % first_len == 0) layout.segment_len = first_len;
   return layout;
 }
 
@@ -180,6 +185,24 @@ at::Tensor attention_varlen(const at::Tensor& q, const at::Tensor& k, const at::
   return std::get<0>(out).view({B, T, H, D}).transpose(1, 2);
 }
 
+// Packed rows whose samples all have length L and start at multiples of L: B*T/L plain causal rows of L
+// (views when the [B, T, H, D] buffers under q, k, v allow it), one SDPA call; the result as [B, H, T, D].
+at::Tensor attention_segments(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t L,
+                              bool gqa) {
+  const int64_t B = q.size(0), T = q.size(2), D = q.size(3), R = B * T / L;
+  auto rows = [&](const at::Tensor& t) { return t.transpose(1, 2).reshape({R, L, t.size(1), D}).transpose(1, 2); };
+  const at::Tensor o = at::scaled_dot_product_attention(rows(q), rows(k), rows(v), {}, 0.0, true, std::nullopt, gqa);
+  return o.transpose(1, 2).reshape({B, T, q.size(1), D}).transpose(1, 2);
+}
+
+bool segments_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("HS_ATTENTION_SEGMENTS");
+    return e == nullptr || std::string(e) != "varlen";
+  }();
+  return on;
+}
+
 }  // namespace
 
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -188,6 +211,8 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
   const int64_t T = q.size(2), S = k.size(2);
   if (!layout.bounds.empty()) {
     HS_CHECK(T == S, "packed rows need as many queries as keys");
+    if (q.is_cuda() && layout.segment_len > 0 && T % layout.segment_len == 0 && segments_enabled())
+      return attention_segments(q, k, v, layout.segment_len, gqa);
     const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
     if (q.is_cuda() && half && q.size(3) % 8 == 0 && q.size(3) <= 256)
       return attention_varlen(q, k, v, layout);

@@ -128,6 +128,11 @@ struct AttentionLayout {
   at::Tensor cu_seqlens;  // int32 on the device; undefined: every row is one causal sequence
   int64_t max_seqlen = 0;
   std::vector<int64_t> bounds;  // host copy of cu_seqlens when rows are packed (empty otherwise)
+  // > 0 when the packed samples all have this length and start at multiples of it (so every row holds whole
+  // ones: fixed-length blocks, the benchmarks' 2048-token rows): on CUDA they are attended as B*T/L plain
+  // causal rows of L (one batched SDPA call, which picks cuDNN's attention on Hopper: 1.7x flash's varlen
+  // there) instead of through flash-attention's varlen kernel. HS_ATTENTION_SEGMENTS=varlen turns it off.
+  int64_t segment_len = 0;
   bool causal = true;
 };
 // Builds the layout for a [B, T] batch; cu_seqlens may be undefined (plain causal rows). Checks that

@@ -1,6 +1,7 @@
 // Gradient checkpointing on the GPU (train/grad_ckpt): a small random bf16 llama with LoRA on every
 // projection, one micro-batch forward + backward with train.grad_ckpt off, on and offload. The micro-batch is
-// what the trainer makes: one packed row of two samples (cu_seqlens, varlen flash-attention). `on` and `offload`
+// what the trainer makes: one packed row of two samples (cu_seqlens; equal halves take the equal-segments
+// attention, unequal ones flash-attention's varlen kernel). `on` and `offload`
 // recompute the same numbers from the same (restored) layer inputs: loss and every LoRA gradient bit-identical
 // (given the step itself is deterministic: `on` run twice); `off` within bf16 rounding of them. Offload keeps
 // the layer inputs in pinned host memory: the peak device memory is below `on`'s by about (layers - 2) layer
@@ -118,9 +119,12 @@ class GradCkptGpu : public ::testing::Test {
   std::unique_ptr<hs::model::Model> model_;
   std::optional<hs::lora::Adapter> adapter_;
   at::Tensor ids_, cu_seqlens_, mask_;
+
+ public:
+  void check_on_offload_off();
 };
 
-TEST_F(GradCkptGpu, OffloadMatchesOnBitForBitAndOffWithinBf16) {
+void GradCkptGpu::check_on_offload_off() {
   // Flash-attention's backward accumulates dQ with atomics unless asked for determinism.
   const bool was_deterministic = at::globalContext().deterministicAlgorithms();
   const bool was_warn_only = at::globalContext().deterministicAlgorithmsWarnOnly();
@@ -153,6 +157,15 @@ TEST_F(GradCkptGpu, OffloadMatchesOnBitForBitAndOffWithinBf16) {
                offload.loss.item<double>(), off.loss.item<double>());
   EXPECT_LT(vs_off, 2e-2);
   EXPECT_LT(worst_rel(on, off), 2e-2);
+}
+
+// Two samples of 2048: equal segments, attended as two plain causal rows (SDPA; cuDNN's kernel on Hopper).
+TEST_F(GradCkptGpu, OffloadMatchesOnBitForBitAndOffWithinBf16) { check_on_offload_off(); }
+
+// Samples of 1536 and 2560: flash-attention's varlen kernel.
+TEST_F(GradCkptGpu, OffloadMatchesOnWithVarlenAttention) {
+  cu_seqlens_ = at::tensor({int64_t(0), int64_t(1536), kTokens}, at::kLong);
+  check_on_offload_off();
 }
 
 TEST_F(GradCkptGpu, OffloadPeakIsBelowOnByTheLayerInputs) {

@@ -162,6 +162,21 @@ TEST(ModelOps, PackedAttentionIsBlockDiagonalCausal) {
   EXPECT_EQ(pos[1][3].item<int64_t>(), 0);
 }
 
+TEST(ModelOps, AttentionLayoutMarksEqualSegments) {
+  // One row of 12 cut into three samples of 4: equal segments (B*T/L = 3 rows of 4 on CUDA).
+  auto layout = [](std::vector<int32_t> cu, int64_t b, int64_t t) {
+    return ops::attention_layout(at::tensor(cu), b, t, at::kCPU);
+  };
+  EXPECT_EQ(layout({0, 4, 8, 12}, 1, 12).segment_len, 4);
+  EXPECT_EQ(layout({0, 3, 6, 9, 12}, 2, 6).segment_len, 3);  // two rows of two samples of 3
+  EXPECT_EQ(layout({0, 4, 4, 8, 12}, 1, 12).segment_len, 4);  // an empty sample changes nothing
+  EXPECT_EQ(layout({0, 4, 8, 12}, 1, 12).bounds.size(), 4u);  // still packed (CPU: per-sample path)
+  EXPECT_EQ(layout({0, 2, 6, 9, 12}, 2, 6).segment_len, 0);   // unequal
+  EXPECT_EQ(layout({0, 4, 8, 10, 12}, 1, 12).segment_len, 0);
+  EXPECT_EQ(layout({0, 6, 12}, 2, 6).segment_len, 0);  // one per row: no bounds, plain rows
+  EXPECT_TRUE(layout({0, 6, 12}, 2, 6).bounds.empty());
+}
+
 TEST(ModelOps, AttentionLayoutRefusesBadBoundaries) {
   EXPECT_THROW(ops::attention_layout(at::tensor(std::vector<int32_t>{0, 4, 10}), 2, 6, at::kCPU),
                hs::Error);  // crosses
