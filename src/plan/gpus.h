@@ -19,6 +19,11 @@ struct Efficiency {
   double attn_d128 = 0;          // at head_dim 128 (and above)
   double attn_per_doubling = 0;  // attention efficiency gain per doubling of the sample length past 2048
   double attn_max_gain = 1;      // ... up to this multiple
+  // Packed micro-batches whose samples all have one length L dividing the row run as plain causal rows of L
+  // (ops::attention's equal segments: SDPA, cuDNN's kernel on Hopper): attention efficiency x this at head_dim
+  // 64 / 128 (interpolated between; 1 = no gain).
+  double attn_dense_d64 = 1;
+  double attn_dense_d128 = 1;
   double lora_bytes = 0;         // bytes per (in + out) element per token of the LoRA branch, fwd + bwd
   double fused_factor = 0;       // RMSNorm/RoPE/SwiGLU kernels, residual adds: x their minimal bytes
   double small_norm_factor = 0;  // qk-norm (rows of head_dim elements): x minimal bytes

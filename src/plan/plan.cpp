@@ -159,6 +159,7 @@ struct MicroStats {
   double real = 0;     // real tokens
   double trained = 0;  // loss targets: the rows the head and the cross-entropy run on
   double pairs = 0;    // causal attention pairs: sum of n (n + 1) / 2 over the attention segments
+  bool equal_segments = false;  // packed samples of one length dividing the row (ops::AttentionLayout)
 };
 
 MicroStats micro_stats(const data::MicroBatch& mb, const Samples& s, data::Packing packing) {
@@ -167,10 +168,17 @@ MicroStats micro_stats(const data::MicroBatch& mb, const Samples& s, data::Packi
   m.real = double(mb.tokens);
   m.trained = double(mb.trained);
   if (packing == data::Packing::packed) {
+    int64_t first = -1;
+    bool equal = !mb.samples.empty();
     for (int64_t id : mb.samples) {
       const double n = s.lengths[size_t(id)];
       m.pairs += n * (n + 1) / 2;
+      if (first < 0) first = int64_t(n);
+      equal = equal && int64_t(n) == first;
     }
+    // One sample filling the row is a plain causal row already (flash-attention, as calibrated).
+    m.equal_segments = equal && first > 0 && mb.samples.size() > 1 && mb.row_len % first == 0 &&
+                       first * int64_t(mb.samples.size()) == mb.row_len;
   } else {
     const double n = double(mb.row_len);
     m.pairs = double(mb.rows) * n * (n + 1) / 2;
@@ -202,9 +210,14 @@ std::vector<Term> micro_time(const io::HfConfig& c, const RunSpec& s, const GpuS
   // Flash-attention runs closer to peak on longer samples: x (1 + attn_per_doubling x log2(T / 2048)) at the
   // micro-batch's pair-weighted sample length T = sum n^2 / sum n, within [0.5, attn_max_gain].
   const double t_eff = mb.tokens > 0 ? std::max(1.0, 2.0 * mb.pairs / mb.tokens) : 2048.0;
-  const double ea =
-      ed * std::clamp(1.0 + e.attn_per_doubling * std::log2(t_eff / 2048.0), 0.5, e.attn_max_gain);
-  t.push_back({"attention (flash)", attn_flops / (peak * ea),
+  const double dense = !mb.equal_segments ? 1.0
+                       : m.D >= 128      ? e.attn_dense_d128
+                       : m.D <= 64       ? e.attn_dense_d64
+                                         : e.attn_dense_d64 + (e.attn_dense_d128 - e.attn_dense_d64) *
+                                                                  double(m.D - 64) / 64.0;
+  const double ea = dense * ed *
+                    std::clamp(1.0 + e.attn_per_doubling * std::log2(t_eff / 2048.0), 0.5, e.attn_max_gain);
+  t.push_back({mb.equal_segments ? "attention (equal samples: SDPA)" : "attention (flash)", attn_flops / (peak * ea),
                fmt(attn_flops / 1e12) + " TFLOP at " + fmt(ea * 100) + "% of peak (samples ~" +
                    fmt(std::round(t_eff)) + " tokens)"});
   if (!full) {
