@@ -171,24 +171,36 @@ __global__ void quantize_blocks_kernel(const T* __restrict__ w, int64_t n, uint8
   if (byte + 1 < nbytes) packed[byte + 1] = uint8_t(q2 << 4 | q3);
 }
 
-// bitsandbytes' dQuantize<0> (CUDA): 7 halving steps from entry 127, then the nearer of the last entries
-// found below and at-or-above (ties go up); entry 255 is never the upper candidate.
+__device__ __forceinline__ float add_ftz(float a, float b) {
+  float r;
+  asm("add.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+}
+
+// bitsandbytes' dQuantize<0> (CUDA, 0.50.2): 7 halving steps from entry 127 keeping the last entries probed below
+// (lower, entry 0 = -1 until one is) and at-or-above (upper, entry 255 = +1 until one is); then, against the last
+// probe, the neighbour on x's side wins when x is past their midpoint ((a + b) * 0.5, its fast-math build: FTZ).
+// A NaN x (a 256-block whose values are all equal: nested absmax 0, x = 0 * inf) falls through to entry 0.
 __device__ __forceinline__ uint8_t quantize_dynamic_value(const float* smem_code, float x) {
-  int pivot = 127, upper = 255, lower = 0;
+  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
+  float lower = -1.0f, upper = 1.0f;
   float val = smem_code[pivot];
   for (int i = 64; i > 0; i >>= 1) {
     if (x > val) {
-      lower = pivot;
+      lower_pivot = pivot;
+      lower = val;
       pivot += i;
     } else {
-      upper = pivot;
+      upper_pivot = pivot;
+      upper = val;
       pivot -= i;
     }
     val = smem_code[pivot];
   }
-  if (upper == 255) upper = 254;
-  return fabsf(sub_ftz(x, smem_code[lower])) < fabsf(sub_ftz(x, smem_code[upper])) ? uint8_t(lower)
-                                                                                   : uint8_t(upper);
+  if (upper_pivot == 255) upper = smem_code[upper_pivot];
+  if (lower_pivot == 0) lower = smem_code[lower_pivot];
+  if (x > val) return x > mul_ftz(add_ftz(upper, val), 0.5f) ? uint8_t(upper_pivot) : uint8_t(pivot);
+  return x < mul_ftz(add_ftz(lower, val), 0.5f) ? uint8_t(lower_pivot) : uint8_t(pivot);
 }
 
 // One 256-thread block per 256-block of absmax: x = absmax - offset, nested absmax = max |x| (padding 0),

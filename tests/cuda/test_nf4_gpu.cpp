@@ -30,22 +30,28 @@ bool bits_equal(const at::Tensor& a, const at::Tensor& b) {
          at::equal(x.view(at::kByte), y.view(at::kByte));
 }
 
-// bitsandbytes' dQuantize<0> (kernels.cu), on the CPU.
+// bitsandbytes' dQuantize<0> (csrc kernels, 0.50.2), on the CPU: binary search from entry 127, then the last
+// probe or its neighbour on x's side by their midpoint. (Written from bitsandbytes' source; the real oracle is
+// bitsandbytes' CUDA quantizer itself, compared by tests/parity/nf4_bnb.py where bitsandbytes is installed.)
 uint8_t cuda_dynamic_code(const float* code, float x) {
-  int pivot = 127, upper = 255, lower = 0;
-  float val = code[pivot];
+  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
+  float lower = -1.0f, upper = 1.0f, val = code[pivot];
   for (int i = 64; i > 0; i >>= 1) {
     if (x > val) {
-      lower = pivot;
+      lower_pivot = pivot;
+      lower = val;
       pivot += i;
     } else {
-      upper = pivot;
+      upper_pivot = pivot;
+      upper = val;
       pivot -= i;
     }
     val = code[pivot];
   }
-  if (upper == 255) upper = 254;
-  return std::fabs(x - code[lower]) < std::fabs(x - code[upper]) ? uint8_t(lower) : uint8_t(upper);
+  if (upper_pivot == 255) upper = code[255];
+  if (lower_pivot == 0) lower = code[0];
+  if (x > val) return x > (upper + val) * 0.5f ? uint8_t(upper_pivot) : uint8_t(pivot);
+  return x < (lower + val) * 0.5f ? uint8_t(lower_pivot) : uint8_t(pivot);
 }
 
 TEST(Nf4Gpu, DequantizeMatchesReference) {
