@@ -433,11 +433,13 @@ Plan estimate(const io::HfConfig& c, const RunSpec& s, const Samples& samples,
   } else {
     mem.states.push_back(bytes_term("weights (bf16)", P, 1, kBf16, "params"));
   }
-  const bool fp64 =
-      s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit);
   // ZeRO-1 (dist.shard_optimizer, full fine-tuning on several ranks; train/zero1.cpp): each rank keeps a
   // shard of the fp32 master, the reduced gradient and the AdamW moments, and one section's staging buffer.
   const bool zero = full && s.shard_optimizer && s.world > 1;
+  // Without ZeRO-1 the trainer keeps no fp64 sum for one micro-batch per step on one rank (a sum of one term).
+  const bool fp64 =
+      (s.grad_sum == GradSum::fp64 || (s.grad_sum == GradSum::auto_ && p.trainable <= kFp64SumLimit)) &&
+      (zero || s.world > 1 || s.grad_accum > 1);
   const Zero1Shape z = zero1_shape(p.trainable, zero ? s.world : 1);
   p.shard = zero ? z.shard : 0;
   const double S = double(z.shard), Tpad = double(z.padded);

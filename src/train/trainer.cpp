@@ -230,7 +230,10 @@ void Trainer::Impl::setup() {
   model->set_training(true);
   if (opts.model.grad_ckpt != GradCkpt::off) model->set_layer_runner(checkpoint_runner(opts.model.grad_ckpt));
   opt = std::make_unique<AdamW>(flat->master(), opts.optimizer.adamw);
-  if (fp64_sum && !zero)  // ZeRO-1 keeps its own, in its section layout
+  // ZeRO-1 keeps its own, in its section layout. One micro-batch per step on one rank (-np 1, grad_accum 1) sums
+  // one term: the fp32 gradient itself, bit for bit, without the 8 bytes per trained parameter.
+  const bool one_term = world == 1 && opts.plan.grad_accum == 1;
+  if (fp64_sum && !zero && !one_term)
     grad_sum = at::zeros({flat->numel()}, at::TensorOptions().dtype(at::kDouble).device(device));
   if (world > 1 && opts.dist.bucket_mb > 0 && !zero) {  // ZeRO-1 reduce-scatters after backward
     buckets = std::make_unique<GradBuckets>(*flat, grad_sum, opts.dist.bucket_mb, comm);

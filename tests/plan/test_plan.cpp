@@ -97,10 +97,11 @@ TEST_P(PlanModels, ParameterCountsMatchTheLoadedModel) {
   EXPECT_DOUBLE_EQ(plan::trainer_flops_per_token(c, false), 4.0 * double(linear));
   EXPECT_DOUBLE_EQ(plan::trainer_flops_per_token(c, true), 6.0 * double(linear));
   // The plan's weights and full fine-tuning state: bf16 weights, bf16 .grad, fp32 master, flat fp32
-  // gradient, two fp32 moments (fp64 sum: auto, few parameters).
+  // gradient, two fp32 moments (fp64 sum: auto, few parameters, two micro-batches a step).
   plan::RunSpec s;
   s.finetune = plan::Finetune::full;
   s.tokens_per_batch = 64;
+  s.grad_accum = 2;
   const plan::Plan p = plan::estimate(c, s, rows(4, 32), std::nullopt);
   EXPECT_EQ(p.params, numel_sum(m.named_parameters()));
   EXPECT_EQ(p.trainable, p.params);
@@ -146,6 +147,15 @@ TEST_P(PlanModels, LoraParametersMatchTheTrainersAdapter) {
       EXPECT_DOUBLE_EQ(find_term(p.memory.states, "AdamW moments")->value,
                        double(opt.exp_avg().nbytes() + opt.exp_avg_sq().nbytes()));
       EXPECT_EQ(find_term(p.memory.states, "fp64 gradient sum"), nullptr);  // grad_sum = fp32
+      // fp64: the trainer keeps the sum only when a step adds several micro-batches (ranks x grad_accum).
+      s.grad_sum = plan::GradSum::fp64;
+      EXPECT_EQ(find_term(plan::estimate(c, s, rows(4, 32), std::nullopt).memory.states, "fp64 gradient sum"),
+                nullptr);  // -np 1, grad_accum 1: one term
+      s.grad_accum = 2;
+      const plan::Plan p2 = plan::estimate(c, s, rows(4, 32), std::nullopt);
+      const plan::Term* sum = find_term(p2.memory.states, "fp64 gradient sum");
+      ASSERT_NE(sum, nullptr);
+      EXPECT_DOUBLE_EQ(sum->value, double(trained) * 8);
     }
   }
 }
