@@ -38,8 +38,8 @@ constexpr double T = 1e12, G = 1e9;
 // - attn_dense_d64, attn_dense_d128: bench/results/train_vs_peers_s6_h100.md, the same binary with the
 //   equal-segment attention off (HS_ATTENTION_SEGMENTS=varlen) and on, 8 x 2048 rows: Llama-3.2-1B 73,248 ->
 //   77,037 tok/s, Qwen3-0.6B 82,721 -> 94,910: the profiles' attention time (38.3 / 60.2 ms a step) less the
-//   step time saved gives cuDNN's kernel 1.40x / 1.73x flash's varlen speed (standalone, fwd + bwd of one
-//   layer: 1.45x / 1.70x).
+//   step time saved gives cuDNN's kernel 1.40x / 1.73x flash's varlen speed (bench/attention_bench.py, fwd +
+//   bwd of one layer with hsloth's layouts on an H200: 1.45x / 1.70x).
 // - bucket_overlap, bucket_tensor_s: bench/results/scaling_h200x2.md (2 x H200): Llama-3.2-1B full at -np 2
 //   lost 14.2 ms per step to one all-reduce (the ring model's 13.7 ms) and 11.5 ms with 25 MB buckets (~20%
 //   hidden); LoRA / QLoRA 8B with buckets lost 19.5 / 22 ms for 0.9 ms of all-reduce: ~40 us per trainable
