@@ -1,7 +1,8 @@
 // SwiGLU forward and backward kernels; the formulas and their rounding points are in swiglu.h. Elementwise
 // and memory-bound. Floors (H100, 3.35 TB/s): forward reads g, u and writes h (6 bytes/element in bf16);
 // backward reads dh, g, u and writes dg, du (10 bytes/element; 12 with h, swiglu_backward_h); silu is recomputed
-// in backward, never saved.
+// in backward, never saved. Measured (H100, bench/kernels_bench, 16384 x 8192 bf16): forward 265 us (floor 240),
+// backward 442 us (401), backward + h 534 us (481): ~90% of the floor's speed.
 // Layout: grid.y walks rows, grid.x * blockDim.x covers a row in "units": a unit is one V-element vector
 // (V = 16 bytes / element size when every pointer and stride allows it, else 1) or one element of the
 // scalar tail (cols % V). Each thread reads all its inputs before it writes, so in-place calls are safe.
