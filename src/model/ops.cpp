@@ -110,6 +110,43 @@ at::Tensor lora_linear_reference(const at::Tensor& x, const at::Tensor& weight, 
   return sum.scalar_type() == result.scalar_type() ? sum : sum.to(result.scalar_type());
 }
 
+namespace {
+bool padded_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("HS_ATTENTION_PADDED");
+    return e != nullptr && std::string(e) == "1";
+  }();
+  return on;
+}
+}  // namespace
+
+bool pad_samples(AttentionLayout& layout, double max_pairs) {
+  const std::vector<int64_t>& b = layout.bounds;
+  if (b.size() < 3 || layout.segment_len > 0) return false;
+  int64_t rows = 0, len = 0;
+  double real = 0;
+  for (size_t i = 0; i + 1 < b.size(); ++i) {
+    const int64_t n = b[i + 1] - b[i];
+    if (n == 0) continue;
+    ++rows;
+    len = std::max(len, n);
+    real += double(n) * double(n + 1) / 2;
+  }
+  if (rows < 2 || double(rows) * double(len) * double(len + 1) / 2 > max_pairs * real) return false;
+  std::vector<int64_t> index(size_t(b.back() - b.front()));
+  int64_t row = 0;
+  for (size_t i = 0; i + 1 < b.size(); ++i) {
+    if (b[i + 1] == b[i]) continue;
+    for (int64_t t = b[i]; t < b[i + 1]; ++t) index[size_t(t - b.front())] = row * len + (t - b[i]);
+    ++row;
+  }
+  const at::Device device = layout.cu_seqlens.defined() ? layout.cu_seqlens.device() : at::Device(at::kCPU);
+  layout.pad_index = to_device(at::tensor(index, at::kLong), device);
+  layout.pad_rows = rows;
+  layout.pad_len = len;
+  return true;
+}
+
 AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, int64_t seq_len,
                                  at::Device device) {
   AttentionLayout layout;
@@ -145,7 +182,10 @@ AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, in
   layout.max_seqlen = max_len;
   if (one_per_row) return layout;  // plain causal rows
   layout.bounds.assign(p, p + n);
-  if (equal && first_len > 0 && seq_len % first_len == 0) layout.segment_len = first_len;
+  if (equal && first_len > 0 && seq_len % first_len == 0)
+    layout.segment_len = first_len;
+  else if (device.is_cuda() && padded_enabled())
+    pad_samples(layout, 1.25);
   return layout;
 }
 
@@ -195,6 +235,23 @@ at::Tensor attention_segments(const at::Tensor& q, const at::Tensor& k, const at
   return o.transpose(1, 2).reshape({B, T, q.size(1), D}).transpose(1, 2);
 }
 
+// Packed samples padded at their ends to one length (pad_samples): one SDPA call over [pad_rows, H, pad_len, D]
+// built by index_copy (its backward gathers the gradient back), the real tokens' outputs gathered back.
+at::Tensor attention_padded(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const AttentionLayout& layout, bool gqa) {
+  const int64_t B = q.size(0), T = q.size(2), D = q.size(3), N = B * T, S = layout.pad_rows, L = layout.pad_len;
+  auto pad = [&](const at::Tensor& t) {
+    const int64_t h = t.size(1);
+    at::Tensor out = at::zeros({S * L, h, D}, t.options());
+    out.index_copy_(0, layout.pad_index, t.transpose(1, 2).reshape({N, h, D}));
+    return out.view({S, L, h, D}).transpose(1, 2);
+  };
+  const at::Tensor o = at::scaled_dot_product_attention(pad(q), pad(k), pad(v), {}, 0.0, true, std::nullopt, gqa);
+  return o.transpose(1, 2).reshape({S * L, q.size(1), D}).index_select(0, layout.pad_index)
+      .view({B, T, q.size(1), D})
+      .transpose(1, 2);
+}
+
 bool segments_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("HS_ATTENTION_SEGMENTS");
@@ -213,6 +270,7 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
     HS_CHECK(T == S, "packed rows need as many queries as keys");
     if (q.is_cuda() && layout.segment_len > 0 && T % layout.segment_len == 0 && segments_enabled())
       return attention_segments(q, k, v, layout.segment_len, gqa);
+    if (layout.pad_rows > 0) return attention_padded(q, k, v, layout, gqa);
     const bool half = q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf;
     if (q.is_cuda() && half && q.size(3) % 8 == 0 && q.size(3) <= 256)
       return attention_varlen(q, k, v, layout);

@@ -133,12 +133,24 @@ struct AttentionLayout {
   // causal rows of L (one batched SDPA call, which picks cuDNN's attention on Hopper: 1.7x flash's varlen
   // there) instead of through flash-attention's varlen kernel. HS_ATTENTION_SEGMENTS=varlen turns it off.
   int64_t segment_len = 0;
+  // Set by pad_samples(): the packed samples, padded at their ends to the longest, as pad_rows plain causal rows
+  // of pad_len in one SDPA call; pad_index[j] = the padded slot (row * pad_len + position) of packed token j.
+  // Causal attention never lets a sample's tokens see the padding after them, so their outputs are exact; the
+  // padded slots' outputs are dropped (no gradient flows back from them).
+  at::Tensor pad_index;
+  int64_t pad_rows = 0, pad_len = 0;
   bool causal = true;
 };
 // Builds the layout for a [B, T] batch; cu_seqlens may be undefined (plain causal rows). Checks that
 // every boundary lies inside [0, B*T] and that rows split at sample boundaries.
 AttentionLayout attention_layout(const at::Tensor& cu_seqlens, int64_t batch, int64_t seq_len,
                                  at::Device device);
+
+// Gives a packed layout (bounds set, segment_len 0) the padded form above when padding every sample to the longest
+// costs at most max_pairs times the real samples' causal pairs; false (layout unchanged) otherwise. attention_layout
+// calls it on CUDA when HS_ATTENTION_PADDED=1 (with 1.25): SDPA there takes cuDNN's kernel, 1.4-1.7x flash-attention's
+// varlen kernel on Hopper, which near-equal lengths (length-sorted micro-batches) can turn into speed.
+bool pad_samples(AttentionLayout& layout, double max_pairs);
 
 // Scaled dot-product attention, q: [B, H, T, D], k/v: [B, KV, S, D] (GQA when KV < H), softmax scale
 // D^-0.5. Packed rows (layout.bounds) attend within their samples only; otherwise causal when T == S, or a

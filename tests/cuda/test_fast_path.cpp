@@ -135,6 +135,53 @@ TEST(FastPath, EqualSegmentsAttentionMatchesVarlenAndFloat64) {
   }
 }
 
+// Packed samples of unequal lengths padded to the longest (ops::pad_samples, HS_ATTENTION_PADDED=1): one SDPA
+// call, against flash-attention's varlen kernel on the same layout and float64 per sample.
+TEST(FastPath, PaddedSamplesAttentionMatchesVarlenAndFloat64) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA GPU visible";
+  const int64_t T = 4096, H = 16, KV = 8, D = 128;
+  const std::vector<int64_t> lens{1900, 2048, 148};  // one packed row
+  at::manual_seed(17);
+  auto opts = at::TensorOptions().device(at::kCUDA).dtype(at::kBFloat16);
+  const at::Tensor q0 = at::randn({1, T, H, D}, opts), k0 = at::randn({1, T, KV, D}, opts),
+                   v0 = at::randn({1, T, KV, D}, opts), g0 = at::randn({1, T, H, D}, opts);
+  std::vector<int32_t> cu{0};
+  for (int64_t n : lens) cu.push_back(cu.back() + int32_t(n));
+  const ops::AttentionLayout var = ops::attention_layout(at::tensor(cu), 1, T, at::kCUDA);
+  ASSERT_EQ(var.pad_rows, 0);  // not without HS_ATTENTION_PADDED=1
+  ops::AttentionLayout pad = var;
+  ASSERT_TRUE(ops::pad_samples(pad, 10.0));
+  auto run = [&](const ops::AttentionLayout& layout) {
+    at::Tensor q = leaf(q0), k = leaf(k0), v = leaf(v0);
+    at::Tensor o = ops::attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), layout).transpose(1, 2);
+    torch::autograd::backward({o}, {g0});
+    return std::vector<at::Tensor>{o.detach(), q.grad(), k.grad(), v.grad()};
+  };
+  const auto a = run(pad), b = run(var);
+  // float64, one sample at a time.
+  std::vector<at::Tensor> ref(4);
+  std::vector<std::vector<at::Tensor>> parts(4);
+  for (size_t i = 0; i < lens.size(); ++i) {
+    auto sl = [&](const at::Tensor& t) {
+      return t.narrow(1, cu[i], lens[i]).to(at::kCPU, at::kDouble).transpose(1, 2).detach().requires_grad_(true);
+    };
+    at::Tensor q = sl(q0), k = sl(k0), v = sl(v0);
+    at::Tensor o = at::scaled_dot_product_attention(q, k.repeat_interleave(H / KV, 1), v.repeat_interleave(H / KV, 1),
+                                                    {}, 0.0, true);
+    o.backward(g0.narrow(1, cu[i], lens[i]).to(at::kCPU, at::kDouble).transpose(1, 2));
+    for (auto [j, t] : {std::pair{0, o.detach()}, {1, q.grad()}, {2, k.grad()}, {3, v.grad()}})
+      parts[size_t(j)].push_back(t.transpose(1, 2));
+  }
+  const char* names[] = {"o", "dq", "dk", "dv"};
+  for (size_t j = 0; j < 4; ++j) {
+    const at::Tensor r = at::cat(parts[j], 1);
+    const double e_pad = rel_err(a[j], r), e_var = rel_err(b[j], r);
+    std::printf("[ measured ] padded %s: %.3e, varlen %.3e rel. L2 vs float64\n", names[j], e_pad, e_var);
+    EXPECT_LT(e_pad, 1e-2) << names[j];
+    EXPECT_LT(e_pad, 1.5 * e_var + 1e-3) << names[j];
+  }
+}
+
 TEST(FastPath, LoraMlpMatchesFloat64AndPeft) {
   REQUIRE_FAST_PATH();
   const int64_t N = 333, H = 256, I = 704, r = 8;

@@ -177,6 +177,39 @@ TEST(ModelOps, AttentionLayoutMarksEqualSegments) {
   EXPECT_TRUE(layout({0, 6, 12}, 2, 6).bounds.empty());
 }
 
+// Samples padded at their ends to the longest and attended as plain causal rows (ops::pad_samples) give the
+// per-sample path's outputs and q/k/v gradients: causal attention never sees the padding after a sample.
+TEST(ModelOps, PaddedSamplesMatchPerSampleAttention) {
+  at::manual_seed(5);
+  auto opts = at::TensorOptions().dtype(at::kDouble);
+  // Two packed rows of 12: [0,5) [5,12) | [12,16) [16,19) [19,24); GQA 4 heads over 2.
+  at::Tensor cu = at::tensor(std::vector<int32_t>{0, 5, 12, 16, 19, 24});
+  const at::Tensor q0 = at::randn({2, 12, 4, 8}, opts), k0 = at::randn({2, 12, 2, 8}, opts),
+                   v0 = at::randn({2, 12, 2, 8}, opts), g = at::randn({2, 12, 4, 8}, opts);
+  auto run = [&](const ops::AttentionLayout& layout) {
+    at::Tensor q = q0.clone().requires_grad_(true), k = k0.clone().requires_grad_(true),
+               v = v0.clone().requires_grad_(true);
+    at::Tensor o = ops::attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), layout).transpose(1, 2);
+    o.backward(g);
+    return std::vector<at::Tensor>{o.detach(), q.grad(), k.grad(), v.grad()};
+  };
+  const ops::AttentionLayout plain = ops::attention_layout(cu, 2, 12, at::kCPU);
+  ops::AttentionLayout padded = plain;
+  ASSERT_FALSE(ops::pad_samples(padded, 1.5));  // 5 rows x 7 x 8 / 2 = 140 pairs against 74: over 1.5x
+  ASSERT_TRUE(ops::pad_samples(padded, 2.0));
+  EXPECT_EQ(padded.pad_rows, 5);
+  EXPECT_EQ(padded.pad_len, 7);
+  EXPECT_EQ(padded.pad_index[12].item<int64_t>(), 2 * 7 + 0);  // token 12 starts the third sample
+  const auto a = run(plain), b = run(padded);
+  for (size_t i = 0; i < a.size(); ++i)
+    EXPECT_LT((a[i] - b[i]).abs().max().item<double>(), 1e-12) << "output " << i;
+  // Equal samples keep their own path; one sample per row has no bounds to pad.
+  ops::AttentionLayout eq = ops::attention_layout(at::tensor(std::vector<int32_t>{0, 6, 12}), 1, 12, at::kCPU);
+  EXPECT_FALSE(ops::pad_samples(eq, 10.0));
+  ops::AttentionLayout rows = ops::attention_layout(at::tensor(std::vector<int32_t>{0, 12, 24}), 2, 12, at::kCPU);
+  EXPECT_FALSE(ops::pad_samples(rows, 10.0));
+}
+
 TEST(ModelOps, AttentionLayoutRefusesBadBoundaries) {
   EXPECT_THROW(ops::attention_layout(at::tensor(std::vector<int32_t>{0, 4, 10}), 2, 6, at::kCPU),
                hs::Error);  // crosses
