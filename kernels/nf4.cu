@@ -119,12 +119,6 @@ __device__ __forceinline__ float mul_ftz(float a, float b) {
   asm("mul.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
   return r;
 }
-__device__ __forceinline__ float sub_ftz(float a, float b) {
-  float r;
-  asm("sub.rn.ftz.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
-  return r;
-}
-
 // bitsandbytes' dQuantizeNF4 (its CUDA decision tree; x > threshold goes up).
 __device__ __forceinline__ uint8_t quantize_nf4_value(float x) {
   if (x > 0.03979014977812767f) {

@@ -37,7 +37,7 @@ class Projection {
   // unpack_weight() written into `out` (contiguous, [out, in] elements, any float dtype; a row slice of a
   // wider buffer is fine): the values of unpack_weight().to(out's dtype). Fused blocks unpack q|k|v and
   // gate|up this way straight into one buffer instead of concatenating temporaries.
-  virtual void unpack_weight_into(at::Tensor& out) const { out.copy_(unpack_weight().view(out.sizes())); }
+  virtual void unpack_weight_into(at::Tensor& out) const { out.copy_(unpack_weight().reshape(out.sizes())); }
   virtual at::Tensor packed_bias() const { return at::Tensor(); }
 };
 

@@ -240,6 +240,8 @@ at::Tensor attention_segments(const at::Tensor& q, const at::Tensor& k, const at
 at::Tensor attention_padded(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const AttentionLayout& layout, bool gqa) {
   const int64_t B = q.size(0), T = q.size(2), D = q.size(3), N = B * T, S = layout.pad_rows, L = layout.pad_len;
+  HS_CHECK(layout.pad_index.device() == q.device(), "padded attention layout built for ",
+           layout.pad_index.device().str(), ", tensors on ", q.device().str());
   auto pad = [&](const at::Tensor& t) {
     const int64_t h = t.size(1);
     at::Tensor out = at::zeros({S * L, h, D}, t.options());

@@ -9,6 +9,7 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <torch/cuda.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -160,7 +161,10 @@ void GradCkptGpu::check_on_offload_off() {
 }
 
 // Two samples of 2048: equal segments, attended as two plain causal rows (SDPA; cuDNN's kernel on Hopper).
-TEST_F(GradCkptGpu, OffloadMatchesOnBitForBitAndOffWithinBf16) { check_on_offload_off(); }
+TEST_F(GradCkptGpu, OffloadMatchesOnBitForBitAndOffWithinBf16) {
+  if (std::getenv("HS_ATTENTION_SEGMENTS")) GTEST_SKIP() << "HS_ATTENTION_SEGMENTS is set: equal samples may take varlen";
+  check_on_offload_off();
+}
 
 // Samples of 1536 and 2560: flash-attention's varlen kernel.
 TEST_F(GradCkptGpu, OffloadMatchesOnWithVarlenAttention) {
