@@ -111,11 +111,18 @@ at::Tensor lora_linear_reference(const at::Tensor& x, const at::Tensor& weight, 
 }
 
 namespace {
+// The attention switches, read once: HS_ATTENTION_SEGMENTS=varlen turns the equal-samples path off,
+// HS_ATTENTION_PADDED=1 turns padding near-equal samples on.
+bool env_is(const char* name, const char* value) {
+  const char* e = std::getenv(name);
+  return e != nullptr && std::string(e) == value;
+}
+bool segments_enabled() {
+  static const bool on = !env_is("HS_ATTENTION_SEGMENTS", "varlen");
+  return on;
+}
 bool padded_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("HS_ATTENTION_PADDED");
-    return e != nullptr && std::string(e) == "1";
-  }();
+  static const bool on = env_is("HS_ATTENTION_PADDED", "1");
   return on;
 }
 }  // namespace
@@ -252,14 +259,6 @@ at::Tensor attention_padded(const at::Tensor& q, const at::Tensor& k, const at::
   return o.transpose(1, 2).reshape({S * L, q.size(1), D}).index_select(0, layout.pad_index)
       .view({B, T, q.size(1), D})
       .transpose(1, 2);
-}
-
-bool segments_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("HS_ATTENTION_SEGMENTS");
-    return e == nullptr || std::string(e) != "varlen";
-  }();
-  return on;
 }
 
 }  // namespace
