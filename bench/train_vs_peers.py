@@ -23,8 +23,9 @@ Modes:
         shuffled order, BS x 2048 real tokens per optimizer step, padded per micro-batch (a step is split into
         micro-batches of at most BS x 2048 padded slots, gradients accumulated, loss normalised by the step's
         trained tokens as hsloth does). Data is cycled when a run needs more than one epoch. tokens/s counts
-        real (unpadded) tokens; trained tok/s the tokens with loss. Unsloth is not run in this mode
-        (bench_unsloth.py reads only 2048-token rows).
+        real (unpadded) tokens; trained tok/s the tokens with loss. Unsloth (bench_unsloth.py reads only
+        2048-token rows) runs the HF worker's padded loop on a model loaded as bench_unsloth.py loads it
+        (FastLanguageModel, its LoRA, "unsloth" checkpointing when on), in the peer wheels' install.
 
 Long context (--seq-sweep 2048,8192,32768, rows mode): for each length, rows of exactly that many tokens (made
   and prepped as above), one row per step (--bs to change); every side trains them and the table gets one row per
@@ -121,6 +122,11 @@ SHAPES = {
 TOKENIZER = {"llama": "tinyllama", "qwen3": "qwen3"}
 DEFAULT_BS = {"llama3.2-1b": 8, "qwen3-0.6b": 8, "llama3.1-8b": 4, "qwen3-8b": 4, "tiny-llama": 1, "tiny-qwen3": 1}
 CHAT_FILES = ["sharegpt_500.json", "alpaca_tiny.json"]
+# bench_unsloth.py's environment (set before importing unsloth): offline, no statistics ping, compile cache in /tmp.
+UNSLOTH_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "UNSLOTH_DISABLE_STATISTICS": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ENABLE_HF_TRANSFER": "0",
+               "DO_NOT_TRACK": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false",
+               "UNSLOTH_COMPILE_LOCATION": "/tmp/unsloth_compiled_cache", "UNSLOTH_DISABLE_CPU_FALLBACK": "1"}
 H100_PEAK_TFLOPS = 790.0  # the peers' basis (bench_unsloth.py) for H100 / H200 SXM bf16 dense
 
 
@@ -291,6 +297,11 @@ def worker(a):
         print("TVP_RESULT " + json.dumps(rec), flush=True)
         return 0
     cfg = json.load(open(os.path.join(a.model, "config.json")))
+    if a.side == "unsloth":  # chat mode only: bench_unsloth.py's environment and loading, this loop
+        for k, v in UNSLOTH_ENV.items():
+            os.environ.setdefault(k, v)
+        import unsloth  # noqa: F401  (must precede transformers / peft)
+        from unsloth import FastLanguageModel
     if a.side == "liger":
         from liger_kernel.transformers import apply_liger_kernel_to_llama, apply_liger_kernel_to_qwen3
 
@@ -361,17 +372,32 @@ def worker(a):
             kw["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                 bnb_4bit_compute_dtype=torch.float32 if a.fp32 else torch.bfloat16)
-        try:  # straight onto the GPU (device_map needs accelerate)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                a.model, **kw, **({"device_map": "cuda"} if dev.type == "cuda" else {}))
-        except (ImportError, ValueError):
-            model = transformers.AutoModelForCausalLM.from_pretrained(a.model, **kw).to(dev)
-        model.config.use_cache = False
-        if a.ckpt:
+        if a.side == "unsloth":  # exactly as bench_unsloth.py loads it (LoRA / QLoRA, "unsloth" checkpointing)
+            gc_mode = "unsloth" if a.ckpt else False
+            model, _ = FastLanguageModel.from_pretrained(
+                a.model, max_seq_length=a.seq, dtype=torch.bfloat16, load_in_4bit=a.finetune == "qlora",
+                use_gradient_checkpointing=gc_mode)
+            model = FastLanguageModel.get_peft_model(
+                model, r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0, target_modules=TARGETS, bias="none",
+                use_gradient_checkpointing=gc_mode, random_state=0)
+            try:
+                FastLanguageModel.for_training(model)
+            except Exception:
+                model.train()
+        else:
+            try:  # straight onto the GPU (device_map needs accelerate)
+                model = transformers.AutoModelForCausalLM.from_pretrained(
+                    a.model, **kw, **({"device_map": "cuda"} if dev.type == "cuda" else {}))
+            except (ImportError, ValueError):
+                model = transformers.AutoModelForCausalLM.from_pretrained(a.model, **kw).to(dev)
+            model.config.use_cache = False
+        if a.ckpt and a.side != "unsloth":
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if a.finetune != "full":
                 model.enable_input_require_grads()
-        if a.finetune != "full":
+        if a.side == "unsloth":
+            pass  # FastLanguageModel.get_peft_model above
+        elif a.finetune != "full":
             model = get_peft_model(model, LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0,
                                                      target_modules=TARGETS, bias="none", task_type="CAUSAL_LM"))
         else:
@@ -436,6 +462,8 @@ def worker(a):
     vers = [f"torch {torch.__version__}", f"transformers {transformers.__version__}", f"peft {ver('peft')}"]
     if a.side == "liger":
         vers.append(f"liger_kernel {ver('liger_kernel')}")
+    if a.side == "unsloth":
+        vers.append(f"unsloth {ver('unsloth')} zoo {ver('unsloth_zoo')}")
     rec["versions"] = " ".join(vers)
     print("TVP_RESULT " + json.dumps(rec), flush=True)
     return 0
@@ -608,7 +636,7 @@ class Bench:
             self.install_wheels()  # bitsandbytes (and liger_kernel) from PEERS/wheels
         elif side == "liger":
             self.install_liger()
-        if side == "liger" or (a.finetune == "qlora" and not a.dry_run):
+        if side in ("liger", "unsloth") or (a.finetune == "qlora" and not a.dry_run):
             env["PYTHONPATH"] = a.site + (":" + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
         pad = json.load(open(os.path.join(model_dir, "config.json"))).get("eos_token_id", 0)
         cmd = [sys.executable, __file__, "_worker", "--side", side, "--shape", shape, "--model", model_dir,
@@ -637,12 +665,14 @@ class Bench:
 
     def side_unsloth(self, shape, model_dir, shards, bs, ckpt, tag, seq=SEQ):
         a = self.a
-        if a.mode != "rows":
-            return dict(side="unsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs, seq=seq,
-                        finetune=a.finetune, error="n/a: bench_unsloth.py trains 2048-token rows only")
         if a.finetune == "full":
             return dict(side="unsloth", shape=shape, mode=a.mode, ckpt=bool(ckpt), bs=bs, seq=seq,
                         finetune=a.finetune, error="n/a: bench_unsloth.py trains LoRA / QLoRA only")
+        if a.mode == "chat":
+            # bench_unsloth.py reads 2048-token rows only: the HF worker's padded chat loop on a model loaded
+            # as bench_unsloth.py loads it, on the wheels' install.
+            self.install_wheels()
+            return self.side_python("unsloth", shape, model_dir, shards, bs, ckpt, tag, seq)
         args = [model_dir, shards["dir"], shape, bs, int(ckpt)] + ([1] if a.finetune == "qlora" else [])
         env = {"OUT": os.path.join(self.out, "unsloth")}
         if seq != SEQ or a.seq_sweep:
@@ -794,22 +824,21 @@ class Bench:
 
     def dry_cmd(self, side, shape, model_dir, shards, bs, ckpt, seq=SEQ):
         p = self.a.peers
-        if side == "unsloth":
-            if self.a.mode != "rows":
-                return "nothing (bench_unsloth.py trains 2048-token rows only)"
-            if self.a.finetune == "full":
-                return "nothing (bench_unsloth.py trains LoRA / QLoRA only)"
+        if side == "unsloth" and self.a.finetune == "full":
+            return "nothing (bench_unsloth.py trains LoRA / QLoRA only)"
+        if side == "unsloth" and self.a.mode == "rows":
             q = " 1" if self.a.finetune == "qlora" else ""
             if seq != SEQ or self.a.seq_sweep:
                 return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _unsloth --peers {p} --seq {seq} "
                         f"--warmup {self.a.steps_warmup} --timed {self.a.steps_timed} -- {model_dir} {shards['dir']} "
                         f"{shape} {bs} {int(ckpt)}{q} (after pip install --target {self.a.site} {p}/wheels/*.whl)")
             return f"bash {p}/unsloth.sh {model_dir} {shards['dir']} {shape} {bs} {int(ckpt)}{q}"
+        every = self.a.finetune == "qlora" or side == "unsloth"  # chat-mode Unsloth: the worker on every wheel
         return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _worker --side {side} --shape {shape} "
                 f"--model {model_dir} --shards {shards['dir']} --bs {bs} --ckpt {int(ckpt)} --mode {self.a.mode} "
                 f"--seq {seq} --finetune {self.a.finetune} --hf-full {self.a.hf_full} "
                 f"(after pip install --target {self.a.site} {p}/wheels/"
-                + ("*.whl)" if self.a.finetune == "qlora" else "liger_kernel-*.whl)"))
+                + ("*.whl)" if every else "liger_kernel-*.whl)"))
 
     def gpu(self):
         code = ("import json, torch\n"
@@ -916,7 +945,8 @@ class Bench:
         notes += [f"  {s}: {f / 1e9:.3f} GFLOP/token (seq {q:g})" for (s, q), f in fpts.items()]
         if a.mode == "chat":
             notes.append("chat: hsloth packs (train.tokens_per_batch = batch); HF and Liger pad per micro-batch "
-                         "(padding = padded slots that hold no token); Unsloth not run (rows only).")
+                         "(padding = padded slots that hold no token); Unsloth: the same padded loop on its FastLanguageModel "
+                         "(bench_unsloth.py's loading).")
         if a.finetune == "full":
             notes.append("full fine-tuning: hsloth keeps float32 master weights, bf16 weights in the model; HF "
                          + ("(--hf-full amp, HF Trainer's bf16=True): float32 weights and AdamW states, forward "

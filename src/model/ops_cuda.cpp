@@ -122,6 +122,22 @@ at::Tensor base_weight(const at::Tensor& w, int64_t packed, at::ScalarType dt) {
 
 int64_t address(const Projection* p) { return reinterpret_cast<int64_t>(p); }
 
+// Every LoRA product below is written before its base GEMM, which then accumulates into it (beta = 1: cuBLAS
+// reads the output once in its epilogue, where the big GEMM is compute-bound): y = s·(l·r) first, then
+// y += x·w. Adding the rank-r term after the base GEMM read and wrote the whole output again (a
+// bandwidth-bound pass over [N, out] per projection, forward and dX), and rounded the base product to bf16
+// before the add. `y` may be a column slice of a wider output (the q/k/v and gate/up buffers).
+void lora_term_into(at::Tensor y, const at::Tensor& l, const at::Tensor& r, double s) {
+  y.addmm_(l, r, /*beta=*/0.0, /*alpha=*/s);  // beta = 0: y's old contents are never read
+}
+at::Tensor lora_plus_base(const at::Tensor& l, const at::Tensor& r, double s, const at::Tensor& x,
+                          const at::Tensor& w) {
+  at::Tensor y = at::empty({l.size(0), r.size(1)}, l.options());
+  lora_term_into(y, l, r, s);
+  y.addmm_(x, w);
+  return y;
+}
+
 // The rows of [out_i, in] weights as one [sum out_i, in] tensor: a view when they lie back to back in one
 // buffer (Model::load lays q/k/v and gate/up out so on CUDA), else a concatenated copy.
 at::Tensor rows_of(const std::vector<at::Tensor>& ws) {
@@ -181,13 +197,17 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
     const int64_t in = x.size(-1);
     const at::Tensor x2 = x.reshape({-1, in});
     const at::Tensor a16 = a.to(dt), b16 = b.to(dt);
+    const at::Tensor xa = at::mm(x2, a16.t());  // [N, r]
     at::Tensor y;
     {
       const at::Tensor W = base_weight(w, packed, dt);
-      y = bias.numel() > 0 ? at::addmm(bias, x2, W.t()) : at::mm(x2, W.t());
+      if (bias.numel() > 0) {
+        y = at::addmm(bias, xa, b16.t(), /*beta=*/1.0, /*alpha=*/scaling);
+        y.addmm_(x2, W.t());
+      } else {
+        y = lora_plus_base(xa, b16.t(), scaling, x2, W.t());
+      }
     }
-    const at::Tensor xa = at::mm(x2, a16.t());  // [N, r]
-    y.addmm_(xa, b16.t(), /*beta=*/1.0, /*alpha=*/scaling);
     ctx->save_for_backward({x2, w, a16, b16, xa});
     ctx->saved_data["scaling"] = scaling;
     ctx->saved_data["packed"] = packed;
@@ -206,8 +226,7 @@ struct LoraLinearFunction : public torch::autograd::Function<LoraLinearFunction>
     const at::Tensor gb = at::mm(g, b16);  // [N, r]
     at::Tensor dx, da, db;
     if (ctx->needs_input_grad(0)) {
-      dx = at::mm(g, base_weight(w, ctx->saved_data["packed"].toInt(), g.scalar_type()));
-      dx.addmm_(gb, a16, /*beta=*/1.0, /*alpha=*/s);
+      dx = lora_plus_base(gb, a16, s, g, base_weight(w, ctx->saved_data["packed"].toInt(), g.scalar_type()));
       std::vector<int64_t> shape(grads[0].sizes().begin(), grads[0].sizes().end());
       shape.back() = x2.size(1);
       dx = dx.view(shape);
@@ -243,15 +262,14 @@ struct LoraQkvFunction : public torch::autograd::Function<LoraQkvFunction> {
       outs.push_back(bs16.back().size(0));
       ranks.push_back(as.back().size(0));
     }
-    at::Tensor y;
-    {
-      const at::Tensor W = base_rows(ws, packed, dt, x2.device());
-      y = biases.empty() ? at::mm(x2, W.t()) : at::addmm(at::cat(biases, 0), x2, W.t());
-    }
-    const at::Tensor a16 = at::cat(as, 0);     // [r_q + r_k + r_v, in]
+    const at::Tensor a16 = at::cat(as, 0);      // [r_q + r_k + r_v, in]
     const at::Tensor xa = at::mm(x2, a16.t());  // [N, r_q + r_k + r_v]
+    at::Tensor y = at::empty({x2.size(0), outs[0] + outs[1] + outs[2]}, x2.options());
+    if (!biases.empty()) y.copy_(at::cat(biases, 0).expand_as(y));
     for (int64_t i = 0, o = 0, r = 0; i < 3; o += outs[size_t(i)], r += ranks[size_t(i)], ++i)
-      y.narrow(1, o, outs[size_t(i)]).addmm_(xa.narrow(1, r, ranks[size_t(i)]), bs16[size_t(i)].t(), 1.0, s);
+      y.narrow(1, o, outs[size_t(i)])
+          .addmm_(xa.narrow(1, r, ranks[size_t(i)]), bs16[size_t(i)].t(), biases.empty() ? 0.0 : 1.0, s);
+    y.addmm_(x2, base_rows(ws, packed, dt, x2.device()).t());
     ctx->save_for_backward({x2, ws[0], ws[1], ws[2], a16, bs16[0], bs16[1], bs16[2], xa});
     ctx->saved_data["s"] = s;
     ctx->saved_data["packed"] = packed;
@@ -284,8 +302,7 @@ struct LoraQkvFunction : public torch::autograd::Function<LoraQkvFunction> {
     const at::Tensor gb = at::cat(gbs, 1);
     variable_list out(17);
     if (ctx->needs_input_grad(0)) {
-      at::Tensor dx = at::mm(dy, base_rows(ws, packed, dy.scalar_type(), dy.device()));
-      dx.addmm_(gb, a16, 1.0, s);
+      at::Tensor dx = lora_plus_base(gb, a16, s, dy, base_rows(ws, packed, dy.scalar_type(), dy.device()));
       std::vector<int64_t> shape(grads[0].sizes().begin(), grads[0].sizes().end());
       shape.back() = x2.size(1);
       out[0] = dx.view(shape);
@@ -378,19 +395,19 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
     const at::Tensor agu16 = at::cat({ts[1].to(dt), ts[4].to(dt)}, 0);  // [r_g + r_u, in]
     const at::Tensor bg16 = ts[2].to(dt), bu16 = ts[5].to(dt), ad16 = ts[7].to(dt), bd16 = ts[8].to(dt);
     const int64_t I = bg16.size(0), rg = ts[1].size(0), ru = ts[4].size(0);
-    at::Tensor gu = at::mm(x2, base_rows({wg, wu}, {pg, pu}, dt, x2.device()).t());  // [N, 2I]
-    const at::Tensor xagu = at::mm(x2, agu16.t());                     // [N, r_g + r_u]
+    const at::Tensor xagu = at::mm(x2, agu16.t());                 // [N, r_g + r_u]
+    at::Tensor gu = at::empty({x2.size(0), 2 * I}, x2.options());  // [g | u]
     at::Tensor g = gu.narrow(1, 0, I), u = gu.narrow(1, I, I);
-    g.addmm_(xagu.narrow(1, 0, rg), bg16.t(), 1.0, sgu);
-    u.addmm_(xagu.narrow(1, rg, ru), bu16.t(), 1.0, sgu);
+    lora_term_into(g, xagu.narrow(1, 0, rg), bg16.t(), sgu);
+    lora_term_into(u, xagu.narrow(1, rg, ru), bu16.t(), sgu);
+    gu.addmm_(x2, base_rows({wg, wu}, {pg, pu}, dt, x2.device()).t());
     const int64_t rows = gu.size(0);
     at::Tensor h = at::empty({rows, I}, gu.options());
     check_launch(kernels::swiglu_forward(g.data_ptr(), u.data_ptr(), h.data_ptr(), rows, I, 2 * I, I,
                                          kernel_dtype(dt), c10::cuda::getCurrentCUDAStream().stream()),
                  "swiglu_forward");
-    at::Tensor y = at::mm(h, base_weight(wd, pd, dt).t());
     const at::Tensor ha = at::mm(h, ad16.t());
-    y.addmm_(ha, bd16.t(), 1.0, sd);
+    at::Tensor y = lora_plus_base(ha, bd16.t(), sd, h, base_weight(wd, pd, dt).t());
     ctx->save_for_backward({x2, wg, wu, wd, agu16, bg16, bu16, ad16, bd16, gu, xagu, ha});
     ctx->saved_data["s"] = std::vector<double>{sgu, sd};
     ctx->saved_data["packed"] = std::vector<int64_t>{pg, pu, pd};
@@ -418,8 +435,7 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
     at::Tensor dad, dbd;
     {
       const at::Tensor gbd = at::mm(dy, bd16);
-      at::Tensor dh = at::mm(dy, base_weight(wd, packed[2], dt));
-      dh.addmm_(gbd, ad16, 1.0, sd);
+      at::Tensor dh = lora_plus_base(gbd, ad16, sd, dy, base_weight(wd, packed[2], dt));
       dbd = at::mm(dy.t(), ha, at::kFloat).mul_(sd);
       // transformers' SwiGLU under autograd (kernels/swiglu.h), dg and du written over g and u (nothing else
       // holds them); the same pass writes h again (the forward's roundings) for the down projection's dA.
@@ -436,8 +452,8 @@ struct LoraMlpFunction : public torch::autograd::Function<LoraMlpFunction> {
     const at::Tensor gb = at::cat({at::mm(dg, bg16), at::mm(du, bu16)}, 1);  // [N, r_g + r_u]
     variable_list out(15);
     if (ctx->needs_input_grad(0)) {
-      at::Tensor dx = at::mm(dgu, base_rows({wg, wu}, {packed[0], packed[1]}, dt, dgu.device()));
-      dx.addmm_(gb, agu16, 1.0, sgu);
+      at::Tensor dx =
+          lora_plus_base(gb, agu16, sgu, dgu, base_rows({wg, wu}, {packed[0], packed[1]}, dt, dgu.device()));
       std::vector<int64_t> shape(grads[0].sizes().begin(), grads[0].sizes().end());
       shape.back() = x2.size(1);
       out[0] = dx.view(shape);
