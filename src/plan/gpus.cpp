@@ -40,6 +40,10 @@ constexpr double T = 1e12, G = 1e9;
 //   77,037 tok/s, Qwen3-0.6B 82,721 -> 94,910: the profiles' attention time (38.3 / 60.2 ms a step) less the
 //   step time saved gives cuDNN's kernel 1.40x / 1.73x flash's varlen speed (bench/attention_bench.py, fwd +
 //   bwd of one layer with hsloth's layouts on an H200: 1.45x / 1.70x).
+// - lora_bytes 12.1 -> 10.2: session 7 writes each LoRA product first and lets the base GEMM accumulate into
+//   it (one pass over the output fewer in the forward and the dX); same call, alternating binaries
+//   (bench/results/ab_lora_term_first_s7_h100.log), Llama-3.2-1B 8 x 2048: 77,888 -> 80,430 tok/s, 6.7 ms
+//   less per step over 16 x 44,032 (in+out) elements x 16,384 tokens at 3.35 TB/s = 1.95 B per element-token.
 // - bucket_overlap, bucket_tensor_s: bench/results/scaling_h200x2.md (2 x H200): Llama-3.2-1B full at -np 2
 //   lost 14.2 ms per step to one all-reduce (the ring model's 13.7 ms) and 11.5 ms with 25 MB buckets (~20%
 //   hidden); LoRA / QLoRA 8B with buckets lost 19.5 / 22 ms for 0.9 ms of all-reduce: ~40 us per trainable
@@ -51,7 +55,7 @@ const Efficiency kH100{.gemm = 0.705,
                        .attn_max_gain = 2.25,
                        .attn_dense_d64 = 1.40,
                        .attn_dense_d128 = 1.73,
-                       .lora_bytes = 12.1,
+                       .lora_bytes = 10.2,
                        .fused_factor = 1.35,
                        .small_norm_factor = 3.9,
                        .loss_factor = 1.91,
