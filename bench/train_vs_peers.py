@@ -284,7 +284,7 @@ def chat_steps(samples, bs, n_steps, seed):
 
 
 def worker(a):
-    """One HF + PEFT (optionally + Liger) measurement; prints `TVP_RESULT {json}`."""
+    """One HF + PEFT measurement (optionally + Liger; or Unsloth's model in chat mode); prints `TVP_RESULT {json}`."""
     import importlib.metadata as md
     import traceback
 
@@ -300,8 +300,14 @@ def worker(a):
     if a.side == "unsloth":  # chat mode only: bench_unsloth.py's environment and loading, this loop
         for k, v in UNSLOTH_ENV.items():
             os.environ.setdefault(k, v)
-        import unsloth  # noqa: F401  (must precede transformers / peft)
-        from unsloth import FastLanguageModel
+        try:
+            import unsloth  # noqa: F401  (must precede transformers / peft)
+            from unsloth import FastLanguageModel
+        except Exception as e:  # a broken install is a recorded error, not a missing result line
+            traceback.print_exc()
+            rec["error"] = f"import unsloth failed: {type(e).__name__}: {str(e)[:300]}"
+            print("TVP_RESULT " + json.dumps(rec), flush=True)
+            return 1
     if a.side == "liger":
         from liger_kernel.transformers import apply_liger_kernel_to_llama, apply_liger_kernel_to_qwen3
 
@@ -857,7 +863,9 @@ class Bench:
         a = self.a
         self.gpu_info = self.gpu()
         v = subprocess.run([a.hsloth, "--version"], capture_output=True, text=True).stdout.strip()
-        g = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        # --dirty: a binary built from uncommitted changes says so (session 7's records, made before this, name
+        # the commit their tree started from)
+        g = subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"], capture_output=True, text=True)
         self.hsloth_version = v + (f" (checkout {g.stdout.strip()})" if g.returncode == 0 else "")
         name = self.gpu_info.get("name", "")
         if a.peak_tflops:

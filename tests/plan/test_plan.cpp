@@ -229,8 +229,8 @@ TEST(Plan, BatchPlanNumbersAreTheTrainers) {
   EXPECT_THROW(plan::estimate(c, r, s, std::nullopt), Error);
 }
 
-// Published shapes (config.json of meta-llama/Llama-3.2-1B, Qwen/Qwen3-0.6B, meta-llama/Llama-3.1-8B), as
-// bench/train_vs_peers.py writes them.
+// Published shapes (config.json of meta-llama/Llama-3.2-1B, Qwen/Qwen3-0.6B, meta-llama/Llama-3.1-8B,
+// Qwen/Qwen3-8B), as bench/train_vs_peers.py writes them.
 io::HfConfig published(const std::string& shape) {
   if (shape == "llama3.2-1b")
     return io::parse_hf_config(
