@@ -122,11 +122,6 @@ SHAPES = {
 TOKENIZER = {"llama": "tinyllama", "qwen3": "qwen3"}
 DEFAULT_BS = {"llama3.2-1b": 8, "qwen3-0.6b": 8, "llama3.1-8b": 4, "qwen3-8b": 4, "tiny-llama": 1, "tiny-qwen3": 1}
 CHAT_FILES = ["sharegpt_500.json", "alpaca_tiny.json"]
-# bench_unsloth.py's environment (set before importing unsloth): offline, no statistics ping, compile cache in /tmp.
-UNSLOTH_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "UNSLOTH_DISABLE_STATISTICS": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ENABLE_HF_TRANSFER": "0",
-               "DO_NOT_TRACK": "1", "WANDB_MODE": "disabled", "TOKENIZERS_PARALLELISM": "false",
-               "UNSLOTH_COMPILE_LOCATION": "/tmp/unsloth_compiled_cache", "UNSLOTH_DISABLE_CPU_FALLBACK": "1"}
 H100_PEAK_TFLOPS = 790.0  # the peers' basis (bench_unsloth.py) for H100 / H200 SXM bf16 dense
 
 
@@ -298,11 +293,9 @@ def worker(a):
         return 0
     cfg = json.load(open(os.path.join(a.model, "config.json")))
     if a.side == "unsloth":  # chat mode only: bench_unsloth.py's environment and loading, this loop
-        for k, v in UNSLOTH_ENV.items():
-            os.environ.setdefault(k, v)
-        try:
-            import unsloth  # noqa: F401  (must precede transformers / peft)
-            from unsloth import FastLanguageModel
+        try:  # PEERS/bench_unsloth.py sets its offline environment and imports unsloth (before transformers / peft)
+            sys.path.insert(0, a.peers)
+            from bench_unsloth import FastLanguageModel
         except Exception as e:  # a broken install is a recorded error, not a missing result line
             traceback.print_exc()
             rec["error"] = f"import unsloth failed: {type(e).__name__}: {str(e)[:300]}"
@@ -649,7 +642,7 @@ class Bench:
                "--shards", shards["dir"], "--bs", bs, "--ckpt", int(ckpt), "--mode", a.mode,
                "--steps-warmup", a.steps_warmup, "--steps-timed", a.steps_timed, "--pad-id",
                pad if isinstance(pad, int) else pad[0], "--seq", seq, "--finetune", a.finetune,
-               "--hf-full", a.hf_full]
+               "--hf-full", a.hf_full] + (["--peers", a.peers] if side == "unsloth" else [])
         if a.dry_run:
             cmd += ["--allow-cpu", "--fp32"]
         return self.parse_json_side(side, shape, bs, ckpt, cmd, env, tag, "TVP_RESULT ", seq)
@@ -843,6 +836,7 @@ class Bench:
         return (f"PYTHONPATH={self.a.site} {sys.executable} {__file__} _worker --side {side} --shape {shape} "
                 f"--model {model_dir} --shards {shards['dir']} --bs {bs} --ckpt {int(ckpt)} --mode {self.a.mode} "
                 f"--seq {seq} --finetune {self.a.finetune} --hf-full {self.a.hf_full} "
+                + (f"--peers {p} " if side == "unsloth" else "") +
                 f"(after pip install --target {self.a.site} {p}/wheels/"
                 + ("*.whl)" if every else "liger_kernel-*.whl)"))
 
@@ -1103,6 +1097,7 @@ def main(argv):
             p.add_argument(k, type=int, default=d)
         p.add_argument("--finetune", default="lora", choices=["lora", "qlora", "full"])
         p.add_argument("--hf-full", default="amp", choices=["amp", "bf16"])
+        p.add_argument("--peers", default=".peers", help="unsloth side: where bench_unsloth.py is")
         p.add_argument("--allow-cpu", action="store_true")
         p.add_argument("--fp32", action="store_true")
         return worker(p.parse_args(argv[1:]))
